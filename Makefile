@@ -1,0 +1,51 @@
+# aselect-bench: every target creates the virtual environment itself when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PRESET ?= demo
+TASK ?= fgvc
+DATASET ?= cub
+DATASETS ?=
+DATA_ROOT ?=
+ARGS ?=
+
+.PHONY: setup test lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components tensorboard clean
+
+setup: $(STAMP)
+
+# pip takes torch/torchvision from this machine's disk when they lie there; constraints pin the tested set.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,parity]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check aselect_bench benchmarks tests
+
+bench-fgvc: $(STAMP)
+	$(BIN)/python benchmarks/bench_fgvc.py --preset $(PRESET) $(if $(DATASETS),--datasets $(DATASETS)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
+
+bench-ade20k: $(STAMP)
+	$(BIN)/python benchmarks/bench_ade20k.py --preset $(PRESET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
+
+compare-exhaustive: $(STAMP)
+	$(BIN)/aselect-bench compare --task $(TASK) --dataset $(DATASET) --preset $(PRESET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
+
+bench-perf: $(STAMP)
+	$(BIN)/python benchmarks/perf_extract.py $(ARGS)
+	$(BIN)/python benchmarks/perf_probe.py $(ARGS)
+
+bench-components: $(STAMP)
+	$(BIN)/aselect-bench components --preset $(PRESET) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
+
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir runs
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache
