@@ -1,0 +1,12 @@
+"""Frozen diffusion-transformer backbones with feature taps."""
+
+from aselect_bench.backbones.backbone import Backbone
+from aselect_bench.backbones.loading import load_backbone
+from aselect_bench.backbones.noise import DDPMNoise, FlowMatchingNoise, NoiseProcess
+from aselect_bench.backbones.presets import PRESETS, Preset
+from aselect_bench.backbones.taps import COMPONENTS, Tap, grid_taps, parse_tap, parse_taps
+
+__all__ = [
+    "Backbone", "load_backbone", "NoiseProcess", "DDPMNoise", "FlowMatchingNoise", "PRESETS", "Preset",
+    "COMPONENTS", "Tap", "parse_tap", "parse_taps", "grid_taps",
+]

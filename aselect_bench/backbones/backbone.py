@@ -1,0 +1,131 @@
+"""``Backbone``: a frozen diffusion transformer used as a feature extractor.
+
+``extract(images, t, taps)`` encodes (VAE posterior mean x scaling factor, or pixels), noises to
+timestep ``t`` with the backbone's own process, runs the transformer only up to the deepest tap, and
+returns ``{tap: [B, C, h, w]}`` grids (tokens reshaped row-major to the patch grid).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from aselect_bench.backbones.noise import NoiseProcess
+from aselect_bench.backbones.taps import parse_taps
+from aselect_bench.errors import UserError
+
+
+class Backbone(nn.Module):
+    """A frozen DiT (or another family with the same adapter interface) with its VAE and noise process.
+
+    Attributes: ``image_size`` (native input size in pixels), ``num_blocks``, ``hidden_size``,
+    ``patch_size`` (pixels per token side), ``num_train_timesteps``, ``forwards`` (images passed through
+    the transformer so far), ``name`` and ``fingerprint`` (identifies weights + preprocessing).
+    """
+
+    def __init__(self, family, noise: NoiseProcess, vae=None, name: str = "backbone", weights_id: str = ""):
+        super().__init__()
+        self.family = family
+        self.transformer = family.transformer
+        self.vae = vae
+        self.noise = noise
+        self.name = name
+        self.weights_id = weights_id
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+        self.image_size = family.sample_size * self.vae_scale
+        self.patch_size = family.patch_size * self.vae_scale
+        self.num_blocks = family.num_blocks
+        self.hidden_size = family.hidden_size
+        self.num_train_timesteps = noise.num_train_timesteps
+        self.forwards = 0
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):  # noqa: ARG002 - always frozen: label dropout etc. stay off
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    @property
+    def fingerprint(self) -> str:
+        import hashlib
+        import json
+
+        cfg = {"transformer": dict(self.transformer.config), "vae": dict(self.vae.config) if self.vae else None}
+        blob = json.dumps([self.name, self.weights_id, cfg, str(self.dtype)], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def check_images(self, images: torch.Tensor) -> None:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise UserError(f"images must be a float tensor [B, 3, H, W] in [-1, 1]; got shape {tuple(images.shape)}")
+        h, w = images.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise UserError(
+                f"image size {h}x{w} is not a multiple of the backbone's patch size {self.patch_size} px; "
+                f"resize images to the native {self.image_size}x{self.image_size}"
+            )
+
+    @torch.inference_mode()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [B, 3, H, W]`` in [-1, 1] -> clean input ``x0`` (scaled VAE latent mean, or the pixels)."""
+        self.check_images(images)
+        images = images.to(self.device, self.dtype)
+        if self.vae is None:
+            return images
+        latent = self.vae.encode(images).latent_dist.mean
+        return latent * self.vae.config.scaling_factor
+
+    def extract(self, images, timestep, taps, noise=None, generator=None, class_labels=None) -> dict:
+        """Features ``{tap: [B, C, h, w]}`` of ``images [B, 3, H, W]`` at ``timestep``."""
+        return self.extract_x0(self.encode(images), timestep, taps, noise, generator, class_labels)
+
+    def extract_x0(self, x0, timestep, taps, noise=None, generator=None, class_labels=None) -> dict:
+        """Like :meth:`extract` but from a clean input ``x0`` already encoded (for latent caches)."""
+        timestep = self.noise.check_timestep(timestep)
+        parsed = parse_taps(taps, self.num_blocks, self.family.components)
+        names = taps if not isinstance(taps, str) else [taps]
+        with torch.inference_mode():
+            x0 = x0.to(self.device, self.dtype)
+            if noise is None:
+                noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32,
+                                    device=generator.device if generator is not None else "cpu")
+            if noise.shape != x0.shape:
+                raise UserError(f"noise has shape {tuple(noise.shape)} but the clean input has {tuple(x0.shape)}")
+            x_t = self.noise.add_noise(x0, timestep, noise.to(x0.device, x0.dtype))
+            tokens = self._run(x_t, timestep, parsed, class_labels)
+        self.forwards += x0.shape[0]
+        grid_h, grid_w = x0.shape[-2] // self.family.patch_size, x0.shape[-1] // self.family.patch_size
+        # Outside inference mode: the clone is a normal tensor, usable by a trainable head.
+        return {
+            name: tokens[tap].transpose(1, 2).reshape(x0.shape[0], -1, grid_h, grid_w).clone()
+            for name, tap in zip(names, parsed)
+        }
+
+    def _run(self, x_t, timestep, taps, class_labels) -> dict:
+        """Run the blocks up to the deepest tap; returns ``{Tap: tokens [B, N, C]}``."""
+        b = x_t.shape[0]
+        t = torch.full((b,), self.noise.model_timestep(timestep), device=x_t.device)
+        if class_labels is None:
+            class_labels = torch.full((b,), self.family.null_class, dtype=torch.long, device=x_t.device)
+        else:
+            class_labels = torch.as_tensor(class_labels, device=x_t.device).long().expand(b)
+        hidden = self.family.embed(x_t)
+        deepest = max(tap.block for tap in taps)
+        found = {}
+        for i in range(deepest + 1):
+            wanted = {tap.component for tap in taps if tap.block == i}
+            if i < deepest:
+                wanted_run = wanted | {"out"}
+            else:
+                wanted_run = wanted
+            hidden, comps = self.family.run_block(i, hidden, t, class_labels, wanted_run)
+            for tap in taps:
+                if tap.block == i:
+                    found[tap] = comps[tap.component]
+        return found

@@ -1,0 +1,126 @@
+"""``load_backbone(source)``: a preset name, a Hugging Face hub id, or a local diffusers folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from aselect_bench.backbones.backbone import Backbone
+from aselect_bench.backbones.dit import DiTFamily
+from aselect_bench.backbones.noise import DDPMNoise
+from aselect_bench.backbones.presets import PRESETS, Preset
+from aselect_bench.errors import UserError
+
+
+def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bool = True, seed: int = 0) -> Backbone:
+    """Build a frozen :class:`Backbone` from ``source``.
+
+    ``source``: a preset name (``dit-xl-2-256``, ``dit-xl-2-512``, ``tiny-dit``, ``tiny-dit-latent``,
+    ``demo``), a hub id in diffusers layout, or a local folder (a ``DiTPipeline`` folder with
+    ``transformer/`` and optionally ``vae/``, or a bare transformer folder: pixel space).
+    ``pretrained=False`` builds a preset's architecture with random weights (seeded by ``seed``).
+    """
+    source = str(source)
+    preset = PRESETS.get(source)
+    if preset is not None and preset.build is not None:
+        backbone = preset.build(pretrained=pretrained, seed=seed)
+    elif preset is not None and (not pretrained or preset.hub_id is None):
+        backbone = _random_backbone(preset, seed)
+    elif preset is not None:
+        backbone = _from_diffusers(preset.hub_id, name=preset.name)
+    elif Path(source).expanduser().exists():
+        backbone = _from_diffusers(str(Path(source).expanduser()), name=source)
+    elif _looks_like_hub_id(source):
+        backbone = _from_diffusers(source, name=source)
+    else:
+        raise UserError(
+            f"unknown backbone {source!r}: use a preset ({', '.join(PRESETS)}), a Hugging Face hub id "
+            f"(owner/name), or an existing local folder in diffusers layout"
+        )
+    return backbone.to(device=device, dtype=dtype)
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~"))
+
+
+def _random_backbone(preset: Preset, seed: int) -> Backbone:
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = DiTTransformer2DModel(**preset.transformer)
+        vae = AutoencoderKL(**preset.vae) if preset.vae else None
+    return Backbone(DiTFamily(transformer), DDPMNoise.from_config(preset.scheduler), vae,
+                    name=preset.name, weights_id=f"random-init-seed{seed}")
+
+
+def _from_diffusers(where: str, name: str) -> Backbone:
+    """Load a DiT in diffusers layout from a local folder or a hub id (offline-safe)."""
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    folder = _resolve_folder(where)
+    if (folder / "config.json").exists() and not (folder / "transformer").exists():
+        transformer_dir, vae_dir, sched = folder, None, {}  # a bare transformer folder: pixel space
+    elif (folder / "transformer" / "config.json").exists():
+        transformer_dir = folder / "transformer"
+        vae_dir = folder / "vae" if (folder / "vae" / "config.json").exists() else None
+        sched_file = folder / "scheduler" / "scheduler_config.json"
+        sched = json.loads(sched_file.read_text()) if sched_file.exists() else {}
+    else:
+        raise UserError(
+            f"{folder} is not a diffusers DiT folder: expected transformer/config.json (a DiTPipeline "
+            f"folder) or config.json (a bare DiTTransformer2DModel folder)"
+        )
+    try:
+        transformer = DiTTransformer2DModel.from_pretrained(transformer_dir)
+        vae = AutoencoderKL.from_pretrained(vae_dir) if vae_dir else None
+    except (OSError, ValueError, RuntimeError) as err:
+        raise UserError(f"could not load the DiT weights in {folder}: {err}. Re-save the folder with "
+                        f"diffusers' save_pretrained (config and weights must match)") from err
+    return Backbone(DiTFamily(transformer), DDPMNoise.from_config(sched), vae,
+                    name=name, weights_id=_weights_id(transformer_dir, vae_dir))
+
+
+def _resolve_folder(where: str) -> Path:
+    """A local folder as is; a hub id through the Hugging Face cache (then the hub unless offline)."""
+    path = Path(where).expanduser()
+    if path.exists():
+        return path
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "transformer/*", "vae/*", "scheduler/*"]
+    try:
+        return Path(snapshot_download(where, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached: try the hub below
+        pass
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if not offline:
+        try:
+            return Path(snapshot_download(where, allow_patterns=patterns, etag_timeout=10))
+        except Exception:  # noqa: BLE001 - reported as one clear message below
+            pass
+    hf_home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+    raise UserError(
+        f"no weights for {where!r}: looked in the Hugging Face cache ({hf_home}/hub) and "
+        f"{'not online (HF_HUB_OFFLINE is set)' if offline else 'on the hub (unreachable)'}. Provide a local "
+        f"folder in diffusers layout (with transformer/ and vae/, e.g. a DiTPipeline.save_pretrained folder) "
+        f"as the backbone source, or set HF_HOME to a cache that holds {where}"
+    )
+
+
+def _weights_id(*folders) -> str:
+    """Identify weight files cheaply: names, sizes and modification times."""
+    parts = []
+    for folder in folders:
+        if folder is None:
+            continue
+        for f in sorted(Path(folder).iterdir()):
+            if f.is_file():
+                st = f.stat()
+                parts.append(f"{f.resolve()}:{st.st_size}:{int(st.st_mtime)}")
+    return "|".join(parts)

@@ -1,0 +1,86 @@
+"""Named backbone presets: a name -> constructor registry (in the spirit of DiT's ``DiT_models``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a preset name stands for.
+
+    ``hub_id``: where pretrained weights live (diffusers layout); ``transformer``/``vae``: configs used
+    to build the architecture with random weights; ``default_tap``: the probe's default feature;
+    ``seg_blocks``: the default segmentation taps' blocks; ``build``: a custom loader (the demo model).
+    """
+
+    name: str
+    transformer: dict
+    vae: dict | None = None
+    hub_id: str | None = None
+    default_tap: str = "blocks.0.out"
+    seg_blocks: tuple[int, ...] = ()
+    scheduler: dict = field(default_factory=dict)
+    build: Callable | None = None
+
+
+def dit_config(depth=28, heads=16, head_dim=72, sample_size=32, patch_size=2, in_channels=4,
+               out_channels=None, num_classes=1000) -> dict:
+    """A diffusers ``DiTTransformer2DModel`` config (defaults: DiT-XL/2 at 256 px)."""
+    return dict(
+        num_attention_heads=heads, attention_head_dim=head_dim, in_channels=in_channels,
+        out_channels=out_channels if out_channels is not None else 2 * in_channels, num_layers=depth,
+        sample_size=sample_size, patch_size=patch_size, num_embeds_ada_norm=num_classes,
+        norm_type="ada_norm_zero", activation_fn="gelu-approximate", attention_bias=True,
+        norm_elementwise_affine=False, norm_eps=1e-5, dropout=0.0,
+    )
+
+
+def sd_vae_config(sample_size=256) -> dict:
+    """The Stable Diffusion VAE (``stabilityai/sd-vae-ft-ema``) that DiT-XL/2 uses."""
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=sample_size,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[128, 256, 512, 512], layers_per_block=2, act_fn="silu",
+        norm_num_groups=32, scaling_factor=0.18215,
+    )
+
+
+def tiny_vae_config() -> dict:
+    """A two-level VAE (downsampling 2x), for testing the latent path quickly."""
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=32,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+        block_out_channels=[8, 16], layers_per_block=1, act_fn="silu", norm_num_groups=8,
+        scaling_factor=0.18215,
+    )
+
+
+#: The demo model's architecture: pixel space, 32x32 px, patch 2 (16x16 tokens), 8 blocks of width 192.
+DEMO_TRANSFORMER = dit_config(depth=8, heads=4, head_dim=48, sample_size=32, patch_size=2,
+                              in_channels=3, out_channels=3, num_classes=1)
+
+
+def _demo_build(**kwargs):
+    from aselect_bench.pretrain import load_demo_backbone
+
+    return load_demo_backbone(**kwargs)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("dit-xl-2-256", dit_config(sample_size=32), sd_vae_config(256), hub_id="facebook/DiT-XL-2-256",
+               default_tap="blocks.9.query", seg_blocks=(6, 13, 20, 27)),
+        Preset("dit-xl-2-512", dit_config(sample_size=64), sd_vae_config(512), hub_id="facebook/DiT-XL-2-512",
+               default_tap="blocks.9.query", seg_blocks=(6, 13, 20, 27)),
+        Preset("tiny-dit", dit_config(depth=4, heads=2, head_dim=16, sample_size=16, patch_size=2, in_channels=3,
+                                      out_channels=3, num_classes=10),
+               default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3)),
+        Preset("tiny-dit-latent", dit_config(depth=4, heads=2, head_dim=16, sample_size=8, patch_size=2,
+                                             num_classes=10), tiny_vae_config(),
+               default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3)),
+        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.out", seg_blocks=(1, 3, 5, 7), build=_demo_build),
+    ]
+}
