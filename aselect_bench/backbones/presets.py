@@ -57,8 +57,8 @@ def tiny_vae_config() -> dict:
     )
 
 
-#: The demo model's architecture: pixel space, 32x32 px, patch 2 (16x16 tokens), 8 blocks of width 192.
-DEMO_TRANSFORMER = dit_config(depth=8, heads=4, head_dim=48, sample_size=32, patch_size=2,
+#: The demo model's architecture: pixel space, 32x32 px, patch 2 (16x16 tokens), 6 blocks of width 128.
+DEMO_TRANSFORMER = dit_config(depth=6, heads=4, head_dim=32, sample_size=32, patch_size=2,
                               in_channels=3, out_channels=3, num_classes=1)
 
 
@@ -81,6 +81,6 @@ PRESETS: dict[str, Preset] = {
         Preset("tiny-dit-latent", dit_config(depth=4, heads=2, head_dim=16, sample_size=8, patch_size=2,
                                              num_classes=10), tiny_vae_config(),
                default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3)),
-        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.out", seg_blocks=(1, 3, 5, 7), build=_demo_build),
+        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.2.out", seg_blocks=(1, 2, 4, 5), build=_demo_build),
     ]
 }
