@@ -1,0 +1,179 @@
+"""High-Frequency Ratio (HFR) of feature maps, and the one-pass A-SelecT timestep scan.
+
+Pure functions, no Lightning. ``HFR = energy outside the low band / total energy`` of the 2-D (or
+token-sequence) FFT, per image; the timestep whose mean HFR peaks is chosen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from aselect_bench.errors import UserError
+
+MODES = ("radial", "separable", "tokens1d")
+
+#: The grid on which the paper's saving is quoted: 0, 50, ..., 950 and 999 (21 candidates).
+DEFAULT_CANDIDATES = tuple(range(0, 1000, 50)) + (999,)
+
+
+def low_band_mask(h: int, w: int, cutoff: float, mode: str, device=None) -> torch.Tensor:
+    """Boolean mask of the low band over the ``fft2`` frequency grid ``[h, w]`` (or ``[h * w]`` for tokens1d)."""
+    if mode == "tokens1d":
+        return torch.fft.fftfreq(h * w, device=device).abs() <= cutoff
+    fu = torch.fft.fftfreq(h, device=device)[:, None]
+    fv = torch.fft.fftfreq(w, device=device)[None, :]
+    if mode == "radial":
+        return (fu**2 + fv**2).sqrt() <= cutoff
+    if mode == "separable":
+        return (fu.abs() <= cutoff) & (fv.abs() <= cutoff)
+    raise UserError(f"unknown HFR mode {mode!r}; use one of {', '.join(MODES)}")
+
+
+def high_frequency_ratio(features: torch.Tensor, cutoff: float = 0.15, mode: str = "radial",
+                         remove_mean: bool = False) -> torch.Tensor:
+    """HFR of ``features [B, C, H, W]`` -> ``[B]`` in [0, 1] (0 when the energy is 0, never NaN).
+
+    Frequencies come from ``torch.fft.fftfreq`` (cycles per token, in [-0.5, 0.5)); energy ``|X|^2`` is
+    summed over channels. ``remove_mean`` subtracts each channel's spatial mean first.
+    """
+    if features.ndim != 4:
+        raise UserError(f"features must be [B, C, H, W]; got shape {tuple(features.shape)}")
+    if mode not in MODES:
+        raise UserError(f"unknown HFR mode {mode!r}; use one of {', '.join(MODES)}")
+    x = features.float()
+    if remove_mean:
+        x = x - x.mean(dim=(-2, -1), keepdim=True)
+    b, c, h, w = x.shape
+    if mode == "tokens1d":
+        energy = torch.fft.fft(x.reshape(b, c, h * w), dim=-1).abs().square().sum(1)  # [B, N]
+    else:
+        energy = torch.fft.fft2(x, dim=(-2, -1)).abs().square().sum(1)  # [B, H, W]
+    low = low_band_mask(h, w, cutoff, mode, device=x.device)
+    total = energy.flatten(1).sum(1)
+    high = (energy * (~low)).flatten(1).sum(1)
+    return torch.where(total > 0, high / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(total))
+
+
+@dataclass
+class SelectionResult:
+    """Outcome of a scan: ``timestep`` (argmax of the mean HFR), the curve, and the scan's cost."""
+
+    timestep: int
+    curve: dict[int, float]
+    spread: dict[int, float]
+    seconds: float
+    forwards: int
+    tap: str
+    settings: dict = field(default_factory=dict)
+    per_image: dict[int, list[float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The ``select`` output schema: timestep keys are strings of integers."""
+        return {
+            "timestep": self.timestep,
+            "hfr": {str(t): v for t, v in self.curve.items()},
+            "hfr_std": {str(t): v for t, v in self.spread.items()},
+            "seconds": self.seconds,
+            "forwards": self.forwards,
+            "tap": self.tap,
+            **self.settings,
+        }
+
+
+def check_candidates(candidates: Iterable[int], num_train_timesteps: int) -> list[int]:
+    """Validated, de-duplicated candidate timesteps in the given order."""
+    out = []
+    for t in candidates:
+        if isinstance(t, bool) or int(t) != t or not 0 <= int(t) < num_train_timesteps:
+            raise UserError(f"candidate timestep {t!r} is outside the schedule [0, {num_train_timesteps})")
+        if int(t) not in out:
+            out.append(int(t))
+    if not out:
+        raise UserError("the candidate list is empty: give at least one timestep, e.g. 0,50,...,950")
+    return out
+
+
+def _batches(images, batch_size: int):
+    """Yield image batches ``[b, 3, H, W]`` from a tensor or a DataLoader of tensors / (image, label)."""
+    if isinstance(images, torch.Tensor):
+        yield from images.split(batch_size)
+        return
+    for batch in images:
+        yield batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def image_noise(shape, seed: int, timestep: int, index: int, draw: int = 0) -> torch.Tensor:
+    """Noise ``[*shape]`` for one image, fixed by (seed, timestep, image index, draw).
+
+    Seeding per image makes a scan independent of batching and of how images are sharded over ranks.
+    """
+    gen = torch.Generator().manual_seed(((seed * 1009 + timestep) * 1_000_003 + index) * 31 + draw)
+    return torch.randn(shape, generator=gen)
+
+
+def scan_hfr(backbone, images, candidates: Sequence[int], taps: Sequence[str], cutoff=0.15, mode="radial",
+             remove_mean=False, noise_draws=1, seed=0, batch_size=32, progress=False, first_index=0):
+    """Per-image HFR for every (tap, candidate): ``{tap: {t: tensor [N]}}``, plus (seconds, forwards).
+
+    One backbone pass per (batch, candidate, draw) serves every tap; each image is encoded once.
+    ``first_index`` is the global index of the first image (for noise seeding when sharded).
+    """
+    candidates = check_candidates(candidates, backbone.num_train_timesteps)
+    if noise_draws < 1:
+        raise UserError(f"noise_draws must be >= 1, got {noise_draws}")
+    start, forwards = time.perf_counter(), 0
+    x0s = [backbone.encode(b) for b in _batches(images, batch_size) if len(b)]
+    if not x0s:
+        raise UserError("no calibration images: the image set for the HFR scan is empty")
+    result = {tap: {t: [] for t in candidates} for tap in taps}
+    bar = _progress(len(candidates) * len(x0s), progress, "HFR scan")
+    for t in candidates:
+        offset = first_index
+        for x0 in x0s:
+            summed = None
+            for draw in range(noise_draws):
+                noise = torch.stack([image_noise(x0.shape[1:], seed, t, offset + j, draw) for j in range(len(x0))])
+                feats = backbone.extract_x0(x0, t, list(taps), noise=noise)
+                forwards += x0.shape[0]
+                summed = feats if summed is None else {k: summed[k] + feats[k] for k in feats}
+            for tap in taps:
+                result[tap][t].append(high_frequency_ratio(summed[tap] / noise_draws, cutoff, mode, remove_mean))
+            offset += len(x0)
+            bar.update(1)
+    bar.close()
+    per_image = {tap: {t: torch.cat(v) for t, v in by_t.items()} for tap, by_t in result.items()}
+    return per_image, time.perf_counter() - start, forwards
+
+
+def select_timestep(backbone, images, candidates: Sequence[int] = DEFAULT_CANDIDATES, tap: str = "blocks.9.query",
+                    cutoff: float = 0.15, mode: str = "radial", remove_mean: bool = False, noise_draws: int = 1,
+                    seed: int = 0, batch_size: int = 32, progress: bool = False) -> SelectionResult:
+    """A-SelecT: mean HFR over ``images`` (tensor ``[N, 3, H, W]`` or DataLoader) at each candidate; argmax wins.
+
+    ``noise_draws=K`` averages each image's features over K independent noise draws before the FFT
+    (K = 1 is the paper's single pass). Ties go to the earliest candidate in the given order.
+    """
+    per_image, seconds, forwards = scan_hfr(backbone, images, candidates, [tap], cutoff, mode, remove_mean,
+                                            noise_draws, seed, batch_size, progress)
+    return summarize_scan(per_image[tap], tap, seconds, forwards,
+                          dict(cutoff=cutoff, mode=mode, remove_mean=remove_mean, noise_draws=noise_draws))
+
+
+def summarize_scan(per_image: dict[int, torch.Tensor], tap: str, seconds: float, forwards: int,
+                   settings: dict) -> SelectionResult:
+    """Turn per-image HFR ``{t: [N]}`` into a :class:`SelectionResult` (mean curve, spread, argmax)."""
+    curve = {t: float(v.mean()) for t, v in per_image.items()}
+    spread = {t: float(v.std(unbiased=False)) for t, v in per_image.items()}
+    best = max(curve, key=lambda t: curve[t])  # first maximum in candidate order
+    return SelectionResult(best, curve, spread, seconds, forwards, tap, settings,
+                           {t: v.tolist() for t, v in per_image.items()})
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
