@@ -1,0 +1,89 @@
+"""What the classification and segmentation tasks share: the frozen backbone, features, optimizer."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import lightning as L
+import torch
+
+from aselect_bench.backbones import Backbone, load_backbone, parse_taps
+from aselect_bench.errors import UserError
+
+# The frozen backbone is in eval mode on purpose; Lightning's generic warning about it is noise here.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+
+
+def resolve_backbone(backbone: str | Backbone, dtype=torch.float32) -> Backbone:
+    """A ready :class:`Backbone` from a source string (preset, hub id, folder) or an existing one."""
+    return backbone if isinstance(backbone, Backbone) else load_backbone(backbone, dtype=dtype)
+
+
+class FrozenBackboneTask(L.LightningModule):
+    """Base LightningModule: holds a frozen backbone (kept out of checkpoints and the optimizer) and
+    turns images into features at ``self.timestep``; subclasses add heads, losses and metrics.
+
+    ``timestep`` may be ``None`` until the :class:`~aselect_bench.callbacks.HFRTimestepSelector` sets it.
+    """
+
+    def __init__(self, backbone, taps: list[str], timestep: int | None, lr: float, weight_decay: float,
+                 warmup_fraction: float, seed: int):
+        super().__init__()
+        self.backbone = resolve_backbone(backbone)
+        parse_taps(taps, self.backbone.num_blocks, self.backbone.family.components)  # fail early on a bad tap
+        self.taps = list(taps)
+        self.hfr_tap = self.taps[0]  # the tap whose HFR the timestep scan reads
+        self.timestep = None if timestep is None else self.backbone.noise.check_timestep(timestep)
+        self.lr, self.weight_decay, self.warmup_fraction, self.seed = lr, weight_decay, warmup_fraction, seed
+
+    @property
+    def image_size(self) -> int:
+        return self.backbone.image_size
+
+    def features(self, images: torch.Tensor, batch_idx: int, stage: str) -> dict:
+        """``{tap: [B, C, h, w]}`` at ``self.timestep``: random noise in training, fixed noise in evaluation."""
+        if self.timestep is None:
+            raise UserError("no timestep set: pass a fixed timestep or add the HFRTimestepSelector callback")
+        generator = None
+        if stage != "train":
+            generator = torch.Generator(device=images.device).manual_seed(self.seed * 7919 + batch_idx)
+        feats = self.backbone.extract(images, self.timestep, self.taps, generator=generator)
+        for tap, value in feats.items():
+            if not torch.isfinite(value).all():
+                raise UserError(f"the backbone produced NaN/Inf features at {tap}, timestep {self.timestep}: "
+                                f"check the weights (a corrupt checkpoint?) or use float32 instead of half precision")
+        return feats
+
+    def head_parameters(self):
+        return [p for name, p in self.named_parameters() if not name.startswith("backbone.") and p.requires_grad]
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.head_parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.warmup_fraction * total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_factor(step, warmup, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @staticmethod
+    def lr_factor(step: int, warmup: int, total: int) -> float:
+        """Linear warm-up then cosine decay to 0."""
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the frozen backbone out of checkpoints; record which backbone the head belongs to."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("backbone.")}
+        checkpoint["backbone_fingerprint"] = self.backbone.fingerprint
+        checkpoint["timestep"] = self.timestep
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("backbone_fingerprint")
+        if saved is not None and saved != self.backbone.fingerprint:
+            raise UserError(f"this checkpoint was trained on another backbone (fingerprint {saved}, "
+                            f"current {self.backbone.fingerprint}): load it with the backbone it was made with")
+        checkpoint["state_dict"].update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
+        if checkpoint.get("timestep") is not None:
+            self.timestep = checkpoint["timestep"]

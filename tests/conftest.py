@@ -1,0 +1,53 @@
+"""Shared fixtures: small in-memory data that tests can learn from quickly."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class BlobsDataModule(L.LightningDataModule):
+    """Images ``[N, 3, S, S]`` in [-1, 1] whose class is the colour of a bright square (learnable, not trivial)."""
+
+    def __init__(self, num_classes=3, per_class=12, size=16, batch_size=8, seed=0):
+        super().__init__()
+        self.num_classes, self.batch_size, self.size = num_classes, batch_size, size
+        g = torch.Generator().manual_seed(seed)
+        n = num_classes * per_class
+        labels = torch.arange(n) % num_classes
+        images = torch.rand(n, 3, size, size, generator=g) * 0.4 - 0.8
+        for i, y in enumerate(labels.tolist()):
+            r, c = torch.randint(0, size - 6, (2,), generator=g).tolist()
+            images[i, y, r:r + 6, c:c + 6] = 0.9
+        split = int(0.6 * n)
+        self.sets = {"train": TensorDataset(images[:split], labels[:split]),
+                     "val": TensorDataset(images[split:], labels[split:])}
+        self.sets["test"] = self.sets["val"]
+
+    def calibration_images(self, n, seed=0):
+        return self.sets["train"].tensors[0][:n]
+
+    def train_dataloader(self):
+        return DataLoader(self.sets["train"], self.batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(0))
+
+    def val_dataloader(self):
+        return DataLoader(self.sets["val"], self.batch_size)
+
+    def test_dataloader(self):
+        return DataLoader(self.sets["test"], self.batch_size)
+
+
+@pytest.fixture
+def blobs():
+    return BlobsDataModule()
+
+
+def quiet_trainer(tmp_path, **kwargs) -> L.Trainer:
+    """A CPU trainer without progress bars, logging to ``tmp_path``."""
+    defaults = dict(accelerator="cpu", devices=1, max_epochs=2, enable_progress_bar=False,
+                    enable_model_summary=False, default_root_dir=str(tmp_path), log_every_n_steps=1,
+                    deterministic=True)
+    return L.Trainer(**{**defaults, **kwargs})

@@ -1,0 +1,74 @@
+"""ClassificationTask + HFRTimestepSelector on a tiny backbone and learnable in-memory data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from aselect_bench import UserError, load_backbone
+from aselect_bench.callbacks import HFRTimestepSelector
+from aselect_bench.heads.probes import AttentiveHead, LinearHead
+from aselect_bench.tasks.classification import ClassificationTask
+from tests.conftest import quiet_trainer
+
+
+def test_heads_shapes():
+    feats = torch.randn(2, 32, 4, 4)
+    assert LinearHead(32, 5)(feats).shape == (2, 5)
+    assert AttentiveHead(32, 5, width=16, depth=1, heads=2)(feats).shape == (2, 5)
+
+
+def test_callback_selects_logs_and_the_probe_learns(tmp_path, blobs):
+    backbone = load_backbone("tiny-dit", pretrained=False)
+    task = ClassificationTask(backbone, tap="blocks.1.out", lr=5e-2, warmup_fraction=0.0)
+    selector = HFRTimestepSelector(num_images=8, candidates=[0, 20, 40], progress=False)
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = quiet_trainer(tmp_path, max_epochs=15, callbacks=[selector], logger=logger)
+    trainer.fit(task, datamodule=blobs)
+    assert task.timestep == selector.result.timestep
+    assert set(selector.result.curve) == {0, 20, 40}
+    saved = json.loads((tmp_path / "run" / "version_0" / "hfr_selection.json").read_text())
+    assert saved["timestep"] == task.timestep and set(saved["hfr"]) == {"0", "20", "40"}
+    assert list((tmp_path / "run" / "version_0").glob("events.out.tfevents*"))
+    # the backbone never trains and never enters the optimizer
+    assert not task.backbone.training
+    opt_params = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
+    assert not opt_params & {id(p) for p in task.backbone.parameters()}
+    val = trainer.validate(task, datamodule=blobs, verbose=False)[0]
+    assert val["val/top1"] > 100 / 3 + 20  # far above chance (33%)
+
+
+def test_fixed_timestep_skips_the_scan(tmp_path, blobs):
+    task = ClassificationTask(load_backbone("tiny-dit", pretrained=False), tap="blocks.0.out", timestep=123)
+    selector = HFRTimestepSelector(num_images=4, candidates=[0, 999], progress=False)
+    quiet_trainer(tmp_path, max_epochs=1, callbacks=[selector], logger=False).fit(task, datamodule=blobs)
+    assert selector.result is None and task.timestep == 123
+
+
+def test_checkpoint_has_no_backbone_weights_and_reloads(tmp_path, blobs):
+    backbone = load_backbone("tiny-dit", pretrained=False)
+    task = ClassificationTask(backbone, tap="blocks.0.out", timestep=50)
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False)
+    trainer.fit(task, datamodule=blobs)
+    path = tmp_path / "probe.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=False)
+    assert not any(k.startswith("backbone.") for k in ckpt["state_dict"])
+    again = ClassificationTask(backbone, tap="blocks.0.out", num_classes=3)
+    again.on_load_checkpoint(ckpt)
+    again.load_state_dict(ckpt["state_dict"])
+    assert again.timestep == 50
+    other = ClassificationTask(load_backbone("tiny-dit", pretrained=False, seed=1), tap="blocks.0.out",
+                               num_classes=3)
+    ckpt = torch.load(path, weights_only=False)
+    with pytest.raises(UserError, match="another backbone"):
+        other.on_load_checkpoint(ckpt)
+
+
+def test_missing_timestep_is_a_clear_error(tmp_path, blobs):
+    task = ClassificationTask(load_backbone("tiny-dit", pretrained=False), tap="blocks.0.out")
+    with pytest.raises(UserError, match="no timestep set"):
+        quiet_trainer(tmp_path, max_epochs=1, logger=False).fit(task, datamodule=blobs)
