@@ -36,3 +36,21 @@ def save_figure(fig, path) -> None:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def hfr_curves_figure(curves: dict, title: str):
+    """Several HFR curves ``{label: (curve {t: v}, chosen t)}`` on one axis, each choice marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (curve, chosen) in curves.items():
+        ts = sorted(int(t) for t in curve)
+        ys = [curve[str(t)] if str(t) in curve else curve[t] for t in ts]
+        (line,) = ax.plot(ts, ys, marker=".", label=f"{label} (t={chosen})")
+        chosen_y = ys[ts.index(int(chosen))] if int(chosen) in ts else None
+        if chosen_y is not None:
+            ax.plot([int(chosen)], [chosen_y], marker="*", markersize=14, color=line.get_color())
+    ax.set_xlabel("timestep t (0 = clean)")
+    ax.set_ylabel("mean HFR")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

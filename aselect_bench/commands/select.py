@@ -1,0 +1,85 @@
+"""``aselect-bench select``: the one-pass A-SelecT scan on its own."""
+
+from __future__ import annotations
+
+import argparse
+
+from aselect_bench.hfr import DEFAULT_CANDIDATES, MODES
+
+
+def parse_candidates(text: str) -> list[int]:
+    """``"0,50,...,950"`` style lists; ``a:b:s`` ranges are accepted too (``0:1000:50``)."""
+    from aselect_bench.errors import UserError
+
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if ":" in part:
+                out.extend(range(*[int(x) for x in part.split(":")]))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise UserError(f"bad candidate {part!r}: give integers separated by commas, e.g. 0,50,100") from None
+    if not out:
+        raise UserError("the candidate list is empty: give timesteps such as 0,50,...,950")
+    return out
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("select", help="scan candidate timesteps by HFR and print the chosen one",
+                       description="A-SelecT: mean HFR of a tap's features at each candidate timestep over "
+                                   "calibration images; the argmax is chosen. Images are resized to the "
+                                   "backbone's native input size.")
+    p.add_argument("--backbone", required=True, help="preset (demo, dit-xl-2-256, ...), hub id or diffusers folder")
+    p.add_argument("--dataset", required=True, help="cub, nabirds, flowers, dogs, cars, aircraft or ade20k")
+    p.add_argument("--data-root", required=True, help="the folder holding the dataset's files as distributed")
+    p.add_argument("--tap", default=None, help="feature tap 'blocks.<i>.<component>' (default: the preset's)")
+    p.add_argument("--candidates", type=parse_candidates, default=list(DEFAULT_CANDIDATES),
+                   help="comma-separated timesteps (default: 0,50,...,950,999)")
+    p.add_argument("--num-images", type=int, default=64, help="calibration images (default 64)")
+    p.add_argument("--cutoff", type=float, default=0.15, help="low-band radius in cycles/token (default 0.15)")
+    p.add_argument("--mode", choices=MODES, default="radial", help="low band shape (default radial)")
+    p.add_argument("--remove-mean", action="store_true", help="subtract each channel's spatial mean first")
+    p.add_argument("--noise-draws", type=int, default=1, help="average features over K noise draws (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", help="write the selection as JSON here")
+    p.set_defaults(run=run)
+
+
+def calibration_images(dataset: str, root, image_size: int, num_images: int, seed: int):
+    """``[N, 3, S, S]`` evaluation-view images from the train split of ``dataset``."""
+    if dataset == "ade20k":
+        from aselect_bench.data.ade20k_datamodule import ADE20KDataModule
+
+        datamodule = ADE20KDataModule(root, crop_size=image_size, seed=seed)
+    else:
+        from aselect_bench.data.fgvc_datamodule import FGVCDataModule
+
+        datamodule = FGVCDataModule(dataset, root, image_size=image_size, seed=seed, num_workers=0)
+    datamodule.setup("fit")
+    return datamodule.calibration_images(num_images, seed=seed)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from aselect_bench.backbones import PRESETS, load_backbone
+    from aselect_bench.hfr import select_timestep
+    from aselect_bench.io import atomic_write_json
+    from aselect_bench.reports import markdown_table
+
+    backbone = load_backbone(args.backbone)
+    tap = args.tap or (PRESETS[args.backbone].default_tap if args.backbone in PRESETS else "blocks.0.out")
+    images = calibration_images(args.dataset, args.data_root, backbone.image_size, args.num_images, args.seed)
+    result = select_timestep(backbone, images, args.candidates, tap, cutoff=args.cutoff, mode=args.mode,
+                             remove_mean=args.remove_mean, noise_draws=args.noise_draws, seed=args.seed,
+                             batch_size=args.batch_size, progress=True)
+    rows = [[t, v, result.spread[t], "<- chosen" if t == result.timestep else ""] for t, v in result.curve.items()]
+    print(markdown_table(["timestep", "mean HFR", "std", ""], rows, floatfmt="{:.4f}"))
+    print(f"chosen timestep: {result.timestep}  (tap {tap}, {len(images)} images, "
+          f"{result.forwards} forwards, {result.seconds:.1f}s)")
+    if args.out:
+        atomic_write_json(args.out, result.to_json())
+    return result.to_json()
