@@ -65,3 +65,96 @@ def hfr_selector(preset: dict, **overrides) -> HFRTimestepSelector:
     """The preset's HFR scan settings as a callback (``overrides`` replace single settings)."""
     settings = {**preset["hfr"], **overrides}
     return HFRTimestepSelector(seed=preset["seed"], **settings)
+
+
+class Experiment:
+    """One task on one dataset under one preset: builds data and heads, trains at a timestep, scans HFR.
+
+    The comparison (:mod:`aselect_bench.search`) and the benchmarks drive everything through this, so
+    both strategies share data, seeds, head and schedule.
+    """
+
+    supports_fused = False
+
+    def __init__(self, task: str, dataset: str, preset: dict, backbone, datamodule, max_epochs: int,
+                 hfr_tap: str, metric_name: str):
+        self.task, self.dataset, self.preset, self.backbone = task, dataset, preset, backbone
+        self.datamodule, self.max_epochs, self.hfr_tap, self.metric_name = datamodule, max_epochs, hfr_tap, metric_name
+
+    def describe(self) -> dict:
+        """Everything that determines a result (for fingerprints)."""
+        return {"task": self.task, "dataset": self.dataset, "preset": self.preset,
+                "backbone": self.backbone.fingerprint, "hfr_tap": self.hfr_tap}
+
+    def hfr_settings(self) -> dict:
+        hfr = self.preset["hfr"]
+        return dict(cutoff=hfr["cutoff"], mode=hfr["mode"], remove_mean=hfr["remove_mean"])
+
+    def calibration_images(self):
+        return self.datamodule.calibration_images(self.preset["hfr"]["num_images"], seed=self.preset["seed"])
+
+    def make_task(self, timestep):
+        raise NotImplementedError
+
+    def fit(self, timestep, log_dir, name: str, progress: bool = True, selector=None):
+        """Train at ``timestep`` (or let ``selector`` choose it) and test the best validation epoch."""
+        from aselect_bench.runs import fit_and_test
+
+        return fit_and_test(self.make_task(timestep), self.datamodule, log_dir, name, self.max_epochs, selector,
+                            seed=self.preset["seed"], progress=progress, monitor=f"val/{self.metric_name}",
+                            test_metric=f"test/{self.metric_name}")
+
+
+class FGVCExperiment(Experiment):
+    """Classification probe on one FGVC dataset (metric: top-1 in percent)."""
+
+    supports_fused = True
+
+    def __init__(self, preset: dict, dataset: str, backbone, data_root=None):
+        cfg = preset["fgvc"]
+        datamodule = fgvc_datamodule(preset, dataset, backbone, data_root)
+        super().__init__("fgvc", dataset, preset, backbone, datamodule, cfg["max_epochs"], cfg["tap"], "top1")
+
+    def make_task(self, timestep):
+        return fgvc_probe(self.preset, self.backbone, self.datamodule.num_classes, timestep=timestep)
+
+    def fit_fused(self, candidates, log_dir, progress: bool = True) -> dict:
+        """The fused exhaustive sweep: one data loop, one head per candidate; cost and per-timestep metrics."""
+        import time
+
+        import lightning as L
+
+        from aselect_bench.tasks.fused import FusedProbeTask, pair_key
+
+        cfg = self.preset["fgvc"]
+        L.seed_everything(self.preset["seed"], workers=True, verbose=False)
+        task = FusedProbeTask(
+            self.backbone, [(self.hfr_tap, t) for t in candidates], self.datamodule.num_classes, head=cfg["head"],
+            head_kwargs={} if cfg["head"] == "linear" else dict(width=cfg["head_width"], depth=cfg["head_depth"],
+                                                                  heads=cfg["head_heads"]),
+            lr=cfg["lr"], weight_decay=cfg["weight_decay"], warmup_fraction=cfg["warmup_fraction"],
+            label_smoothing=cfg["label_smoothing"], seed=self.preset["seed"])
+        start, forwards0 = time.perf_counter(), self.backbone.forwards
+        trainer = L.Trainer(accelerator="auto", devices=1, max_epochs=self.max_epochs, enable_checkpointing=False,
+                            logger=L.pytorch.loggers.TensorBoardLogger(str(log_dir), name="fused-exhaustive"),
+                            enable_progress_bar=progress, enable_model_summary=False, deterministic=True,
+                            num_sanity_val_steps=0)
+        trainer.fit(task, datamodule=self.datamodule)
+        trainer.test(task, datamodule=self.datamodule, verbose=False)
+        val = task.best_val_top1()
+        per_timestep = {str(t): {"val": val[pair_key(self.hfr_tap, t)], "test": task.test_top1[pair_key(self.hfr_tap, t)]}
+                        for t in candidates}
+        best = max(candidates, key=lambda t: per_timestep[str(t)]["val"])
+        return {"per_timestep": per_timestep, "best_timestep": best, "test_at_best": per_timestep[str(best)]["test"],
+                "seconds": time.perf_counter() - start, "forwards": self.backbone.forwards - forwards0}
+
+
+def build_experiment(task: str, dataset: str, preset: dict, backbone, data_root=None) -> Experiment:
+    """The experiment for ``task`` (``fgvc`` or ``ade20k``) on ``dataset``."""
+    if task == "fgvc":
+        return FGVCExperiment(preset, dataset, backbone, data_root)
+    if task == "ade20k":
+        from aselect_bench.segmentation_experiment import ADE20KExperiment
+
+        return ADE20KExperiment(preset, backbone, data_root)
+    raise UserError(f"unknown task {task!r}: use fgvc or ade20k")

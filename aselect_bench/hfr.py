@@ -117,19 +117,31 @@ def image_noise(shape, seed: int, timestep: int, index: int, draw: int = 0) -> t
 
 def scan_hfr(backbone, images, candidates: Sequence[int], taps: Sequence[str], cutoff=0.15, mode="radial",
              remove_mean=False, noise_draws=1, seed=0, batch_size=32, progress=False, first_index=0):
-    """Per-image HFR for every (tap, candidate): ``{tap: {t: tensor [N]}}``, plus (seconds, forwards).
+    """Per-image HFR for every (tap, candidate): ``{tap: {t: tensor [N]}}``, plus (seconds, forwards)."""
+    variant = dict(cutoff=cutoff, mode=mode, remove_mean=remove_mean)
+    per_variant, seconds, forwards = scan_hfr_variants(backbone, images, candidates, taps, {"hfr": variant},
+                                                       noise_draws, seed, batch_size, progress, first_index)
+    return per_variant["hfr"], seconds, forwards
 
-    One backbone pass per (batch, candidate, draw) serves every tap; each image is encoded once.
-    ``first_index`` is the global index of the first image (for noise seeding when sharded).
+
+def scan_hfr_variants(backbone, images, candidates: Sequence[int], taps: Sequence[str], variants: dict,
+                      noise_draws=1, seed=0, batch_size=32, progress=False, first_index=0):
+    """Per-image HFR ``{variant: {tap: {t: [N]}}}`` for several HFR settings read off the same features.
+
+    ``variants`` maps a name to ``dict(cutoff, mode, remove_mean)``. One backbone pass per
+    (batch, candidate, draw) serves every tap and variant; each image is encoded once.
+    ``first_index`` is the global index of the first image (noise seeding when sharded over ranks).
     """
     candidates = check_candidates(candidates, backbone.num_train_timesteps)
     if noise_draws < 1:
         raise UserError(f"noise_draws must be >= 1, got {noise_draws}")
+    for settings in variants.values():
+        low_band_mask(2, 2, settings["cutoff"], settings["mode"])  # validates the mode early
     start, forwards = time.perf_counter(), 0
     x0s = [backbone.encode(b) for b in _batches(images, batch_size) if len(b)]
     if not x0s:
         raise UserError("no calibration images: the image set for the HFR scan is empty")
-    result = {tap: {t: [] for t in candidates} for tap in taps}
+    result = {v: {tap: {t: [] for t in candidates} for tap in taps} for v in variants}
     bar = _progress(len(candidates) * len(x0s), progress, "HFR scan")
     for t in candidates:
         offset = first_index
@@ -140,12 +152,14 @@ def scan_hfr(backbone, images, candidates: Sequence[int], taps: Sequence[str], c
                 feats = backbone.extract_x0(x0, t, list(taps), noise=noise)
                 forwards += x0.shape[0]
                 summed = feats if summed is None else {k: summed[k] + feats[k] for k in feats}
-            for tap in taps:
-                result[tap][t].append(high_frequency_ratio(summed[tap] / noise_draws, cutoff, mode, remove_mean))
+            for name, settings in variants.items():
+                for tap in taps:
+                    result[name][tap][t].append(high_frequency_ratio(summed[tap] / noise_draws, **settings))
             offset += len(x0)
             bar.update(1)
     bar.close()
-    per_image = {tap: {t: torch.cat(v) for t, v in by_t.items()} for tap, by_t in result.items()}
+    per_image = {v: {tap: {t: torch.cat(x) for t, x in by_t.items()} for tap, by_t in by_tap.items()}
+                 for v, by_tap in result.items()}
     return per_image, time.perf_counter() - start, forwards
 
 

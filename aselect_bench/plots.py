@@ -54,3 +54,47 @@ def hfr_curves_figure(curves: dict, title: str):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def comparison_figure(result: dict):
+    """Per-timestep val/test metric (left axis) next to the HFR curve (right axis); chosen and best marked."""
+    ts = [int(t) for t in result["candidates"]]
+    per_t = result["exhaustive"]["per_timestep"]
+    metric = result.get("metric", "metric")
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    ax.plot(ts, [per_t[str(t)]["val"] for t in ts], marker="o", color="tab:green", label=f"val {metric}")
+    ax.plot(ts, [per_t[str(t)]["test"] for t in ts], marker="s", color="tab:olive", label=f"test {metric}")
+    ax.set_xlabel("timestep t (0 = clean)")
+    ax.set_ylabel(f"{metric} (%)")
+    twin = ax.twinx()
+    twin.plot(ts, [result["hfr"][str(t)] for t in ts], marker=".", color="tab:blue", label="mean HFR")
+    twin.set_ylabel("HFR", color="tab:blue")
+    ax.axvline(result["aselect"]["timestep"], color="tab:red", linestyle="--",
+               label=f"A-SelecT t={result['aselect']['timestep']}")
+    ax.axvline(result["exhaustive"]["best_timestep"], color="black", linestyle=":",
+               label=f"exhaustive best t={result['exhaustive']['best_timestep']}")
+    lines = ax.get_legend_handles_labels()
+    lines2 = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="best")
+    ax.set_title(f"{result['task']}/{result['dataset']} ({result['preset']}): saving "
+                 f"{result['saving_seconds']:.1f}x time, {result['saving_forwards']:.1f}x forwards")
+    fig.tight_layout()
+    return fig
+
+
+def cost_figure(result: dict):
+    """Bar chart of the cost (seconds and forwards) of each strategy."""
+    names = ["exhaustive", "A-SelecT"]
+    secs = [result["exhaustive"]["seconds"], result["aselect"]["seconds"]]
+    fwds = [result["exhaustive"]["forwards"], result["aselect"]["forwards"]]
+    if "fused_exhaustive" in result:
+        names.append("fused exhaustive")
+        secs.append(result["fused_exhaustive"]["seconds"])
+        fwds.append(result["fused_exhaustive"]["forwards"])
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for ax, values, title in zip(axes, (secs, fwds), ("wall seconds", "backbone forwards (images)")):
+        ax.bar(names, values, color=["tab:gray", "tab:red", "tab:purple"][: len(names)])
+        ax.set_title(title)
+        ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,108 @@
+"""The comparison: exhaustive vs A-SelecT, resumable after an interruption, fingerprinted, reported."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aselect_bench import load_backbone
+from aselect_bench.experiments import FGVCExperiment
+from aselect_bench.search import run_comparison, spearman, write_comparison
+from tests.conftest import BlobsDataModule
+
+PRESET = {
+    "name": "unit", "seed": 0, "num_workers": 0,
+    "hfr": {"candidates": [0, 300, 999], "num_images": 6, "cutoff": 0.15, "mode": "radial", "remove_mean": False,
+            "noise_draws": 1},
+    "fgvc": {"tap": "blocks.1.out", "head": "linear", "head_width": 16, "head_depth": 1, "head_heads": 2,
+             "lr": 5e-2, "weight_decay": 0.0, "warmup_fraction": 0.0, "label_smoothing": 0.0, "max_epochs": 2,
+             "batch_size": 8},
+}
+
+
+class BlobsExperiment(FGVCExperiment):
+    def __init__(self, preset, backbone):
+        self.calls = []
+        super(FGVCExperiment, self).__init__("fgvc", "blobs", preset, backbone, BlobsDataModule(),
+                                             preset["fgvc"]["max_epochs"], preset["fgvc"]["tap"], "top1")
+
+    def fit(self, timestep, log_dir, name, progress=True, selector=None):
+        self.calls.append(timestep)
+        return super().fit(timestep, log_dir, name, progress=False)
+
+
+def metrics_only(result):
+    per_t = {t: (r["val"], r["test"]) for t, r in result["exhaustive"]["per_timestep"].items()}
+    return per_t, result["aselect"]["timestep"], result["aselect"]["test"], result["hfr"]
+
+
+def test_interrupted_comparison_resumes_without_recomputing(tmp_path, monkeypatch):
+    backbone = load_backbone("tiny-dit", pretrained=False)
+    reference = run_comparison(BlobsExperiment(PRESET, backbone), [0, 300, 999], state_root=tmp_path / "ref",
+                               runs_dir=tmp_path / "runs", variants=False, progress=False)
+
+    exp = BlobsExperiment(PRESET, backbone)
+    original_fit = exp.fit
+
+    def killed_after_two(timestep, *args, **kwargs):
+        if len(exp.calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the sweep
+        return original_fit(timestep, *args, **kwargs)
+
+    monkeypatch.setattr(exp, "fit", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(exp, [0, 300, 999], state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
+                       variants=False, progress=False)
+    assert exp.calls == [0, 300]
+
+    resumed_exp = BlobsExperiment(PRESET, backbone)
+    resumed = run_comparison(resumed_exp, [0, 300, 999], state_root=tmp_path / "state",
+                             runs_dir=tmp_path / "runs", variants=False, progress=False)
+    chosen = resumed["aselect"]["timestep"]
+    assert resumed_exp.calls == [999, chosen]  # only the unfinished candidate, then A-SelecT's training
+    assert metrics_only(resumed) == metrics_only(reference)
+    again = BlobsExperiment(PRESET, backbone)
+    run_comparison(again, [0, 300, 999], state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
+                   variants=False, progress=False)
+    assert again.calls == []  # everything finished is reused
+
+    changed = {**PRESET, "fgvc": {**PRESET["fgvc"], "lr": 1e-2}}
+    fresh = BlobsExperiment(changed, backbone)
+    run_comparison(fresh, [0], state_root=tmp_path / "state", runs_dir=tmp_path / "runs", variants=False,
+                   progress=False, only=[0])
+    assert fresh.calls == [0]  # a changed configuration never reuses stale results
+
+
+def test_comparison_accounting_variants_fused_and_files(tmp_path):
+    backbone = load_backbone("tiny-dit", pretrained=False)
+    exp = BlobsExperiment(PRESET, backbone)
+    result = run_comparison(exp, [0, 300, 999], state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
+                            variants=True, fused=True, progress=False)
+    ex, a = result["exhaustive"], result["aselect"]
+    assert ex["forwards"] == sum(r["forwards"] for r in ex["per_timestep"].values())
+    assert a["forwards"] == a["stages"]["scan"]["forwards"] + a["stages"]["train"]["forwards"]
+    assert a["stages"]["scan"]["forwards"] == 6 * 3  # 6 calibration images x 3 candidates
+    assert result["saving_forwards"] == pytest.approx(ex["forwards"] / a["forwards"])
+    assert ex["best_timestep"] == max([0, 300, 999], key=lambda t: ex["per_timestep"][str(t)]["val"])
+    assert result["regret"] == pytest.approx(ex["test_at_best"] - a["test"])
+    # A-SelecT's training reproduces the exhaustive run at the same timestep (same seed and data)
+    assert a["test"] == ex["per_timestep"][str(a["timestep"])]["test"]
+    assert len(result["variants"]) == 12
+    default = result["variants"]["radial-K1"]
+    assert default["timestep"] == a["timestep"] and default["hfr"] == result["hfr"]
+    fused = result["fused_exhaustive"]
+    assert set(fused["per_timestep"]) == {"0", "300", "999"}
+    stem = write_comparison(result, tmp_path / "out", tensorboard_dir=tmp_path / "tb")
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert saved["task"] == "fgvc" and set(saved) >= {"saving_seconds", "saving_forwards", "regret",
+                                                       "spearman_hfr_val", "exhaustive", "aselect", "hfr"}
+    assert stem.with_suffix(".png").stat().st_size > 1000
+    assert "Per timestep" in stem.with_suffix(".md").read_text()
+
+
+def test_spearman_edge_cases():
+    assert spearman([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
+    assert spearman([1, 2], [1, 2]) is None
