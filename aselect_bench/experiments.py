@@ -36,7 +36,7 @@ def dataset_root(preset: dict, task: str, name: str, data_root=None) -> Path:
     return root
 
 
-def fgvc_datamodule(preset: dict, name: str, backbone, data_root=None, index: int = 0):
+def fgvc_datamodule(preset: dict, name: str, backbone, data_root=None):
     """An :class:`FGVCDataModule` for ``name`` at the backbone's native size, set up (num_classes known)."""
     from aselect_bench.data.fgvc_datamodule import FGVCDataModule
 
@@ -98,8 +98,11 @@ class Experiment:
 
     def fit(self, timestep, log_dir, name: str, progress: bool = True, selector=None):
         """Train at ``timestep`` (or let ``selector`` choose it) and test the best validation epoch."""
+        import lightning as L
+
         from aselect_bench.runs import fit_and_test
 
+        L.seed_everything(self.preset["seed"], workers=True, verbose=False)  # the head's init is seeded too
         return fit_and_test(self.make_task(timestep), self.datamodule, log_dir, name, self.max_epochs, selector,
                             seed=self.preset["seed"], progress=progress, monitor=f"val/{self.metric_name}",
                             test_metric=f"test/{self.metric_name}")

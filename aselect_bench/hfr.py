@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.errors import UserError
 
 MODES = ("radial", "separable", "tokens1d")
@@ -106,15 +107,6 @@ def _batches(images, batch_size: int):
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def image_noise(shape, seed: int, timestep: int, index: int, draw: int = 0) -> torch.Tensor:
-    """Noise ``[*shape]`` for one image, fixed by (seed, timestep, image index, draw).
-
-    Seeding per image makes a scan independent of batching and of how images are sharded over ranks.
-    """
-    gen = torch.Generator().manual_seed(((seed * 1009 + timestep) * 1_000_003 + index) * 31 + draw)
-    return torch.randn(shape, generator=gen)
-
-
 def scan_hfr(backbone, images, candidates: Sequence[int], taps: Sequence[str], cutoff=0.15, mode="radial",
              remove_mean=False, noise_draws=1, seed=0, batch_size=32, progress=False, first_index=0):
     """Per-image HFR for every (tap, candidate): ``{tap: {t: tensor [N]}}``, plus (seconds, forwards)."""
@@ -148,7 +140,7 @@ def scan_hfr_variants(backbone, images, candidates: Sequence[int], taps: Sequenc
         for x0 in x0s:
             summed = None
             for draw in range(noise_draws):
-                noise = torch.stack([image_noise(x0.shape[1:], seed, t, offset + j, draw) for j in range(len(x0))])
+                noise = batch_noise(x0.shape[1:], seed, t, range(offset, offset + len(x0)), draw)
                 feats = backbone.extract_x0(x0, t, list(taps), noise=noise)
                 forwards += x0.shape[0]
                 summed = feats if summed is None else {k: summed[k] + feats[k] for k in feats}

@@ -14,11 +14,10 @@ from aselect_bench.data.fgvc import DATASETS
 
 from aselect_bench.backbones import load_backbone
 from aselect_bench.config import load_preset
-from aselect_bench.experiments import fgvc_datamodule, fgvc_probe, hfr_selector
+from aselect_bench.experiments import FGVCExperiment, hfr_selector
 from aselect_bench.io import atomic_write_json, atomic_write_text
 from aselect_bench.plots import hfr_curves_figure, save_figure
 from aselect_bench.reports import hfr_row, markdown_table
-from aselect_bench.runs import fit_and_test
 
 
 def parse_args(argv=None):
@@ -44,13 +43,10 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     for index, name in enumerate(datasets):
         print(f"[{index + 1}/{len(datasets)}] {name}")
-        datamodule = fgvc_datamodule(preset, name, backbone, args.data_root, index)
-        task = fgvc_probe(preset, backbone, datamodule.num_classes)
-        selector = hfr_selector(preset)
-        run = fit_and_test(task, datamodule, Path(args.runs) / "fgvc" / preset["name"], name,
-                           cfg["max_epochs"], selector, seed=preset["seed"])
+        exp = FGVCExperiment(preset, name, backbone, args.data_root)
+        run = exp.fit(None, Path(args.runs) / "fgvc" / preset["name"], name, selector=hfr_selector(preset))
         summary["datasets"][name] = {
-            "num_classes": datamodule.num_classes, "timestep": run.timestep, "hfr": run.hfr,
+            "num_classes": exp.datamodule.num_classes, "timestep": run.timestep, "hfr": run.hfr,
             "val_top1": run.val, "test_top1": run.test, "seconds": run.seconds, "forwards": run.forwards,
             "scan_seconds": run.scan_seconds, "scan_forwards": run.scan_forwards,
         }

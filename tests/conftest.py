@@ -22,8 +22,9 @@ class BlobsDataModule(L.LightningDataModule):
             r, c = torch.randint(0, size - 6, (2,), generator=g).tolist()
             images[i, y, r:r + 6, c:c + 6] = 0.9
         split = int(0.6 * n)
-        self.sets = {"train": TensorDataset(images[:split], labels[:split]),
-                     "val": TensorDataset(images[split:], labels[split:])}
+        index = torch.arange(n)
+        self.sets = {"train": TensorDataset(images[:split], labels[:split], index[:split]),
+                     "val": TensorDataset(images[split:], labels[split:], index[split:])}
         self.sets["test"] = self.sets["val"]
 
     def calibration_images(self, n, seed=0):

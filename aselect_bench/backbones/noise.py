@@ -70,3 +70,17 @@ class FlowMatchingNoise(NoiseProcess):
     def add_noise(self, x0, timestep, noise):
         s = timestep / self.num_train_timesteps
         return (1 - s) * x0 + s * noise
+
+
+def image_noise(shape, seed: int, timestep: int, index: int, draw: int = 0) -> torch.Tensor:
+    """Standard normal noise ``[*shape]`` for one image, fixed by (seed, timestep, image index, draw).
+
+    Seeding per image makes results independent of batching, shuffling and sharding over ranks.
+    """
+    gen = torch.Generator().manual_seed(((seed * 1009 + timestep) * 1_000_003 + int(index)) * 31 + draw)
+    return torch.randn(tuple(shape), generator=gen)
+
+
+def batch_noise(shape, seed: int, timestep: int, indices, draw: int = 0) -> torch.Tensor:
+    """``[len(indices), *shape]``: :func:`image_noise` for each image index."""
+    return torch.stack([image_noise(shape, seed, timestep, int(i), draw) for i in indices])

@@ -8,7 +8,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from aselect_bench.heads.probes import build_head
-from aselect_bench.tasks.common import FrozenBackboneTask
+from aselect_bench.tasks.common import FrozenBackboneTask, unpack_batch
 
 
 class ClassificationTask(FrozenBackboneTask):
@@ -67,8 +67,8 @@ class ClassificationTask(FrozenBackboneTask):
         return self.head(feats)
 
     def _step(self, batch, batch_idx: int, stage: str):
-        images, labels = batch
-        logits = self(self.features(images, batch_idx, stage)[self.tap])
+        images, labels, indices = unpack_batch(batch)
+        logits = self(self.features(images, indices, stage)[self.tap])
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(logits, labels)

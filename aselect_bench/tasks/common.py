@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from aselect_bench.backbones import Backbone, load_backbone, parse_taps
+from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.errors import UserError
 
 # The frozen backbone is in eval mode on purpose; Lightning's generic warning about it is noise here.
@@ -41,14 +42,21 @@ class FrozenBackboneTask(L.LightningModule):
     def image_size(self) -> int:
         return self.backbone.image_size
 
-    def features(self, images: torch.Tensor, batch_idx: int, stage: str) -> dict:
-        """``{tap: [B, C, h, w]}`` at ``self.timestep``: random noise in training, fixed noise in evaluation."""
+    def features(self, images: torch.Tensor, indices: torch.Tensor | None, stage: str) -> dict:
+        """``{tap: [B, C, h, w]}`` at ``self.timestep`` for ``images [B, 3, H, W]``.
+
+        Noise is fixed per dataset image (``indices [B]``): in evaluation one draw per image, in
+        training a fresh draw each epoch. Results thus do not depend on batching or on the number of
+        processes. Without indices, noise comes from the global RNG.
+        """
         if self.timestep is None:
             raise UserError("no timestep set: pass a fixed timestep or add the HFRTimestepSelector callback")
-        generator = None
-        if stage != "train":
-            generator = torch.Generator(device=images.device).manual_seed(self.seed * 7919 + batch_idx)
-        feats = self.backbone.extract(images, self.timestep, self.taps, generator=generator)
+        x0 = self.backbone.encode(images)
+        noise = None
+        if indices is not None:
+            draw = 1 + self.current_epoch if stage == "train" else 0
+            noise = batch_noise(x0.shape[1:], self.seed, self.timestep, indices.tolist(), draw).to(x0.device)
+        feats = self.backbone.extract_x0(x0, self.timestep, self.taps, noise=noise)
         for tap, value in feats.items():
             if not torch.isfinite(value).all():
                 raise UserError(f"the backbone produced NaN/Inf features at {tap}, timestep {self.timestep}: "
@@ -87,3 +95,10 @@ class FrozenBackboneTask(L.LightningModule):
         checkpoint["state_dict"].update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
         if checkpoint.get("timestep") is not None:
             self.timestep = checkpoint["timestep"]
+
+
+def unpack_batch(batch):
+    """``(inputs, targets, indices or None)`` from a ``(x, y)`` or ``(x, y, index)`` batch."""
+    if len(batch) == 3:
+        return batch[0], batch[1], batch[2]
+    return batch[0], batch[1], None

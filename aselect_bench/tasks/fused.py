@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.heads.probes import build_head
-from aselect_bench.tasks.common import FrozenBackboneTask
+from aselect_bench.tasks.common import FrozenBackboneTask, unpack_batch
 
 
 def pair_key(tap: str, timestep: int) -> str:
@@ -48,30 +49,34 @@ class FusedProbeTask(FrozenBackboneTask):
     def _slot(tap: str, timestep: int) -> str:
         return pair_key(tap, timestep).replace(".", "_")
 
-    def _logits(self, images, batch_idx, stage):
-        """``{(tap, t): logits [B, K]}``: one encode, one backbone pass per distinct timestep."""
+    def _logits(self, images, indices, stage):
+        """``{(tap, t): logits [B, K]}``: one encode, one backbone pass per distinct timestep.
+
+        Noise per image is the same as :meth:`FrozenBackboneTask.features` draws for a single head.
+        """
         x0 = self.backbone.encode(images)
         out = {}
         for t, taps in self.by_timestep.items():
-            generator = None
-            if stage != "train":
-                generator = torch.Generator(device=images.device).manual_seed(self.seed * 7919 + batch_idx)
-            feats = self.backbone.extract_x0(x0, t, taps, generator=generator)
+            noise = None
+            if indices is not None:
+                draw = 1 + self.current_epoch if stage == "train" else 0
+                noise = batch_noise(x0.shape[1:], self.seed, t, indices.tolist(), draw).to(x0.device)
+            feats = self.backbone.extract_x0(x0, t, taps, noise=noise)
             for tap in taps:
                 out[(tap, t)] = self.heads[self._slot(tap, t)](feats[tap])
         return out
 
     def training_step(self, batch, batch_idx):
-        images, labels = batch
+        images, labels, indices = unpack_batch(batch)
         losses = [F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-                  for logits in self._logits(images, batch_idx, "train").values()]
+                  for logits in self._logits(images, indices, "train").values()]
         loss = torch.stack(losses).sum()
         self.log("train/loss_sum", loss, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 
     def _eval_step(self, batch, batch_idx, stage):
-        images, labels = batch
-        for (tap, t), logits in self._logits(images, batch_idx, stage).items():
+        images, labels, indices = unpack_batch(batch)
+        for (tap, t), logits in self._logits(images, indices, stage).items():
             self.metrics[f"{stage}_{self._slot(tap, t)}"].update(logits, labels)
 
     def validation_step(self, batch, batch_idx):
