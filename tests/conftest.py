@@ -13,7 +13,7 @@ class BlobsDataModule(L.LightningDataModule):
 
     def __init__(self, num_classes=3, per_class=12, size=16, batch_size=8, seed=0):
         super().__init__()
-        self.num_classes, self.batch_size, self.size = num_classes, batch_size, size
+        self.num_classes, self.batch_size, self.size, self.seed = num_classes, batch_size, size, seed
         g = torch.Generator().manual_seed(seed)
         n = num_classes * per_class
         labels = torch.arange(n) % num_classes
@@ -22,10 +22,15 @@ class BlobsDataModule(L.LightningDataModule):
             r, c = torch.randint(0, size - 6, (2,), generator=g).tolist()
             images[i, y, r:r + 6, c:c + 6] = 0.9
         split = int(0.6 * n)
-        index = torch.arange(n)
-        self.sets = {"train": TensorDataset(images[:split], labels[:split], index[:split]),
-                     "val": TensorDataset(images[split:], labels[split:], index[split:])}
+        self.sets = {"train": TensorDataset(images[:split], labels[:split], torch.arange(split)),
+                     "val": TensorDataset(images[split:], labels[split:], torch.arange(n - split))}
         self.sets["test"] = self.sets["val"]
+
+    def view_fingerprint(self, stage):
+        return f"blobs-{stage}-{self.seed}"
+
+    def split_size(self, stage):
+        return len(self.sets[stage])
 
     def calibration_images(self, n, seed=0):
         return self.sets["train"].tensors[0][:n]
@@ -50,5 +55,5 @@ def quiet_trainer(tmp_path, **kwargs) -> L.Trainer:
     """A CPU trainer without progress bars, logging to ``tmp_path``."""
     defaults = dict(accelerator="cpu", devices=1, max_epochs=2, enable_progress_bar=False,
                     enable_model_summary=False, default_root_dir=str(tmp_path), log_every_n_steps=1,
-                    deterministic=True)
+                    deterministic=True, num_sanity_val_steps=0)
     return L.Trainer(**{**defaults, **kwargs})

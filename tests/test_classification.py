@@ -72,3 +72,24 @@ def test_missing_timestep_is_a_clear_error(tmp_path, blobs):
     task = ClassificationTask(load_backbone("tiny-dit", pretrained=False), tap="blocks.0.out")
     with pytest.raises(UserError, match="no timestep set"):
         quiet_trainer(tmp_path, max_epochs=1, logger=False).fit(task, datamodule=blobs)
+
+
+def test_feature_cache_runs_the_backbone_once_per_image(tmp_path, blobs, monkeypatch):
+    monkeypatch.setenv("ASELECT_CACHE", str(tmp_path / "cache"))
+    backbone = load_backbone("tiny-dit", pretrained=False)
+    n_train, n_val = len(blobs.sets["train"]), len(blobs.sets["val"])
+
+    def run(cache):
+        torch.manual_seed(0)
+        task = ClassificationTask(backbone, tap="blocks.1.out", timestep=30, lr=5e-2, cache_features=cache)
+        before = backbone.forwards
+        trainer = quiet_trainer(tmp_path, max_epochs=3, logger=False, enable_checkpointing=False)
+        trainer.fit(task, datamodule=blobs)
+        return backbone.forwards - before, trainer.callback_metrics["val/top1"].item()
+
+    cached_forwards, cached_acc = run(True)
+    assert cached_forwards == n_train + n_val  # epochs 2 and 3 read the cache
+    again_forwards, again_acc = run(True)
+    assert again_forwards == 0 and again_acc == cached_acc  # a later run reuses the files on disk
+    plain_forwards, _ = run(False)
+    assert plain_forwards == 3 * (n_train + n_val)

@@ -38,6 +38,8 @@ class Backbone(nn.Module):
         self.hidden_size = family.hidden_size
         self.num_train_timesteps = noise.num_train_timesteps
         self.forwards = 0
+        self.autocast_dtype = None  # e.g. torch.bfloat16: compute in bf16, weights and outputs stay as they are
+        self.latent_cache = None  # an aselect_bench.cache.LatentCache: reuse VAE encodings of repeated images
         self.requires_grad_(False)
         self.eval()
 
@@ -71,6 +73,18 @@ class Backbone(nn.Module):
                 f"resize images to the native {self.image_size}x{self.image_size}"
             )
 
+    def set_precision(self, precision: str) -> Backbone:
+        """``"32"`` (default) or ``"bf16"``/``"16"``: autocast the forward passes (weights are untouched)."""
+        choices = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+        if str(precision) not in choices:
+            raise UserError(f"unknown precision {precision!r}; use one of {', '.join(choices)}")
+        self.autocast_dtype = choices[str(precision)]
+        return self
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``images [B, 3, H, W]`` in [-1, 1] -> clean input ``x0`` (scaled VAE latent mean, or the pixels)."""
@@ -78,8 +92,14 @@ class Backbone(nn.Module):
         images = images.to(self.device, self.dtype)
         if self.vae is None:
             return images
-        latent = self.vae.encode(images).latent_dist.mean
-        return latent * self.vae.config.scaling_factor
+        if self.latent_cache is not None:
+            return self.latent_cache.encode(self, images, self._encode_latents)
+        return self._encode_latents(images)
+
+    def _encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            latent = self.vae.encode(images).latent_dist.mean
+        return latent.to(self.dtype) * self.vae.config.scaling_factor
 
     def extract(self, images, timestep, taps, noise=None, generator=None, class_labels=None) -> dict:
         """Features ``{tap: [B, C, h, w]}`` of ``images [B, 3, H, W]`` at ``timestep``."""
@@ -98,12 +118,13 @@ class Backbone(nn.Module):
             if noise.shape != x0.shape:
                 raise UserError(f"noise has shape {tuple(noise.shape)} but the clean input has {tuple(x0.shape)}")
             x_t = self.noise.add_noise(x0, timestep, noise.to(x0.device, x0.dtype))
-            tokens = self._run(x_t, timestep, parsed, class_labels)
+            with self._autocast():
+                tokens = self._run(x_t, timestep, parsed, class_labels)
         self.forwards += x0.shape[0]
         grid_h, grid_w = x0.shape[-2] // self.family.patch_size, x0.shape[-1] // self.family.patch_size
-        # Outside inference mode: the clone is a normal tensor, usable by a trainable head.
+        # Outside inference mode: the copy is a normal tensor, usable by a trainable head.
         return {
-            name: tokens[tap].transpose(1, 2).reshape(x0.shape[0], -1, grid_h, grid_w).clone()
+            name: tokens[tap].transpose(1, 2).reshape(x0.shape[0], -1, grid_h, grid_w).to(self.dtype, copy=True)
             for name, tap in zip(names, parsed)
         }
 

@@ -25,8 +25,8 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
     """
     source = str(source)
     preset = PRESETS.get(source)
-    if preset is not None and preset.build is not None:
-        backbone = preset.build(pretrained=pretrained, seed=seed)
+    if preset is not None and preset.build is not None and pretrained:
+        backbone = preset.build(seed=seed)
     elif preset is not None and (not pretrained or preset.hub_id is None):
         backbone = _random_backbone(preset, seed)
     elif preset is not None:

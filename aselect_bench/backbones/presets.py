@@ -65,7 +65,7 @@ DEMO_TRANSFORMER = dit_config(depth=6, heads=4, head_dim=32, sample_size=32, pat
 def _demo_build(**kwargs):
     from aselect_bench.pretrain import load_demo_backbone
 
-    return load_demo_backbone(**kwargs)
+    return load_demo_backbone(pretrained=True, **kwargs)
 
 
 PRESETS: dict[str, Preset] = {

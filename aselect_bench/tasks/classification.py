@@ -20,19 +20,21 @@ class ClassificationTask(FrozenBackboneTask):
         tap: the feature, ``"blocks.{i}.{component}"``; ``None`` = the preset's default.
         timestep: fixed timestep, or ``None`` to let the HFR callback choose it.
         head: ``linear`` or ``attentive`` (width/depth/heads as the authors' 800/2/8).
+        cache_features: with a fixed view (no random augmentation), run the backbone once per image
+            and read features from a memory-mapped cache afterwards (one fixed noise draw per image).
     """
 
     def __init__(self, backbone: str = "demo", num_classes: int | None = None, tap: str | None = None,
                  timestep: int | None = None, head: str = "linear", head_width: int = 800, head_depth: int = 2,
                  head_heads: int = 8, lr: float = 1e-3, weight_decay: float = 0.05, warmup_fraction: float = 0.1,
-                 label_smoothing: float = 0.0, seed: int = 0):
+                 label_smoothing: float = 0.0, seed: int = 0, cache_features: bool = False):
         from aselect_bench.backbones import PRESETS
 
         resolved = tap
         if resolved is None:
             name = backbone if isinstance(backbone, str) else backbone.name
             resolved = PRESETS[name].default_tap if name in PRESETS else "blocks.0.out"
-        super().__init__(backbone, [resolved], timestep, lr, weight_decay, warmup_fraction, seed)
+        super().__init__(backbone, [resolved], timestep, lr, weight_decay, warmup_fraction, seed, cache_features)
         self.save_hyperparameters(ignore=["backbone"])
         self.hparams["backbone"] = backbone if isinstance(backbone, str) else backbone.name
         self.hparams["tap"] = self.tap = resolved

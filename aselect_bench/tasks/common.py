@@ -29,7 +29,7 @@ class FrozenBackboneTask(L.LightningModule):
     """
 
     def __init__(self, backbone, taps: list[str], timestep: int | None, lr: float, weight_decay: float,
-                 warmup_fraction: float, seed: int):
+                 warmup_fraction: float, seed: int, cache_features: bool = False):
         super().__init__()
         self.backbone = resolve_backbone(backbone)
         parse_taps(taps, self.backbone.num_blocks, self.backbone.family.components)  # fail early on a bad tap
@@ -37,6 +37,8 @@ class FrozenBackboneTask(L.LightningModule):
         self.hfr_tap = self.taps[0]  # the tap whose HFR the timestep scan reads
         self.timestep = None if timestep is None else self.backbone.noise.check_timestep(timestep)
         self.lr, self.weight_decay, self.warmup_fraction, self.seed = lr, weight_decay, warmup_fraction, seed
+        self.cache_features = cache_features
+        self._feature_caches = {}
 
     @property
     def image_size(self) -> int:
@@ -46,22 +48,49 @@ class FrozenBackboneTask(L.LightningModule):
         """``{tap: [B, C, h, w]}`` at ``self.timestep`` for ``images [B, 3, H, W]``.
 
         Noise is fixed per dataset image (``indices [B]``): in evaluation one draw per image, in
-        training a fresh draw each epoch. Results thus do not depend on batching or on the number of
-        processes. Without indices, noise comes from the global RNG.
+        training a fresh draw each epoch (one fixed draw when features are cached). Results thus do not
+        depend on batching or on the number of processes. Without indices, noise comes from the global RNG.
         """
         if self.timestep is None:
             raise UserError("no timestep set: pass a fixed timestep or add the HFRTimestepSelector callback")
+        caches = self._caches(stage, len(images)) if indices is not None else None
+        if caches:
+            cached = {tap: cache.get(indices) for tap, cache in caches.items()}
+            if all(v is not None for v in cached.values()):
+                return {tap: v.to(images.device) for tap, v in cached.items()}
         x0 = self.backbone.encode(images)
         noise = None
         if indices is not None:
-            draw = 1 + self.current_epoch if stage == "train" else 0
+            draw = 1 + self.current_epoch if stage == "train" and not caches else 0
             noise = batch_noise(x0.shape[1:], self.seed, self.timestep, indices.tolist(), draw).to(x0.device)
         feats = self.backbone.extract_x0(x0, self.timestep, self.taps, noise=noise)
         for tap, value in feats.items():
             if not torch.isfinite(value).all():
                 raise UserError(f"the backbone produced NaN/Inf features at {tap}, timestep {self.timestep}: "
                                 f"check the weights (a corrupt checkpoint?) or use float32 instead of half precision")
+        for tap, cache in (caches or {}).items():
+            feats[tap] = cache.put(indices, feats[tap])
         return feats
+
+    def _caches(self, stage: str, batch_size: int) -> dict | None:
+        """Feature caches ``{tap: FeatureCache}`` for ``stage``, or None when the view is not fixed."""
+        if not self.cache_features or self._trainer is None:
+            return None
+        datamodule = self.trainer.datamodule
+        view = getattr(datamodule, "view_fingerprint", lambda s: None)(stage)
+        if view is None:
+            return None
+        from aselect_bench.cache import FeatureCache
+
+        key = (stage, self.timestep)
+        if key not in self._feature_caches:
+            size = datamodule.split_size(stage)
+            self._feature_caches[key] = {
+                tap: FeatureCache({"backbone": self.backbone.fingerprint, "tap": tap, "timestep": self.timestep,
+                                   "seed": self.seed, "view": view, "precision": str(self.backbone.autocast_dtype)},
+                                  size)
+                for tap in self.taps}
+        return self._feature_caches[key]
 
     def head_parameters(self):
         return [p for name, p in self.named_parameters() if not name.startswith("backbone.") and p.requires_grad]
