@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from aselect_bench.errors import UserError
 from aselect_bench.io import atomic_write_json, cache_dir, read_json
 
@@ -99,7 +101,7 @@ def _flowers(root: Path):
     _need(root / "jpg", "flowers", "the jpg/ folder")
     out = {}
     for split, key in (("train", "trnid"), ("val", "valid"), ("test", "tstid")):
-        ids = [int(i) for i in setid[key].ravel()]
+        ids = [int(i) for i in np.atleast_1d(setid[key]).ravel()]
         for i in ids:
             if not 1 <= i <= len(labels):
                 raise UserError(f"flowers: image id {i} in setid.mat/{key} is outside imagelabels.mat (1..{len(labels)})")
@@ -111,8 +113,8 @@ def _dogs(root: Path):
     out = {}
     for split, name in (("train", "train_list.mat"), ("test", "test_list.mat")):
         mat = _loadmat(root / "lists" / name, "dogs")
-        files = [str(f) for f in mat["file_list"].ravel()]
-        out[split] = [(root / "Images" / f, int(y) - 1) for f, y in zip(files, mat["labels"].ravel())]
+        files = [str(f) for f in np.atleast_1d(mat["file_list"]).ravel()]
+        out[split] = [(root / "Images" / f, int(y) - 1) for f, y in zip(files, np.atleast_1d(mat["labels"]).ravel())]
     return out
 
 
@@ -122,8 +124,8 @@ def _cars(root: Path):
     for split, folder, annos in (("train", "cars_train", root / "devkit" / "cars_train_annos.mat"),
                                  ("test", "cars_test", root / "cars_test_annos_withlabels.mat")):
         ann = _loadmat(annos, "cars")["annotations"]
-        out[split] = [(root / folder / str(f), int(c) - 1) for f, c in zip(ann["fname"].ravel(), ann["class"].ravel())]
-    out["num_classes"] = len(meta["class_names"].ravel())
+        out[split] = [(root / folder / str(f), int(c) - 1) for f, c in zip(np.atleast_1d(ann["fname"]).ravel(), np.atleast_1d(ann["class"]).ravel())]
+    out["num_classes"] = len(np.atleast_1d(meta["class_names"]).ravel())
     return out
 
 

@@ -36,8 +36,8 @@ def render_image(k: int, size: int, rng: np.random.Generator) -> np.ndarray:
     ang = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(ang) * xx + np.sin(ang) * yy + 1) / 2
     img = c0 * (1 - ramp[..., None]) + c1 * ramp[..., None]
-    for _ in range(rng.integers(3, 7)):
-        cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.04, 0.15)
+    for _ in range(rng.integers(2, 6)):
+        cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.12)
         mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
         img[mask] = img[mask] * 0.5 + rng.uniform(0.1, 0.9, 3) * 0.5
     for _ in range(rng.integers(1, 4)):
@@ -46,7 +46,7 @@ def render_image(k: int, size: int, rng: np.random.Generator) -> np.ndarray:
         img[mask] = rng.uniform(0.1, 0.9, 3)
     # the bird, in its own rotated and scaled frame (u along the body, v across)
     cx, cy = 0.5 + rng.uniform(-0.12, 0.12, 2)
-    scale, theta = rng.uniform(0.8, 1.15), rng.uniform(0, 2 * np.pi)
+    scale, theta = rng.uniform(0.85, 1.15), rng.uniform(-0.7, 0.7) + np.pi * rng.integers(0, 2)
     a_len, b_len = 0.27 * scale, 0.15 * scale
     dx, dy = xx - cx, yy - cy
     u = (np.cos(theta) * dx + np.sin(theta) * dy) / a_len
@@ -56,13 +56,13 @@ def render_image(k: int, size: int, rng: np.random.Generator) -> np.ndarray:
         tail_mask = (u < -0.8) & (u > -1.45) & (np.abs(v) < 0.25 + 0.5 * (-0.8 - u))
         img[tail_mask] = body_colour * 0.6
     body = u**2 + v**2 <= 1
-    texture = 0.78 + 0.22 * np.cos(np.pi * STRIPES[stripe] * (u + 1) + rng.uniform(0, 2 * np.pi))
+    texture = 0.7 + 0.3 * np.cos(np.pi * STRIPES[stripe] * (u + 1) + rng.uniform(0, 2 * np.pi))
     img[body] = body_colour * texture[body][:, None]
     wing_mask = ((u + 0.1) / 0.5) ** 2 + (v / 0.55) ** 2 <= 1
     pattern = np.cos(2 * np.pi * 3.0 * v) if wing == 0 else np.cos(2 * np.pi * 2.2 * u) * np.cos(2 * np.pi * 2.2 * v)
     wing_colour = np.array([0.92, 0.9, 0.8]) * (0.6 + 0.4 * (pattern[..., None] > 0.2))
     img[wing_mask & body] = wing_colour[wing_mask & body]
-    head_mask = ((u - 1.0) * a_len) ** 2 + (v * b_len) ** 2 <= (0.42 * b_len) ** 2
+    head_mask = ((u - 1.0) * a_len) ** 2 + (v * b_len) ** 2 <= (0.6 * b_len) ** 2
     img[head_mask] = np.clip(np.array(HEADS[head]) + rng.uniform(-0.08, 0.08, 3), 0, 1)
     # lighting: gain, offset and a colour cast; sensor noise
     img = img * rng.uniform(0.7, 1.25) + rng.uniform(-0.08, 0.08) + rng.uniform(-0.06, 0.06, 3)

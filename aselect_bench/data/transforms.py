@@ -6,10 +6,9 @@ import hashlib
 import warnings
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
-
-from PIL import Image
 
 from aselect_bench.data.images import load_rgb, to_rgb
 from aselect_bench.errors import UserError
