@@ -15,7 +15,7 @@ from aselect_bench.errors import UserError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: Modules of ``aselect_bench.commands`` that each add one subcommand.
-COMMANDS = ("select", "synth", "compare")
+COMMANDS = ("select", "synth", "compare", "pretrain")
 
 
 def run_guarded(fn, *args, **kwargs):
