@@ -1,0 +1,109 @@
+"""ADE20K (ADEChallengeData2016): the reader, the mask convention, class names and palette.
+
+``read_split(root, split)`` pairs ``images/{training,validation}/*.jpg`` with
+``annotations/{training,validation}/*.png`` by file stem; ``load_mask`` applies ``reduce_zero_label``
+(0 "other" -> 255 ignore, class ``k`` -> ``k - 1``), as mmsegmentation's ADE20K protocol does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from aselect_bench.errors import UserError
+
+NUM_CLASSES = 150
+IGNORE_INDEX = 255
+SPLIT_FOLDERS = {"train": "training", "val": "validation"}
+
+CLASS_NAMES = (
+    'wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road', 'bed ', 'windowpane', 'grass',
+    'cabinet', 'sidewalk', 'person', 'earth', 'door', 'table', 'mountain', 'plant', 'curtain', 'chair',
+    'car', 'water', 'painting', 'sofa', 'shelf', 'house', 'sea', 'mirror', 'rug', 'field', 'armchair',
+    'seat', 'fence', 'desk', 'rock', 'wardrobe', 'lamp', 'bathtub', 'railing', 'cushion', 'base', 'box',
+    'column', 'signboard', 'chest of drawers', 'counter', 'sand', 'sink', 'skyscraper', 'fireplace',
+    'refrigerator', 'grandstand', 'path', 'stairs', 'runway', 'case', 'pool table', 'pillow',
+    'screen door', 'stairway', 'river', 'bridge', 'bookcase', 'blind', 'coffee table', 'toilet', 'flower',
+    'book', 'hill', 'bench', 'countertop', 'stove', 'palm', 'kitchen island', 'computer', 'swivel chair',
+    'boat', 'bar', 'arcade machine', 'hovel', 'bus', 'towel', 'light', 'truck', 'tower', 'chandelier',
+    'awning', 'streetlight', 'booth', 'television receiver', 'airplane', 'dirt track', 'apparel', 'pole',
+    'land', 'bannister', 'escalator', 'ottoman', 'bottle', 'buffet', 'poster', 'stage', 'van', 'ship',
+    'fountain', 'conveyer belt', 'canopy', 'washer', 'plaything', 'swimming pool', 'stool', 'barrel',
+    'basket', 'waterfall', 'tent', 'bag', 'minibike', 'cradle', 'oven', 'ball', 'food', 'step', 'tank',
+    'trade name', 'microwave', 'pot', 'animal', 'bicycle', 'lake', 'dishwasher', 'screen', 'blanket',
+    'sculpture', 'hood', 'sconce', 'vase', 'traffic light', 'tray', 'ashcan', 'fan', 'pier', 'crt screen',
+    'plate', 'monitor', 'bulletin board', 'shower', 'radiator', 'glass', 'clock', 'flag',
+)
+PALETTE = (
+    (120, 120, 120), (180, 120, 120), (6, 230, 230), (80, 50, 50), (4, 200, 3), (120, 120, 80),
+    (140, 140, 140), (204, 5, 255), (230, 230, 230), (4, 250, 7), (224, 5, 255), (235, 255, 7),
+    (150, 5, 61), (120, 120, 70), (8, 255, 51), (255, 6, 82), (143, 255, 140), (204, 255, 4), (255, 51, 7),
+    (204, 70, 3), (0, 102, 200), (61, 230, 250), (255, 6, 51), (11, 102, 255), (255, 7, 71), (255, 9, 224),
+    (9, 7, 230), (220, 220, 220), (255, 9, 92), (112, 9, 255), (8, 255, 214), (7, 255, 224), (255, 184, 6),
+    (10, 255, 71), (255, 41, 10), (7, 255, 255), (224, 255, 8), (102, 8, 255), (255, 61, 6), (255, 194, 7),
+    (255, 122, 8), (0, 255, 20), (255, 8, 41), (255, 5, 153), (6, 51, 255), (235, 12, 255), (160, 150, 20),
+    (0, 163, 255), (140, 140, 140), (250, 10, 15), (20, 255, 0), (31, 255, 0), (255, 31, 0), (255, 224, 0),
+    (153, 255, 0), (0, 0, 255), (255, 71, 0), (0, 235, 255), (0, 173, 255), (31, 0, 255), (11, 200, 200),
+    (255, 82, 0), (0, 255, 245), (0, 61, 255), (0, 255, 112), (0, 255, 133), (255, 0, 0), (255, 163, 0),
+    (255, 102, 0), (194, 255, 0), (0, 143, 255), (51, 255, 0), (0, 82, 255), (0, 255, 41), (0, 255, 173),
+    (10, 0, 255), (173, 255, 0), (0, 255, 153), (255, 92, 0), (255, 0, 255), (255, 0, 245), (255, 0, 102),
+    (255, 173, 0), (255, 0, 20), (255, 184, 184), (0, 31, 255), (0, 255, 61), (0, 71, 255), (255, 0, 204),
+    (0, 255, 194), (0, 255, 82), (0, 10, 255), (0, 112, 255), (51, 0, 255), (0, 194, 255), (0, 122, 255),
+    (0, 255, 163), (255, 153, 0), (0, 255, 10), (255, 112, 0), (143, 255, 0), (82, 0, 255), (163, 255, 0),
+    (255, 235, 0), (8, 184, 170), (133, 0, 255), (0, 255, 92), (184, 0, 255), (255, 0, 31), (0, 184, 255),
+    (0, 214, 255), (255, 0, 112), (92, 255, 0), (0, 224, 255), (112, 224, 255), (70, 184, 160),
+    (163, 0, 255), (153, 0, 255), (71, 255, 0), (255, 0, 163), (255, 204, 0), (255, 0, 143), (0, 255, 235),
+    (133, 255, 0), (255, 0, 235), (245, 0, 255), (255, 0, 122), (255, 245, 0), (10, 190, 212),
+    (214, 255, 0), (0, 204, 255), (20, 0, 255), (255, 255, 0), (0, 153, 255), (0, 41, 255), (0, 255, 204),
+    (41, 0, 255), (41, 255, 0), (173, 0, 255), (0, 245, 255), (71, 0, 255), (122, 0, 255), (0, 255, 184),
+    (0, 92, 255), (184, 255, 0), (0, 133, 255), (255, 214, 0), (25, 194, 194), (102, 255, 0), (92, 0, 255),
+)
+
+
+def read_split(root, split: str) -> list[tuple[Path, Path]]:
+    """``[(image path, annotation path)]`` of ``split`` (``train`` or ``val``), sorted by file name."""
+    if split not in SPLIT_FOLDERS:
+        raise UserError(f"unknown ADE20K split {split!r}; use train or val")
+    root = Path(root).expanduser()
+    folder = SPLIT_FOLDERS[split]
+    images_dir, annotations_dir = root / "images" / folder, root / "annotations" / folder
+    for d in (images_dir, annotations_dir):
+        if not d.is_dir():
+            raise UserError(f"ADE20K: expected the folder {d} (ADEChallengeData2016 layout: images/{folder}/*.jpg "
+                            f"and annotations/{folder}/*.png); point the data root at ADEChallengeData2016/")
+    annotations = {p.stem: p for p in annotations_dir.glob("*.png")}
+    pairs = []
+    for image in sorted(images_dir.glob("*.jpg")):
+        if image.stem not in annotations:
+            raise UserError(f"ADE20K: image {image} has no annotation {annotations_dir / (image.stem + '.png')}; "
+                            f"restore the annotation or remove the image")
+        pairs.append((image, annotations[image.stem]))
+    if not pairs:
+        raise UserError(f"ADE20K: the {split} split is empty: no .jpg images in {images_dir}")
+    return pairs
+
+
+def load_mask(path, num_classes: int = NUM_CLASSES, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Integer mask ``[H, W]``: 0 -> 255 (ignore), ``k`` -> ``k - 1``; values above ``num_classes`` refused.
+
+    ``image_size`` ``(width, height)``: the mask must have the same size as its image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            raw = np.asarray(img)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read annotation {path} ({err}); restore the file") from None
+    if raw.ndim != 2:
+        raise UserError(f"annotation {path} has shape {raw.shape}: expected a single-channel PNG of class ids")
+    if image_size is not None and (raw.shape[1], raw.shape[0]) != tuple(image_size):
+        raise UserError(f"annotation {path} is {raw.shape[1]}x{raw.shape[0]} but its image is "
+                        f"{image_size[0]}x{image_size[1]}; the pair does not belong together")
+    if raw.max(initial=0) > num_classes:
+        raise UserError(f"annotation {path} holds class {int(raw.max())}, above the {num_classes} classes "
+                        f"(0 = other, 1..{num_classes}); is this an ADE20K annotation?")
+    mask = raw.astype(np.int64) - 1
+    mask[raw == 0] = IGNORE_INDEX
+    return mask
