@@ -15,7 +15,7 @@ from aselect_bench.errors import UserError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: Modules of ``aselect_bench.commands`` that each add one subcommand.
-COMMANDS = ("select", "synth", "compare", "pretrain")
+COMMANDS = ("select", "synth", "compare", "pretrain", "components")
 
 
 def run_guarded(fn, *args, **kwargs):

@@ -93,17 +93,18 @@ class Experiment:
     def calibration_images(self):
         return self.datamodule.calibration_images(self.preset["hfr"]["num_images"], seed=self.preset["seed"])
 
-    def make_task(self, timestep):
+    def make_task(self, timestep, **kwargs):
         raise NotImplementedError
 
-    def fit(self, timestep, log_dir, name: str, progress: bool = True, selector=None):
+    def fit(self, timestep, log_dir, name: str, progress: bool = True, selector=None, **task_kwargs):
         """Train at ``timestep`` (or let ``selector`` choose it) and test the best validation epoch."""
         import lightning as L
 
         from aselect_bench.runs import fit_and_test
 
         L.seed_everything(self.preset["seed"], workers=True, verbose=False)  # the head's init is seeded too
-        return fit_and_test(self.make_task(timestep), self.datamodule, log_dir, name, self.max_epochs, selector,
+        self.last_task = self.make_task(timestep, **task_kwargs)
+        return fit_and_test(self.last_task, self.datamodule, log_dir, name, self.max_epochs, selector,
                             seed=self.preset["seed"], progress=progress, monitor=f"val/{self.metric_name}",
                             test_metric=f"test/{self.metric_name}")
 
@@ -118,8 +119,8 @@ class FGVCExperiment(Experiment):
         datamodule = fgvc_datamodule(preset, dataset, backbone, data_root)
         super().__init__("fgvc", dataset, preset, backbone, datamodule, cfg["max_epochs"], cfg["tap"], "top1")
 
-    def make_task(self, timestep):
-        return fgvc_probe(self.preset, self.backbone, self.datamodule.num_classes, timestep=timestep)
+    def make_task(self, timestep, tap=None):
+        return fgvc_probe(self.preset, self.backbone, self.datamodule.num_classes, timestep=timestep, tap=tap)
 
     def fit_fused(self, candidates, log_dir, progress: bool = True) -> dict:
         """The fused exhaustive sweep: one data loop, one head per candidate; cost and per-timestep metrics."""

@@ -98,3 +98,65 @@ def cost_figure(result: dict):
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     return fig
+
+
+def palette(num_classes: int):
+    """A fixed palette ``uint8 [K + 1, 3]`` (ADE20K's when it has enough colours; the last row: ignore)."""
+    import numpy as np
+
+    from aselect_bench.data.ade20k import PALETTE
+
+    colours = np.array(PALETTE[:num_classes] if num_classes <= len(PALETTE) else
+                       np.random.default_rng(0).integers(0, 255, (num_classes, 3)), dtype=np.uint8)
+    return np.concatenate([colours, np.zeros((1, 3), np.uint8)])
+
+
+def segmentation_overlay(samples, num_classes: int = 150):
+    """Rows of image | ground truth | prediction for ``[(image [3, h, w] in [-1, 1], mask [H, W], pred [H, W])]``.
+
+    Returns ``uint8 [rows * H, 3 * W, 3]`` (ignored pixels black).
+    """
+    import numpy as np
+    import torch.nn.functional as F
+
+    colours = palette(num_classes)
+    rows = []
+    for image, mask, pred in samples:
+        h, w = mask.shape
+        img = F.interpolate(image[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+        img = ((img.clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy().astype(np.uint8)
+
+        def paint(labels):
+            labels = labels.numpy().copy()
+            labels[(labels < 0) | (labels >= num_classes)] = num_classes
+            return colours[labels]
+
+        rows.append(np.concatenate([img, paint(mask), paint(pred)], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def components_heatmap(r: dict):
+    """Blocks x components heatmaps of validation top-1 and HFR; best (star) and authors' (circle) taps."""
+    import numpy as np
+
+    blocks, comps = r["blocks"], r["components"]
+    fig, axes = plt.subplots(1, 2, figsize=(2.2 + 1.1 * len(comps) * 2, 1.2 + 0.45 * len(blocks)))
+    for ax, key, title in zip(axes, ("val_top1", "hfr"), ("validation top-1 (%)", "HFR at the tap's timestep")):
+        data = np.array([[r["grid"][f"blocks.{b}.{c}"][key] for c in comps] for b in blocks])
+        im = ax.imshow(data, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(comps)), comps, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(blocks)), [f"block {b}" for b in blocks], fontsize=8)
+        for i in range(len(blocks)):
+            for j in range(len(comps)):
+                ax.text(j, i, f"{data[i, j]:.1f}" if key == "val_top1" else f"{data[i, j]:.2f}", ha="center",
+                        va="center", fontsize=6, color="white")
+        for tap, marker in ((r["best_tap"], "*"), (r["authors_tap"], "o")):
+            if tap in r["grid"]:
+                b, c = int(tap.split(".")[1]), tap.split(".")[2]
+                ax.plot(comps.index(c), blocks.index(b), marker, markersize=14, markerfacecolor="none",
+                        markeredgecolor="red", markeredgewidth=2)
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"{r['dataset']} / {r['preset']}: star = best, circle = authors' pick", fontsize=9)
+    fig.tight_layout()
+    return fig

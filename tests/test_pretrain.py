@@ -39,6 +39,7 @@ def test_ddpm_objective_learns_on_a_fixed_batch():
 
 
 def test_cache_is_built_once_reused_and_rebuilt_when_broken(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # TensorBoard logs go to ./runs
     monkeypatch.setenv("ASELECT_CACHE", str(tmp_path))
     recipe = tiny_recipe()
     folder = ensure_demo(recipe, progress=False)

@@ -17,7 +17,7 @@ PRESET = {
             "noise_draws": 1},
     "fgvc": {"tap": "blocks.1.out", "head": "linear", "head_width": 16, "head_depth": 1, "head_heads": 2,
              "lr": 5e-2, "weight_decay": 0.0, "warmup_fraction": 0.0, "label_smoothing": 0.0, "max_epochs": 2,
-             "batch_size": 8},
+             "batch_size": 8, "train_augment": False},
 }
 
 
@@ -27,9 +27,9 @@ class BlobsExperiment(FGVCExperiment):
         super(FGVCExperiment, self).__init__("fgvc", "blobs", preset, backbone, BlobsDataModule(),
                                              preset["fgvc"]["max_epochs"], preset["fgvc"]["tap"], "top1")
 
-    def fit(self, timestep, log_dir, name, progress=True, selector=None):
+    def fit(self, timestep, log_dir, name, progress=True, selector=None, **kwargs):
         self.calls.append(timestep)
-        return super().fit(timestep, log_dir, name, progress=False)
+        return super().fit(timestep, log_dir, name, progress=False, **kwargs)
 
 
 def metrics_only(result):

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace):
     from aselect_bench.search import run_comparison, write_comparison
 
     preset = load_preset(args.preset)
-    backbone = load_backbone(args.backbone or preset["backbone"])
+    backbone = load_backbone(args.backbone or preset[args.task].get("backbone") or preset["backbone"])
     dataset = "ade20k" if args.task == "ade20k" else args.dataset
     exp = build_experiment(args.task, dataset, preset, backbone, args.data_root)
     candidates = args.candidates or preset["hfr"]["candidates"]

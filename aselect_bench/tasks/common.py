@@ -44,16 +44,19 @@ class FrozenBackboneTask(L.LightningModule):
     def image_size(self) -> int:
         return self.backbone.image_size
 
-    def features(self, images: torch.Tensor, indices: torch.Tensor | None, stage: str) -> dict:
-        """``{tap: [B, C, h, w]}`` at ``self.timestep`` for ``images [B, 3, H, W]``.
+    def features(self, images: torch.Tensor, indices: torch.Tensor | None, stage: str, timestep: int | None = None,
+                 taps: list[str] | None = None) -> dict:
+        """``{tap: [B, C, h, w]}`` for ``images [B, 3, H, W]`` at ``timestep`` (default ``self.timestep``).
 
         Noise is fixed per dataset image (``indices [B]``): in evaluation one draw per image, in
         training a fresh draw each epoch (one fixed draw when features are cached). Results thus do not
         depend on batching or on the number of processes. Without indices, noise comes from the global RNG.
         """
-        if self.timestep is None:
+        timestep = self.timestep if timestep is None else timestep
+        taps = self.taps if taps is None else taps
+        if timestep is None:
             raise UserError("no timestep set: pass a fixed timestep or add the HFRTimestepSelector callback")
-        caches = self._caches(stage, len(images)) if indices is not None else None
+        caches = self._caches(stage, timestep, taps) if indices is not None else None
         if caches:
             cached = {tap: cache.get(indices) for tap, cache in caches.items()}
             if all(v is not None for v in cached.values()):
@@ -62,17 +65,17 @@ class FrozenBackboneTask(L.LightningModule):
         noise = None
         if indices is not None:
             draw = 1 + self.current_epoch if stage == "train" and not caches else 0
-            noise = batch_noise(x0.shape[1:], self.seed, self.timestep, indices.tolist(), draw).to(x0.device)
-        feats = self.backbone.extract_x0(x0, self.timestep, self.taps, noise=noise)
+            noise = batch_noise(x0.shape[1:], self.seed, timestep, indices.tolist(), draw).to(x0.device)
+        feats = self.backbone.extract_x0(x0, timestep, taps, noise=noise)
         for tap, value in feats.items():
             if not torch.isfinite(value).all():
-                raise UserError(f"the backbone produced NaN/Inf features at {tap}, timestep {self.timestep}: "
+                raise UserError(f"the backbone produced NaN/Inf features at {tap}, timestep {timestep}: "
                                 f"check the weights (a corrupt checkpoint?) or use float32 instead of half precision")
         for tap, cache in (caches or {}).items():
             feats[tap] = cache.put(indices, feats[tap])
         return feats
 
-    def _caches(self, stage: str, batch_size: int) -> dict | None:
+    def _caches(self, stage: str, timestep: int, taps: list[str]) -> dict | None:
         """Feature caches ``{tap: FeatureCache}`` for ``stage``, or None when the view is not fixed."""
         if not self.cache_features or self._trainer is None:
             return None
@@ -82,15 +85,15 @@ class FrozenBackboneTask(L.LightningModule):
             return None
         from aselect_bench.cache import FeatureCache
 
-        key = (stage, self.timestep)
-        if key not in self._feature_caches:
-            size = datamodule.split_size(stage)
-            self._feature_caches[key] = {
-                tap: FeatureCache({"backbone": self.backbone.fingerprint, "tap": tap, "timestep": self.timestep,
-                                   "seed": self.seed, "view": view, "precision": str(self.backbone.autocast_dtype)},
-                                  size)
-                for tap in self.taps}
-        return self._feature_caches[key]
+        out = {}
+        for tap in taps:
+            key = (stage, timestep, tap)
+            if key not in self._feature_caches:
+                self._feature_caches[key] = FeatureCache(
+                    {"backbone": self.backbone.fingerprint, "tap": tap, "timestep": timestep, "seed": self.seed,
+                     "view": view, "precision": str(self.backbone.autocast_dtype)}, datamodule.split_size(stage))
+            out[tap] = self._feature_caches[key]
+        return out
 
     def head_parameters(self):
         return [p for name, p in self.named_parameters() if not name.startswith("backbone.") and p.requires_grad]

@@ -1,7 +1,7 @@
 """``FusedProbeTask``: one data loop, one linear/attentive head per (tap, timestep) pair.
 
-The DDAE-style fused sweep: every batch is encoded once; one backbone pass per distinct timestep
-serves all taps read at that timestep; each head trains on its own features with its own loss. Each
+The DDAE-style fused sweep: one data loop; one backbone pass per distinct timestep serves all taps
+read at that timestep (or the feature cache, when views are fixed); each head trains on its own features with its own loss. Each
 head is tested at its own best validation epoch (its weights at that epoch are kept in memory).
 """
 
@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.heads.probes import build_head
 from aselect_bench.tasks.common import FrozenBackboneTask, unpack_batch
 
@@ -29,9 +28,10 @@ class FusedProbeTask(FrozenBackboneTask):
 
     def __init__(self, backbone, pairs: list[tuple[str, int]], num_classes: int, head: str = "linear",
                  head_kwargs: dict | None = None, lr: float = 1e-3, weight_decay: float = 0.05,
-                 warmup_fraction: float = 0.1, label_smoothing: float = 0.0, seed: int = 0):
+                 warmup_fraction: float = 0.1, label_smoothing: float = 0.0, seed: int = 0,
+                 cache_features: bool = False):
         taps = sorted({tap for tap, _ in pairs})
-        super().__init__(backbone, taps, None, lr, weight_decay, warmup_fraction, seed)
+        super().__init__(backbone, taps, None, lr, weight_decay, warmup_fraction, seed, cache_features)
         self.pairs = [(tap, self.backbone.noise.check_timestep(t)) for tap, t in pairs]
         self.by_timestep = defaultdict(list)
         for tap, t in self.pairs:
@@ -50,18 +50,10 @@ class FusedProbeTask(FrozenBackboneTask):
         return pair_key(tap, timestep).replace(".", "_")
 
     def _logits(self, images, indices, stage):
-        """``{(tap, t): logits [B, K]}``: one encode, one backbone pass per distinct timestep.
-
-        Noise per image is the same as :meth:`FrozenBackboneTask.features` draws for a single head.
-        """
-        x0 = self.backbone.encode(images)
+        """``{(tap, t): logits [B, K]}``: one backbone pass per distinct timestep serves all its taps."""
         out = {}
         for t, taps in self.by_timestep.items():
-            noise = None
-            if indices is not None:
-                draw = 1 + self.current_epoch if stage == "train" else 0
-                noise = batch_noise(x0.shape[1:], self.seed, t, indices.tolist(), draw).to(x0.device)
-            feats = self.backbone.extract_x0(x0, t, taps, noise=noise)
+            feats = self.features(images, indices, stage, timestep=t, taps=taps)
             for tap in taps:
                 out[(tap, t)] = self.heads[self._slot(tap, t)](feats[tap])
         return out

@@ -1,0 +1,147 @@
+"""``SegmentationTask``: an UperNet head (with an FCN auxiliary head) on four taps of a frozen DiT."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aselect_bench.heads.inference import slide_inference, whole_inference
+from aselect_bench.heads.upernet import FCNHead, Feature2Pyramid, UPerHead
+from aselect_bench.metrics import IGNORE_INDEX, SegmentationMetrics
+from aselect_bench.tasks.common import FrozenBackboneTask, unpack_batch
+
+
+class SegmentationTask(FrozenBackboneTask):
+    """Per-pixel classification from four token grids -> Feature2Pyramid -> UPerHead (+ FCN aux, weight 0.4).
+
+    Args:
+        backbone: a preset name, hub id or folder (or a ready ``Backbone``).
+        blocks: the four tapped blocks (default: the preset's spread over the depth, e.g. 6/13/20/27 of 28).
+        component: the component read at each block (default ``out``).
+        hfr_tap: the tap whose HFR chooses the timestep (default: the second of the four).
+        inference: ``whole`` or ``slide`` (crop and stride in pixels, mmseg's sliding window) for evaluation.
+    Logits are upsampled to the ground truth's size; metrics are mIoU, aAcc and per-class IoU in percent.
+    """
+
+    def __init__(self, backbone: str = "demo", num_classes: int = 150, blocks: list[int] | None = None,
+                 component: str = "out", timestep: int | None = None, hfr_tap: str | None = None,
+                 channels: int = 512, aux_channels: int = 256, aux_weight: float = 0.4, lr: float = 1e-4,
+                 weight_decay: float = 0.01, warmup_fraction: float = 0.05, poly_power: float = 1.0,
+                 inference: str = "whole", slide_crop: int = 512, slide_stride: int = 341, seed: int = 0,
+                 num_overlays: int = 4):
+        from aselect_bench.backbones import PRESETS
+        from aselect_bench.tasks.common import resolve_backbone
+
+        backbone = resolve_backbone(backbone)
+        if blocks is None:
+            preset = PRESETS.get(backbone.name)
+            n = backbone.num_blocks
+            blocks = list(preset.seg_blocks) if preset and preset.seg_blocks else [n // 4, n // 2, 3 * n // 4, n - 1]
+        taps = [f"blocks.{b}.{component}" for b in blocks]
+        super().__init__(backbone, taps, timestep, lr, weight_decay, warmup_fraction, seed)
+        self.save_hyperparameters(ignore=["backbone"])
+        self.hparams["backbone"] = backbone.name
+        self.hfr_tap = hfr_tap or taps[1]
+        width = self.backbone.hidden_size
+        self.neck = Feature2Pyramid(width)
+        self.decode_head = UPerHead([width] * 4, channels, num_classes)
+        self.auxiliary_head = FCNHead(width, aux_channels, num_classes, in_index=2)
+        self.num_classes, self.aux_weight, self.poly_power = num_classes, aux_weight, poly_power
+        self.inference, self.slide_crop, self.slide_stride = inference, slide_crop, slide_stride
+        self.metrics = nn.ModuleDict({s: SegmentationMetrics(num_classes) for s in ("val", "test")})
+        self.num_overlays = num_overlays
+        self.overlays: list = []
+
+    def forward(self, images: torch.Tensor, indices=None, stage: str = "val"):
+        """``images [B, 3, H, W]`` -> (logits, auxiliary logits), each ``[B, K, 4H/p, 4W/p]`` (p: patch)."""
+        feats = self.features(images, indices, stage)
+        pyramid = self.neck([feats[t] for t in self.taps])
+        return self.decode_head(pyramid), self.auxiliary_head(pyramid)
+
+    def training_step(self, batch, batch_idx):
+        images, masks, indices = unpack_batch(batch)
+        logits, aux = self(images, indices, "train")
+        loss_main = self._ce(logits, masks)
+        loss_aux = self._ce(aux, masks)
+        loss = loss_main + self.aux_weight * loss_aux
+        self.log_dict({"train/loss": loss, "train/loss_decode": loss_main, "train/loss_aux": loss_aux},
+                      on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    @staticmethod
+    def _ce(logits, masks):
+        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
+
+    def predict_logits(self, images: torch.Tensor, indices=None, stage: str = "val") -> torch.Tensor:
+        """Evaluation logits ``[B, K, H, W]`` at the input size (whole image or sliding window)."""
+
+        def predict(x):
+            return F.interpolate(self(x, indices if x.shape == images.shape else None, stage)[0],
+                                 size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+        if self.inference == "slide":
+            return slide_inference(predict, images, self.slide_crop, self.slide_stride, self.num_classes,
+                                   self.backbone.patch_size)
+        return whole_inference(predict, images, self.backbone.patch_size)
+
+    def _eval_step(self, batch, batch_idx, stage):
+        images, masks, indices = unpack_batch(batch)
+        logits = self.predict_logits(images, indices, stage)
+        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        preds = logits.argmax(1)
+        self.metrics[stage].update(preds, masks)
+        if stage == "val" and len(self.overlays) < self.num_overlays:
+            take = self.num_overlays - len(self.overlays)
+            self.overlays += list(zip(images[:take].cpu(), masks[:take].cpu(), preds[:take].cpu()))
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, "test")
+
+    def on_validation_epoch_start(self):
+        self.overlays = []
+
+    def _log_metrics(self, stage: str) -> dict:
+        values = self.metrics[stage].compute()
+        self.metrics[stage].reset()
+        self.log_dict({f"{stage}/mIoU": values["mIoU"], f"{stage}/aAcc": values["aAcc"]}, prog_bar=stage == "val")
+        return values
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val")
+        self._log_overlays()
+
+    def on_test_epoch_end(self):
+        values = self._log_metrics("test")
+        self.test_results = {"mIoU": values["mIoU"].item(), "aAcc": values["aAcc"].item(),
+                             "per_class_iou": values["per_class_iou"].tolist()}
+
+    def on_train_epoch_start(self):
+        datamodule = self.trainer.datamodule
+        if hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
+
+    def _log_overlays(self) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if not self.overlays or not hasattr(experiment, "add_image"):
+            return
+        from aselect_bench.plots import segmentation_overlay
+
+        experiment.add_image("val/overlays", segmentation_overlay(self.overlays), self.current_epoch, dataformats="HWC")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.head_parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.warmup_fraction * total)
+
+        def poly(step):
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, 1 - (step - warmup) / max(1, total - warmup)) ** self.poly_power
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
