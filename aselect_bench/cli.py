@@ -23,6 +23,7 @@ def run_guarded(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except UserError as err:
+        sys.stderr.write("\r")  # a progress bar may have left the cursor mid-line
         print(f"aselect-bench: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:

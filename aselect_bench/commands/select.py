@@ -9,7 +9,7 @@ from aselect_bench.hfr import DEFAULT_CANDIDATES, MODES
 
 def parse_candidates(text: str) -> list[int]:
     """``"0,50,...,950"`` style lists; ``a:b:s`` ranges are accepted too (``0:1000:50``)."""
-    from aselect_bench.errors import UserError
+    from argparse import ArgumentTypeError as UserError  # argparse prints it as one usage error
 
     out = []
     for part in text.split(","):
@@ -65,13 +65,15 @@ def calibration_images(dataset: str, root, image_size: int, num_images: int, see
 
 
 def run(args: argparse.Namespace) -> dict:
-    from aselect_bench.backbones import PRESETS, load_backbone
-    from aselect_bench.hfr import select_timestep
+    from aselect_bench.backbones import PRESETS, load_backbone, parse_tap
+    from aselect_bench.hfr import check_candidates, select_timestep
     from aselect_bench.io import atomic_write_json
     from aselect_bench.reports import markdown_table
 
     backbone = load_backbone(args.backbone)
     tap = args.tap or (PRESETS[args.backbone].default_tap if args.backbone in PRESETS else "blocks.0.out")
+    parse_tap(tap, backbone.num_blocks, backbone.family.components)  # every check before the long work
+    check_candidates(args.candidates, backbone.num_train_timesteps)
     images = calibration_images(args.dataset, args.data_root, backbone.image_size, args.num_images, args.seed)
     result = select_timestep(backbone, images, args.candidates, tap, cutoff=args.cutoff, mode=args.mode,
                              remove_mean=args.remove_mean, noise_draws=args.noise_draws, seed=args.seed,

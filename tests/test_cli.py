@@ -1,0 +1,65 @@
+"""The command line: real runs, and user mistakes as one clear line with no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "aselect_bench.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result, fragment):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("aselect-bench") and "error:" in line]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+@pytest.fixture(scope="module")
+def cub_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cub")
+    result = cli("synth", "fgvc", "--layout", "cub", "--out", root, "--num-classes", 10, "--train-per-class", 3,
+                 "--test-per-class", 1, "--image-size", 32)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def test_select_prints_the_curve_and_writes_json(cub_root, tmp_path):
+    out = tmp_path / "selection.json"
+    result = cli("select", "--backbone", "tiny-dit", "--dataset", "cub", "--data-root", cub_root,
+                 "--tap", "blocks.1.query", "--candidates", "0,500,999", "--num-images", 6, "--out", out)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(out.read_text())
+    assert set(saved["hfr"]) == {"0", "500", "999"} and saved["forwards"] == 18
+    assert saved["timestep"] == int(max(saved["hfr"], key=saved["hfr"].get))
+    assert f"chosen timestep: {saved['timestep']}" in result.stdout and "| timestep |" in result.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--backbone", "no/such-folder-or-model", "--dataset", "cub", "--data-root", "."], "no weights for"),
+    (["--backbone", "tiny-dit", "--dataset", "cub", "--data-root", "/nonexistent/cub"], "/nonexistent/cub"),
+    (["--backbone", "tiny-dit", "--dataset", "cub", "--data-root", "CUB", "--tap", "blocks.99.out"],
+     "block 99 does not exist"),
+    (["--backbone", "tiny-dit", "--dataset", "cub", "--data-root", "CUB", "--tap", "blocks.0.bogus"],
+     "unknown component"),
+    (["--backbone", "tiny-dit", "--dataset", "cub", "--data-root", "CUB", "--candidates", "0,5000"],
+     "outside the schedule"),
+    (["--backbone", "tiny-dit", "--dataset", "cub", "--data-root", "CUB", "--candidates", "0,abc"],
+     "bad candidate 'abc'"),
+])
+def test_select_mistakes_are_one_line(cub_root, args, fragment):
+    args = [str(cub_root) if a == "CUB" else a for a in args]
+    env_args = ["select", *args, "--num-images", "2"]
+    assert_one_line_error(cli(*env_args), fragment)
+
+
+def test_help_lists_every_command():
+    result = cli("--help")
+    for name in ("fit", "select", "compare", "components", "synth", "pretrain"):
+        assert name in result.stdout
