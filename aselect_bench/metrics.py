@@ -1,7 +1,8 @@
-"""Segmentation metrics with torchmetrics: per-class IoU, mIoU and pixel accuracy (aAcc), in percent.
+"""Segmentation metrics with torchmetrics: per-class IoU, mIoU, pixel accuracy (aAcc) and mAcc, in percent.
 
-Classes absent from both prediction and ground truth have no IoU (NaN) and are left out of the mean,
-as mmsegmentation's ``IoUMetric`` does; pixels labelled 255 are ignored.
+Numerically mmsegmentation's ``IoUMetric``: pixels labelled 255 are ignored; a class with an empty
+union (absent from both prediction and ground truth) has no IoU (NaN) and is left out of the mean; a
+class absent from the ground truth has no accuracy (NaN, left out of mAcc).
 """
 
 from __future__ import annotations
@@ -13,13 +14,23 @@ IGNORE_INDEX = 255
 
 
 class SegmentationMetrics(MulticlassJaccardIndex):
-    """``update(preds [B, H, W] or logits [B, K, H, W], target [B, H, W])``; ``compute()`` -> dict."""
+    """Accumulates a confusion matrix over batches (``MulticlassJaccardIndex(average="none")``).
+
+    ``update(preds, target)``: ``preds`` class ids ``[B, H, W]`` or logits ``[B, K, H, W]``,
+    ``target`` ``[B, H, W]`` (255 = ignore).
+    ``compute()`` -> ``{"per_class_iou": [K], "mIoU": [], "aAcc": [], "per_class_acc": [K], "mAcc": []}``,
+    percentages 0-100, NaN where undefined (see the module docstring).
+    """
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, **kwargs):
         super().__init__(num_classes, average="none", ignore_index=ignore_index, zero_division=float("nan"), **kwargs)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        per_class = super().compute() * 100
-        confmat = self.confmat.float()
-        return {"per_class_iou": per_class, "mIoU": per_class.nanmean(),
-                "aAcc": confmat.diag().sum() / confmat.sum().clamp_min(1) * 100}
+        confmat = self.confmat.double()  # rows: ground truth, columns: prediction
+        intersect, label_area = confmat.diag(), confmat.sum(1)
+        union = label_area + confmat.sum(0) - intersect
+        iou = (intersect / union * 100).float()  # 0/0 -> NaN: absent from both
+        acc = (intersect / label_area * 100).float()
+        return {"per_class_iou": iou, "mIoU": iou.nanmean(),
+                "aAcc": (intersect.sum() / label_area.sum().clamp_min(1) * 100).float(),
+                "per_class_acc": acc, "mAcc": acc.nanmean()}

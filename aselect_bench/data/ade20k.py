@@ -3,6 +3,8 @@
 ``read_split(root, split)`` pairs ``images/{training,validation}/*.jpg`` with
 ``annotations/{training,validation}/*.png`` by file stem; ``load_mask`` applies ``reduce_zero_label``
 (0 "other" -> 255 ignore, class ``k`` -> ``k - 1``), as mmsegmentation's ADE20K protocol does.
+``CLASS_NAMES`` and ``PALETTE`` are mmsegmentation's ``ADE20KDataset`` metainfo (``'bed '`` keeps its
+trailing space, as there), indexed by the reduced label ``0..149``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from aselect_bench.data.images import load_rgb
 from aselect_bench.errors import UserError
 
 NUM_CLASSES = 150
@@ -62,17 +65,27 @@ PALETTE = (
 )
 
 
+def _layout_hint(folder: str) -> str:
+    return (f"expected the ADEChallengeData2016 layout (images/{folder}/*.jpg and annotations/{folder}/*.png); "
+            f"point the data root at the ADEChallengeData2016/ folder of the official ADEChallengeData2016.zip")
+
+
 def read_split(root, split: str) -> list[tuple[Path, Path]]:
-    """``[(image path, annotation path)]`` of ``split`` (``train`` or ``val``), sorted by file name."""
+    """``[(image path, annotation path)]`` of ``split`` (``train`` or ``val``), paired by stem, sorted by name.
+
+    Raises :class:`UserError` for an unknown split, a missing root or subfolder, an image without its
+    annotation, or an empty split. Annotations without an image are ignored (as mmseg does).
+    """
     if split not in SPLIT_FOLDERS:
-        raise UserError(f"unknown ADE20K split {split!r}; use train or val")
+        raise UserError(f"unknown ADE20K split {split!r}; use 'train' or 'val' (the test annotations are not public)")
     root = Path(root).expanduser()
     folder = SPLIT_FOLDERS[split]
+    if not root.is_dir():
+        raise UserError(f"ADE20K: the data root {root} does not exist; {_layout_hint(folder)}")
     images_dir, annotations_dir = root / "images" / folder, root / "annotations" / folder
     for d in (images_dir, annotations_dir):
         if not d.is_dir():
-            raise UserError(f"ADE20K: expected the folder {d} (ADEChallengeData2016 layout: images/{folder}/*.jpg "
-                            f"and annotations/{folder}/*.png); point the data root at ADEChallengeData2016/")
+            raise UserError(f"ADE20K: the folder {d} is missing; {_layout_hint(folder)}")
     annotations = {p.stem: p for p in annotations_dir.glob("*.png")}
     pairs = []
     for image in sorted(images_dir.glob("*.jpg")):
@@ -81,29 +94,42 @@ def read_split(root, split: str) -> list[tuple[Path, Path]]:
                             f"restore the annotation or remove the image")
         pairs.append((image, annotations[image.stem]))
     if not pairs:
-        raise UserError(f"ADE20K: the {split} split is empty: no .jpg images in {images_dir}")
+        raise UserError(f"ADE20K: the {split} split is empty: no .jpg images in {images_dir}; {_layout_hint(folder)}")
     return pairs
 
 
 def load_mask(path, num_classes: int = NUM_CLASSES, image_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Integer mask ``[H, W]``: 0 -> 255 (ignore), ``k`` -> ``k - 1``; values above ``num_classes`` refused.
+    """Class map ``int64 [H, W]`` of an annotation PNG: 0 -> 255 (ignore), ``k`` -> ``k - 1``.
 
-    ``image_size`` ``(width, height)``: the mask must have the same size as its image.
+    Values above ``num_classes`` are refused; ``image_size`` ``(width, height)``, when given, must be the
+    mask's size (the mask belongs to that image).
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             raw = np.asarray(img)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read annotation {path} ({err}); restore the file") from None
+    except FileNotFoundError:
+        raise UserError(f"ADE20K: annotation {path} does not exist; restore it or remove its image") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise UserError(f"ADE20K: cannot read annotation {path} ({err}); restore the file") from None
     if raw.ndim != 2:
-        raise UserError(f"annotation {path} has shape {raw.shape}: expected a single-channel PNG of class ids")
+        raise UserError(f"ADE20K: annotation {path} has shape {raw.shape}; expected a single-channel PNG of "
+                        f"class ids (0 = other, 1..{num_classes}); restore the original annotation")
     if image_size is not None and (raw.shape[1], raw.shape[0]) != tuple(image_size):
-        raise UserError(f"annotation {path} is {raw.shape[1]}x{raw.shape[0]} but its image is "
-                        f"{image_size[0]}x{image_size[1]}; the pair does not belong together")
-    if raw.max(initial=0) > num_classes:
-        raise UserError(f"annotation {path} holds class {int(raw.max())}, above the {num_classes} classes "
-                        f"(0 = other, 1..{num_classes}); is this an ADE20K annotation?")
+        raise UserError(f"ADE20K: annotation {path} is {raw.shape[1]}x{raw.shape[0]} but its image is "
+                        f"{image_size[0]}x{image_size[1]}; the pair does not belong together: restore the "
+                        f"original image or annotation")
+    peak = int(raw.max(initial=0))
+    if peak > num_classes:
+        raise UserError(f"ADE20K: annotation {path} holds class {peak}, above the {num_classes} classes "
+                        f"(0 = other, 1..{num_classes}); is this an ADE20K annotation (not a colour rendering)?")
     mask = raw.astype(np.int64) - 1
     mask[raw == 0] = IGNORE_INDEX
     return mask
+
+
+def load_pair(image_path, mask_path, num_classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """``(uint8 RGB [H, W, 3], int64 mask [H, W])`` of one sample, sizes checked (see :func:`load_mask`)."""
+    image = load_rgb(image_path)
+    mask = load_mask(mask_path, num_classes, image_size=image.size)
+    return np.asarray(image), mask

@@ -6,21 +6,20 @@ import hashlib
 import random
 
 import lightning as L
-import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
-from aselect_bench.data.ade20k import load_mask, read_split
-from aselect_bench.data.images import load_rgb
+from aselect_bench.data.ade20k import load_pair, read_split
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform
 
 
 class SegmentationDataset(Dataset):
-    """``[(image, annotation)]`` -> ``(image [3, h, w] in [-1, 1], mask [H, W] int64 with 255 ignore, index)``.
+    """``[(image, annotation)]`` -> ``(image float [3, h, w] in [-1, 1], mask int64 [H, W] (255 ignore), index)``.
 
-    Training views are random but reproducible: the randomness of item ``i`` in epoch ``e`` is seeded by
-    ``(seed, e, i)`` (``set_epoch`` is called by the data module).
+    Training views are random but reproducible: item ``i`` in epoch ``e`` draws from
+    ``random.Random(hash((seed, e, i)))`` (the data module calls ``set_epoch``), whatever the worker.
     """
 
     def __init__(self, pairs, transform, num_classes: int, seed: int = 0):
@@ -31,14 +30,19 @@ class SegmentationDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int):
-        image_path, mask_path = self.pairs[index]
-        image = load_rgb(image_path)
-        mask = load_mask(mask_path, self.num_classes, image_size=image.size)
-        image = tv_tensors.Image(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
+        image, mask = load_pair(*self.pairs[index], num_classes=self.num_classes)
+        image = tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(mask)[None])
-        rng = random.Random(hash((self.seed, self.epoch, index)))
-        image, mask = self.transform(image, mask, rng)
-        return image.as_subclass(torch.Tensor), mask[0].as_subclass(torch.Tensor), index
+        image, mask = self.transform(image, mask, random.Random(hash((self.seed, self.epoch, index))))
+        return image, mask, index
+
+    def image_sizes(self) -> set[tuple[int, int]]:
+        """The distinct ``(width, height)`` of the images (headers only)."""
+        sizes = set()
+        for image, _ in self.pairs:
+            with Image.open(image) as img:
+                sizes.add(img.size)
+        return sizes
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(repr(self.transform).encode())
@@ -48,38 +52,54 @@ class SegmentationDataset(Dataset):
 
 
 class ADE20KDataModule(L.LightningDataModule):
-    """ADE20K loaders.
+    """ADE20K loaders; batches are ``(images [B, 3, h, w] in [-1, 1], masks int64 [B, H, W], indices [B])``.
 
     Args:
         data_root: the ``ADEChallengeData2016/`` folder.
-        crop_size: training crop (the backbone's native input at the demo preset, 512 in the paper).
-        scale: the resize scale ``(long, short)``: ``(2048, 512)`` in the protocol.
-        val_batch_size: evaluation batch (1 for real ADE20K, whose images differ in size).
-    Batches are ``(images [B, 3, h, w], masks [B, H, W], indices [B])``.
+        crop_size: training crop (512 in the paper; the backbone's native input at the demo preset).
+        scale: resize scale ``(long, short)``: ``(2048, 512)`` in the protocol, ``(128, 32)`` at the demo.
+        batch_size: training batch.
+        num_workers, seed: loader workers; seed of the training views and of the shuffling.
+        num_classes: 150 for ADE20K (annotation values above it are refused).
+        val_batch_size: evaluation batch. Used only when all evaluation images share one size; otherwise
+            evaluation runs with batch size 1 (no padding: each image is predicted and scored at its own
+            size, as mmseg does), which real ADE20K needs.
+        cat_max_ratio, antialias: see :class:`SegTrainTransform`.
+    Training masks are ``[B, c, c]``; evaluation masks keep the annotation's size ``[B, H, W]`` while
+    the images are resized into ``scale``. ``test`` is the validation split (test labels are not public).
     """
 
     def __init__(self, data_root: str = "data/ADEChallengeData2016", crop_size: int = 512, scale=(2048, 512),
-                 batch_size: int = 16, val_batch_size: int = 1, num_workers: int = 2, seed: int = 0,
-                 num_classes: int = 150, cat_max_ratio: float = 0.75):
+                 batch_size: int = 16, num_workers: int = 2, seed: int = 0, num_classes: int = 150,
+                 val_batch_size: int = 1, cat_max_ratio: float = 0.75, antialias: bool = False):
         super().__init__()
         self.data_root, self.crop_size, self.scale = data_root, crop_size, tuple(scale)
         self.batch_size, self.val_batch_size, self.num_workers, self.seed = batch_size, val_batch_size, num_workers, seed
-        self.num_classes, self.cat_max_ratio = num_classes, cat_max_ratio
+        self.num_classes, self.cat_max_ratio, self.antialias = num_classes, cat_max_ratio, antialias
         self.sets: dict = {}
+        self._eval_batch: int | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.sets:
             return
-        train = SegTrainTransform(self.crop_size, self.scale, cat_max_ratio=self.cat_max_ratio)
-        val = SegEvalTransform(self.scale)
+        train = SegTrainTransform(self.crop_size, self.scale, cat_max_ratio=self.cat_max_ratio, antialias=self.antialias)
+        val = SegEvalTransform(self.scale, antialias=self.antialias)
         self.sets = {"train": SegmentationDataset(read_split(self.data_root, "train"), train, self.num_classes, self.seed),
                      "val": SegmentationDataset(read_split(self.data_root, "val"), val, self.num_classes, self.seed)}
-        self.sets["test"] = self.sets["val"]  # ADE20K's test annotations are not public: test = val
+        self.sets["test"] = self.sets["val"]
 
     def set_epoch(self, epoch: int) -> None:
         """New random training views each epoch (workers get the dataset anew at every epoch)."""
         self.setup()
         self.sets["train"].epoch = epoch
+
+    def eval_batch_size(self) -> int:
+        """``val_batch_size`` if every evaluation image has one size, else 1."""
+        self.setup()
+        if self._eval_batch is None:
+            same = self.val_batch_size == 1 or len(self.sets["val"].image_sizes()) == 1
+            self._eval_batch = self.val_batch_size if same else 1
+        return self._eval_batch
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         self.setup()
@@ -91,23 +111,27 @@ class ADE20KDataModule(L.LightningDataModule):
         return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self):
-        return self._loader("val", self.val_batch_size, shuffle=False)
+        return self._loader("val", self.eval_batch_size(), shuffle=False)
 
     def test_dataloader(self):
-        return self._loader("test", self.val_batch_size, shuffle=False)
+        return self._loader("test", self.eval_batch_size(), shuffle=False)
 
     def split_size(self, stage: str) -> int:
+        self.setup()
         return len(self.sets[stage])
 
     def view_fingerprint(self, stage: str) -> str | None:
+        """A key of the fixed evaluation views (``None`` for the random training views)."""
+        self.setup()
         return None if stage == "train" else f"{self.data_root}:{self.sets[stage].fingerprint()}"
 
     def calibration_images(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``[n, 3, c, c]``: center crops (crop size) of ``n`` train images in the evaluation scale."""
+        """``[n, 3, c, c]`` in [-1, 1]: centre crops (crop size) of ``n`` training images at the eval scale."""
         from torchvision.transforms.v2 import functional as TF
 
         self.setup()
         train = self.sets["train"]
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-        view = SegmentationDataset([train.pairs[i] for i in order], SegEvalTransform(self.scale), self.num_classes)
+        view = SegmentationDataset([train.pairs[i] for i in order], SegEvalTransform(self.scale, self.antialias),
+                                   self.num_classes)
         return torch.stack([TF.center_crop(view[i][0], [self.crop_size, self.crop_size]) for i in range(len(view))])
