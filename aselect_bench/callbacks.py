@@ -79,6 +79,7 @@ class HFRTimestepSelector(L.Callback):
 
     def _log(self, trainer, pl_module) -> None:
         result = self.result
+        log_dir = trainer.log_dir or trainer.default_root_dir  # a collective under DDP: every rank asks
         if trainer.global_rank != 0:
             return
         from aselect_bench.plots import hfr_curve_figure
@@ -91,5 +92,4 @@ class HFRTimestepSelector(L.Callback):
                 experiment.add_figure("hfr/curve", hfr_curve_figure(result.curve, result.timestep, result.spread,
                                                                      f"HFR of {result.tap}"), global_step=0)
             logger.log_hyperparams({"timestep": result.timestep, "hfr_tap": result.tap, **result.settings})
-        log_dir = trainer.log_dir or trainer.default_root_dir
         atomic_write_json(Path(log_dir) / "hfr_selection.json", result.to_json())

@@ -57,7 +57,7 @@ def fgvc_probe(preset: dict, backbone, num_classes: int, timestep=None, tap=None
         backbone, num_classes=num_classes, tap=tap or cfg["tap"], timestep=timestep, head=cfg["head"],
         head_width=cfg["head_width"], head_depth=cfg["head_depth"], head_heads=cfg["head_heads"], lr=cfg["lr"],
         weight_decay=cfg["weight_decay"], warmup_fraction=cfg["warmup_fraction"],
-        label_smoothing=cfg["label_smoothing"], seed=preset["seed"],
+        label_smoothing=cfg["label_smoothing"], seed=preset["seed"], cache_features=not cfg["train_augment"],
     )
 
 
