@@ -43,6 +43,8 @@ def resolve_configs(argv: list[str], tmp_dir: Path) -> list[str]:
 
 
 def run_lightning_cli(argv: list[str]) -> None:
+    """``--resume`` continues training from the run's ``last.ckpt`` (Lightning's ``--ckpt_path last``)."""
+    argv = [a for arg in argv for a in (["--ckpt_path", "last"] if arg == "--resume" else [arg])]
     with tempfile.TemporaryDirectory(prefix="aselect-cfg-") as tmp:
         AselectCLI(subclass_mode_model=True, subclass_mode_data=True, args=resolve_configs(argv, Path(tmp)),
                    save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "aselect-bench"})
