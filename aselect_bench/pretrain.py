@@ -16,7 +16,7 @@ import json
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -42,9 +42,17 @@ class Recipe:
     seed: int = 0
     precision: str = "bf16-mixed"
     transformer: tuple = tuple(sorted(DEMO_TRANSFORMER.items()))
+    data_version: str = field(default_factory=lambda: _generator_versions())
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _generator_versions() -> str:
+    """The synthetic generators' versions: new images mean new demo weights."""
+    from aselect_bench.data import synth_ade20k, synth_fgvc
+
+    return f"birds-v{synth_fgvc.GENERATOR_VERSION}-scenes-v{synth_ade20k.GENERATOR_VERSION}"
 
 
 def pretraining_images(recipe: Recipe) -> torch.Tensor:

@@ -16,6 +16,8 @@ from PIL import Image, ImageDraw
 
 from aselect_bench.errors import UserError
 
+GENERATOR_VERSION = 2  # bump when the scenes change (the demo DiT's recipe keys on it)
+
 MATERIALS = [  # (name, base RGB, texture kind, texture parameter)
     ("synth-brick", (0.62, 0.28, 0.2), "stripes", 0.0),
     ("synth-grass", (0.25, 0.55, 0.2), "noise", 0.35),
