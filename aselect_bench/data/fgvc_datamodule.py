@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import random
+from collections import defaultdict
+
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from aselect_bench.data.fgvc import read_split
-from aselect_bench.data.transforms import ImageListDataset, classification_transform
+from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits
+from aselect_bench.data.transforms import ImageListDataset, classification_transform, item_labels, take
 from aselect_bench.errors import UserError
+
+
+def limit_per_class(items, limit: int, seed: int):
+    """At most ``limit`` items of each class, chosen with ``seed``, in their original order."""
+    by_class = defaultdict(list)
+    for i, label in enumerate(item_labels(items)):
+        by_class[label].append(i)
+    rng, keep = random.Random(seed), []
+    for label in sorted(by_class):
+        keep += rng.sample(by_class[label], min(limit, len(by_class[label])))
+    return take(items, sorted(keep))
 
 
 class FGVCDataModule(L.LightningDataModule):
@@ -16,24 +30,34 @@ class FGVCDataModule(L.LightningDataModule):
 
     Args:
         dataset: ``cub``, ``nabirds``, ``flowers``, ``dogs``, ``cars`` or ``aircraft``.
-        image_size: the backbone's native input size (``None``: read from the model at setup).
+        image_size: the backbone's native input size (``None``: the model's ``image_size`` at setup).
         train_augment: random crop + flip for training; ``False`` gives a fixed view (cacheable features).
+        limit_per_class: keep at most this many training images per class (chosen with ``seed``).
         strict: stop at the first unreadable image instead of skipping it with a warning.
-        hub_id, image_column, label_column: read a Hugging Face ``datasets`` dataset instead of a folder.
-    Batches are ``(images [B, 3, S, S], labels [B], indices [B])``.
+        hub_id, image_column, label_column: read a Hugging Face ``datasets`` dataset (hub id or local
+            folder) instead of ``data_root``; see :class:`aselect_bench.data.fgvc.HubSplit`.
+
+    Batches are ``(images [B, 3, S, S] float in [-1, 1], labels [B] int64, indices [B])``.
     """
 
     def __init__(self, dataset: str = "cub", data_root: str = "data", image_size: int | None = None,
                  batch_size: int = 64, num_workers: int = 2, seed: int = 0, train_augment: bool = True,
-                 strict: bool = False, hub_id: str | None = None, image_column: str = "image",
-                 label_column: str = "label"):
+                 limit_per_class: int | None = None, strict: bool = False, hub_id: str | None = None,
+                 image_column: str = "image", label_column: str = "label"):
         super().__init__()
+        if limit_per_class is not None and limit_per_class < 1:
+            raise UserError(f"limit_per_class must be a positive number of images, got {limit_per_class}")
         self.dataset, self.data_root, self.image_size = dataset, data_root, image_size
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.train_augment, self.strict = train_augment, strict
+        self.train_augment, self.limit, self.strict = train_augment, limit_per_class, strict
         self.hub = (hub_id, image_column, label_column) if hub_id else None
-        self.sets: dict = {}
-        self.num_classes: int | None = None
+        self.sets: dict[str, ImageListDataset] = {}
+        self.class_names: list[str] = []
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes; ``None`` before :meth:`setup`."""
+        return len(self.class_names) or None
 
     def setup(self, stage: str | None = None) -> None:
         if self.sets:
@@ -42,25 +66,23 @@ class FGVCDataModule(L.LightningDataModule):
             module = self.trainer.lightning_module if self._trainer else None
             if module is None or not hasattr(module, "image_size"):
                 raise UserError("image_size is not set: pass the backbone's native size (e.g. 256 for DiT-XL/2)")
-            self.image_size = module.image_size
-        splits = {}
-        for split in ("train", "val", "test"):
-            items = self._read(split)
-            train_view = split == "train" and self.train_augment
-            splits[split] = ImageListDataset(items, classification_transform(self.image_size, train_view), self.strict)
-        self.sets = splits
-        self.num_classes = 1 + max(max(y for _, y in ds.items) for ds in splits.values())
+            self.image_size = int(module.image_size)
+        items = self._read()
+        if self.limit:
+            items["train"] = limit_per_class(items["train"], self.limit, self.seed)
+        for split in SPLITS:
+            view = classification_transform(self.image_size, split == "train" and self.train_augment)
+            self.sets[split] = ImageListDataset(items[split], view, self.strict)
+
+    def _read(self) -> dict:
+        """``{split: [(path or image, label)]}`` and the class names, from the folder or the hub."""
         if self.hub is None:
-            from aselect_bench.data.fgvc import num_classes
-
-            self.num_classes = num_classes(self.dataset, self.data_root)
-
-    def _read(self, split: str):
-        if self.hub is None:
-            return read_split(self.dataset, self.data_root, split)
-        from aselect_bench.data.hub import read_hub_split
-
-        return read_hub_split(*self.hub, split)
+            self.class_names = class_names(self.dataset, self.data_root)
+            return read_splits(self.dataset, self.data_root)
+        hub_id, image_column, label_column = self.hub
+        splits = {s: HubSplit(hub_id, s, image_column, label_column) for s in SPLITS}
+        self.class_names = splits["train"].class_names
+        return splits
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
@@ -69,13 +91,13 @@ class FGVCDataModule(L.LightningDataModule):
                           generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
                           pin_memory=torch.cuda.is_available())
 
-    def train_dataloader(self):
+    def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self):
+    def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self):
+    def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
     def split_size(self, stage: str) -> int:
@@ -85,17 +107,18 @@ class FGVCDataModule(L.LightningDataModule):
         """Identifies the images a split yields; ``None`` for randomly augmented training views."""
         if stage == "train" and self.train_augment:
             return None
-        source = f"hub:{self.hub[0]}:{stage}" if self.hub else str(self.data_root)
-        return f"{source}:{self.sets[stage].fingerprint()}"
+        source = f"hub:{self.hub[0]}" if self.hub else str(self.data_root)
+        return f"{source}:{stage}:{self.sets[stage].fingerprint()}"
 
     def bad_files(self) -> list[str]:
         """Unreadable images skipped so far (in this process)."""
         return sorted(set().union(*(ds.bad_files for ds in self.sets.values())))
 
     def calibration_images(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``[n, 3, S, S]``: ``n`` train images chosen with ``seed``, in the evaluation view (no randomness)."""
+        """``[min(n, N_train), 3, S, S]``: train images chosen with ``seed``, in the evaluation view (no
+        randomness): the HFR calibration set."""
         self.setup()
         train = self.sets["train"]
         eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False), self.strict)
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-        return torch.stack([x for x, _, _ in Subset(eval_view, order)])
+        return torch.stack([eval_view[i][0] for i in order])

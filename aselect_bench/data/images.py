@@ -10,30 +10,39 @@ from PIL import Image, UnidentifiedImageError
 from aselect_bench.errors import UserError
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit (``I;16*``), 32-bit integer (``I``) and float (``F``) grayscale -> ``L``, scaled, not clipped."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16") or (img.mode == "I" and arr.max(initial=0) > 255):
+        arr = arr / 257.0  # 0..65535 -> 0..255
+    elif img.mode == "F" and arr.max(initial=0) <= 1.0:
+        arr = arr * 255.0  # floats in [0, 1]
+    return Image.fromarray(np.rint(arr).clip(0, 255).astype(np.uint8), mode="L")
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Grayscale, 16-bit, CMYK, palette (with transparency), LA and RGBA images -> RGB (alpha over white)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray((arr / peak * 255).clip(0, 255).astype(np.uint8), mode="L")
+    """Any mode -> RGB: grayscale/16-bit/CMYK/YCbCr converted; alpha (RGBA, LA, palette transparency) over white."""
+    if img.mode.startswith("I") or img.mode == "F":
+        img = _to_8bit(img)
     if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB") if img.mode != "RGB" else img
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def load_rgb(path) -> Image.Image:
-    """Open, fully decode and convert ``path`` to RGB; a broken file raises :class:`UserError` naming it."""
+    """Open, fully decode and convert ``path`` to RGB; a missing or broken file raises :class:`UserError`."""
     path = Path(path)
     try:
         with Image.open(path) as img:
-            img.load()
+            img.load()  # decode now: a truncated file fails here, not later inside a worker
             return to_rgb(img)
     except FileNotFoundError:
-        raise UserError(f"image file {path} does not exist: restore it or remove it from the dataset index") from None
+        raise UserError(f"image {path} does not exist: restore it, or remove its line from the dataset's "
+                        f"index files") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise UserError(f"cannot read image {path} ({err}): the file is truncated or not an image; "
-                        f"replace it, or leave --strict off to skip such files with a warning") from None
+        raise UserError(f"cannot read image {path} ({err}): the file is truncated or not an image; replace "
+                        f"it with an intact copy (re-extract the dataset archive)") from None

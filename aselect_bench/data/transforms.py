@@ -1,9 +1,10 @@
-"""torchvision v2 transforms and the image-list dataset shared by the classification data modules."""
+"""torchvision v2 classification transforms and the image-list dataset (reusable by other image tasks)."""
 
 from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
@@ -22,7 +23,8 @@ def to_model_range() -> list:
 
 
 def classification_transform(image_size: int, train: bool) -> v2.Compose:
-    """train: resize + random crop + flip; eval: resize + center crop; both to ``image_size``."""
+    """train: resize (short side ``1.14 * image_size``) + random crop + horizontal flip; eval: resize + center
+    crop. Both give ``[3, image_size, image_size]`` in [-1, 1]."""
     resize = v2.Resize(round(image_size * RESIZE_RATIO), antialias=True)
     if train:
         return v2.Compose([resize, v2.RandomCrop(image_size), v2.RandomHorizontalFlip(), *to_model_range()])
@@ -34,15 +36,29 @@ def describe(transform) -> str:
     return repr(transform)
 
 
-class ImageListDataset(Dataset):
-    """``[(path, label)]`` -> ``(image [3, H, W] in [-1, 1], label, index)``.
+def item_labels(items: Sequence) -> list[int]:
+    """Labels of ``[(path or image, label)]`` items, without decoding images (``items.labels`` if it has one)."""
+    labels = getattr(items, "labels", None)
+    return list(labels) if labels is not None else [int(y) for _, y in items]
 
-    A file that cannot be read is skipped with a warning naming it (the next readable image stands in,
-    and the file is recorded in ``bad_files``), or stops the run when ``strict``.
+
+def take(items: Sequence, indices) -> Sequence:
+    """``items`` restricted to ``indices`` (lazy sequences such as a hub split keep being lazy)."""
+    return items.subset(indices) if hasattr(items, "subset") else [items[i] for i in indices]
+
+
+class ImageListDataset(Dataset):
+    """``[(path or PIL image, label)]`` -> ``(image [3, H, W] in [-1, 1], label, index)``.
+
+    ``index`` is the position in the list: it keys per-image noise and feature caches (tasks read the
+    batch as ``(images [B, 3, H, W], labels [B] int64, indices [B])``). A file that cannot be read is
+    skipped with a warning naming it (the next readable image stands in; ``bad_files`` records it),
+    or stops the run when ``strict``.
     """
 
-    def __init__(self, items, transform, strict: bool = False):
-        self.items, self.transform, self.strict = list(items), transform, strict
+    def __init__(self, items: Sequence, transform, strict: bool = False):
+        self.items = items if hasattr(items, "subset") else list(items)
+        self.transform, self.strict = transform, strict
         self.bad_files: set[str] = set()
 
     def __len__(self) -> int:
@@ -50,22 +66,31 @@ class ImageListDataset(Dataset):
 
     def __getitem__(self, index: int):
         for offset in range(len(self.items)):
-            path, label = self.items[(index + offset) % len(self.items)]
+            source, label = self.items[(index + offset) % len(self.items)]
             try:
-                image = to_rgb(path) if isinstance(path, Image.Image) else load_rgb(path)
+                image = to_rgb(source) if isinstance(source, Image.Image) else load_rgb(source)
             except UserError:
                 if self.strict:
                     raise
-                if str(path) not in self.bad_files:
-                    warnings.warn(f"skipping unreadable image {path}", stacklevel=2)
-                    self.bad_files.add(str(path))
+                if str(source) not in self.bad_files:
+                    warnings.warn(f"skipping unreadable image {source}", stacklevel=2)
+                    self.bad_files.add(str(source))
                 continue
             return self.transform(image), label, index
         raise UserError("no readable image in this split: every file failed to load")
 
+    @property
+    def labels(self) -> list[int]:
+        return item_labels(self.items)
+
     def fingerprint(self) -> str:
+        """Identifies the images (paths or the hub split's rows), labels and transform."""
         h = hashlib.sha256()
-        for i, (path, label) in enumerate(self.items):
-            h.update(f"{i if isinstance(path, Image.Image) else path}\t{label}\n".encode())
+        if hasattr(self.items, "fingerprint"):
+            h.update(str(self.items.fingerprint).encode())
+        else:
+            for source, label in self.items:
+                key = hashlib.sha256(source.tobytes()).hexdigest() if isinstance(source, Image.Image) else source
+                h.update(f"{key}\t{label}\n".encode())
         h.update(describe(self.transform).encode())
         return h.hexdigest()[:16]
