@@ -13,9 +13,10 @@ from pathlib import Path
 import lightning as L
 
 from aselect_bench.backbones import COMPONENTS, grid_taps
+from aselect_bench.experiments import fused_probe
 from aselect_bench.hfr import scan_hfr, summarize_scan
 from aselect_bench.search import spearman
-from aselect_bench.tasks.fused import FusedProbeTask, pair_key
+from aselect_bench.tasks.fused import pair_key
 
 
 def default_blocks(num_blocks: int) -> list[int]:
@@ -35,7 +36,7 @@ def authors_tap(backbone) -> str:
 def run_components(exp, blocks=None, components=COMPONENTS, timestep: int | None = None, runs_dir="runs",
                    progress: bool = True, measure_separate: bool = True) -> dict:
     """Probe the grid on ``exp`` (an :class:`~aselect_bench.experiments.FGVCExperiment`); returns the result dict."""
-    backbone, preset, cfg = exp.backbone, exp.preset, exp.preset["fgvc"]
+    backbone, preset = exp.backbone, exp.preset
     blocks = list(blocks) if blocks is not None else default_blocks(backbone.num_blocks)
     taps = grid_taps(blocks, components)
     start, forwards0 = time.perf_counter(), backbone.forwards
@@ -48,12 +49,7 @@ def run_components(exp, blocks=None, components=COMPONENTS, timestep: int | None
     chosen = {tap: scans[tap].timestep for tap in taps}
 
     L.seed_everything(preset["seed"], workers=True, verbose=False)
-    task = FusedProbeTask(backbone, [(tap, chosen[tap]) for tap in taps], exp.datamodule.num_classes,
-                          head=cfg["head"], head_kwargs={} if cfg["head"] == "linear" else dict(
-                              width=cfg["head_width"], depth=cfg["head_depth"], heads=cfg["head_heads"]),
-                          lr=cfg["lr"], weight_decay=cfg["weight_decay"], warmup_fraction=cfg["warmup_fraction"],
-                          label_smoothing=cfg["label_smoothing"], seed=preset["seed"],
-                          cache_features=not cfg["train_augment"])
+    task = fused_probe(preset, backbone, [(tap, chosen[tap]) for tap in taps], exp.datamodule.num_classes)
     log_name = f"{preset['name']}-{exp.dataset}"
     trainer = L.Trainer(accelerator="auto", devices=1, max_epochs=exp.max_epochs, enable_checkpointing=False,
                         logger=L.pytorch.loggers.TensorBoardLogger(str(Path(runs_dir) / "components"), name=log_name),

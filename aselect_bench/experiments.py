@@ -73,6 +73,19 @@ def fgvc_probe(preset: dict, backbone, num_classes: int, timestep=None, tap=None
     )
 
 
+def fused_probe(preset: dict, backbone, pairs, num_classes: int):
+    """The preset's probe as a :class:`FusedProbeTask`: one head per ``(tap, timestep)`` pair."""
+    from aselect_bench.tasks.fused import FusedProbeTask
+
+    cfg = preset["fgvc"]
+    head_kwargs = {} if cfg["head"] == "linear" else dict(width=cfg["head_width"], depth=cfg["head_depth"],
+                                                          heads=cfg["head_heads"])
+    return FusedProbeTask(backbone, pairs, num_classes, head=cfg["head"], head_kwargs=head_kwargs, lr=cfg["lr"],
+                          weight_decay=cfg["weight_decay"], warmup_fraction=cfg["warmup_fraction"],
+                          label_smoothing=cfg["label_smoothing"], seed=preset["seed"],
+                          cache_features=not cfg["train_augment"])
+
+
 def hfr_selector(preset: dict, **overrides) -> HFRTimestepSelector:
     """The preset's HFR scan settings as a callback (``overrides`` replace single settings)."""
     settings = {**preset["hfr"], **overrides}
@@ -140,16 +153,11 @@ class FGVCExperiment(Experiment):
 
         import lightning as L
 
-        from aselect_bench.tasks.fused import FusedProbeTask, pair_key
+        from aselect_bench.tasks.fused import pair_key
 
-        cfg = self.preset["fgvc"]
         L.seed_everything(self.preset["seed"], workers=True, verbose=False)
-        task = FusedProbeTask(
-            self.backbone, [(self.hfr_tap, t) for t in candidates], self.datamodule.num_classes, head=cfg["head"],
-            head_kwargs={} if cfg["head"] == "linear" else dict(width=cfg["head_width"], depth=cfg["head_depth"],
-                                                                  heads=cfg["head_heads"]),
-            lr=cfg["lr"], weight_decay=cfg["weight_decay"], warmup_fraction=cfg["warmup_fraction"],
-            label_smoothing=cfg["label_smoothing"], seed=self.preset["seed"])
+        task = fused_probe(self.preset, self.backbone, [(self.hfr_tap, t) for t in candidates],
+                           self.datamodule.num_classes)
         start, forwards0 = time.perf_counter(), self.backbone.forwards
         trainer = L.Trainer(accelerator="auto", devices=1, max_epochs=self.max_epochs, enable_checkpointing=False,
                             logger=L.pytorch.loggers.TensorBoardLogger(str(log_dir), name="fused-exhaustive"),
