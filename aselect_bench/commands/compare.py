@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--only", type=parse_candidates,
                    help="train only these candidates of the exhaustive sweep and stop (one job of a split sweep; "
                         "a later run without --only merges)")
+    p.add_argument("--max-epochs", type=int, help="override the preset's training epochs (both strategies alike)")
     p.add_argument("--fused", action="store_true", help="also run the fused exhaustive baseline (classification)")
     p.add_argument("--no-variants", action="store_true", help="skip the HFR-variant ablation scans")
     p.add_argument("--out", default="results/compare", help="results folder")
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace):
     from aselect_bench.search import run_comparison, write_comparison
 
     preset = load_preset(args.preset)
+    if args.max_epochs:
+        preset[args.task]["max_epochs"] = args.max_epochs
     backbone = load_backbone(args.backbone or preset[args.task].get("backbone") or preset["backbone"])
     dataset = "ade20k" if args.task == "ade20k" else args.dataset
     exp = build_experiment(args.task, dataset, preset, backbone, args.data_root)
