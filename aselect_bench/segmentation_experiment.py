@@ -17,7 +17,7 @@ class ADE20KExperiment(Experiment):
         crop = cfg.get("crop_size") or backbone.image_size
         datamodule = ADE20KDataModule(str(folder), crop_size=crop, scale=tuple(cfg["scale"]),
                                       batch_size=cfg["batch_size"], val_batch_size=cfg["val_batch_size"],
-                                      num_workers=preset["num_workers"], seed=preset["seed"],
+                                      num_workers=cfg.get("num_workers", preset["num_workers"]), seed=preset["seed"],
                                       num_classes=cfg["num_classes"])
         datamodule.setup("fit")
         self.cfg = cfg

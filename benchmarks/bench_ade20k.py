@@ -30,6 +30,26 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def constant_predictor_miou(exp) -> float:
+    """mIoU (%) of predicting the most frequent training class at every pixel of the validation masks."""
+    import numpy as np
+    import torch
+
+    from aselect_bench.data.ade20k import load_mask
+    from aselect_bench.metrics import SegmentationMetrics
+
+    k = exp.cfg["num_classes"]
+    counts = np.zeros(k, np.int64)
+    for _, mask_path in exp.datamodule.sets["train"].pairs:
+        m = load_mask(mask_path, 150)
+        counts += np.bincount(m[m < k], minlength=k)
+    metric = SegmentationMetrics(k)
+    for _, mask_path in exp.datamodule.sets["val"].pairs:
+        target = torch.from_numpy(load_mask(mask_path, 150))[None]
+        metric.update(torch.full_like(target, int(counts.argmax())), target)
+    return metric.compute()["mIoU"].item()
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     preset = load_preset(args.preset)
@@ -47,6 +67,7 @@ def main(argv=None) -> dict:
         "seconds": run.seconds, "forwards": run.forwards, "scan_seconds": run.scan_seconds,
         "scan_forwards": run.scan_forwards, "log_dir": run.log_dir,
     }
+    summary["constant_predictor_miou"] = constant_predictor_miou(exp)
     out = Path(args.results) / "ade20k" / preset["name"]
     atomic_write_json(out / "summary.json", summary)
     rows = [[name, iou] for name, iou in summary["per_class_iou"].items()]
@@ -55,6 +76,8 @@ def main(argv=None) -> dict:
           f"head. Timestep {run.timestep} chosen by the HFR of `{exp.hfr_tap}` over {len(summary['candidates'])} "
           f"candidates.\n",
           f"- **mIoU {summary['val_miou']:.2f}**, aAcc {summary['val_aacc']:.2f} (validation split, best epoch)",
+          f"- a constant predictor (the most frequent training class everywhere) scores mIoU "
+          f"{summary['constant_predictor_miou']:.2f}",
           f"- {summary['seconds']:.0f}s in all, HFR scan {summary['scan_seconds']:.1f}s\n",
           f"HFR curve (chosen in bold): {hfr_row(run.hfr, run.timestep)}\n",
           "## Per-class IoU\n", markdown_table(["class", "IoU"], rows)]
