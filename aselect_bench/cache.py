@@ -19,6 +19,21 @@ import torch
 from aselect_bench.io import atomic_write_json, cache_dir
 
 
+def file_identity(path) -> str:
+    """``path:size:mtime`` -- a file whose content changes gets a new identity (cheap: one ``stat``)."""
+    import os
+
+    st = os.stat(path)
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def feature_cache_root() -> Path:
+    """``$ASELECT_FEATURE_CACHE``, else ``<cache_dir>/features`` (a comparison points it at its own folder)."""
+    import os
+
+    return Path(os.environ.get("ASELECT_FEATURE_CACHE") or cache_dir() / "features")
+
+
 def tensor_digest(x: torch.Tensor) -> str:
     """A content hash of one tensor (shape, dtype and bytes)."""
     x = x.detach().cpu().contiguous()
@@ -66,7 +81,7 @@ class FeatureCache:
     def __init__(self, key: dict, num_items: int, root=None, max_bytes: int = 4 << 30, dtype=np.float16):
         self.key = key
         self.digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-        self.root = Path(root or cache_dir() / "features") / self.digest
+        self.root = Path(root or feature_cache_root()) / self.digest
         self.num_items, self.max_bytes, self.dtype = num_items, max_bytes, np.dtype(dtype)
         self.data = self.filled = None
         self.enabled = True

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from aselect_bench.hfr import MODES, scan_hfr_variants, summarize_scan
@@ -76,6 +78,26 @@ def run_comparison(exp, candidates, out_dir="results/compare", state_root="runs/
     label = f"{exp.task}-{exp.dataset}-{exp.preset['name']}"
     store = Store(Path(state_root) / label / fp)
     atomic_write_json(store.root / "config.json", config)
+    with private_feature_cache(store.root / "features"):  # costs measured from cold, not helped by other runs
+        return _compare(exp, candidates, store, fp, runs_dir, label, variants, fused, only, progress)
+
+
+@contextmanager
+def private_feature_cache(folder: Path):
+    """Point the feature cache at ``folder`` for the duration (restored afterwards)."""
+    old = os.environ.get("ASELECT_FEATURE_CACHE")
+    os.environ["ASELECT_FEATURE_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("ASELECT_FEATURE_CACHE", None)
+        else:
+            os.environ["ASELECT_FEATURE_CACHE"] = old
+
+
+def _compare(exp, candidates, store, fp, runs_dir, label, variants, fused, only, progress):
+    """The body of :func:`run_comparison`, inside its private feature cache."""
     log_root = Path(runs_dir) / "compare" / label
 
     def train(t: int, name: str):

@@ -11,6 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
+from aselect_bench.cache import file_identity
 from aselect_bench.data.ade20k import load_pair, read_split
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform
 
@@ -47,7 +48,7 @@ class SegmentationDataset(Dataset):
     def fingerprint(self) -> str:
         h = hashlib.sha256(repr(self.transform).encode())
         for image, mask in self.pairs:
-            h.update(f"{image}\t{mask}\n".encode())
+            h.update(f"{file_identity(image)}\t{file_identity(mask)}\n".encode())
         return h.hexdigest()[:16]
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from aselect_bench.cache import file_identity
 from aselect_bench.data.images import load_rgb, to_rgb
 from aselect_bench.errors import UserError
 
@@ -90,7 +91,8 @@ class ImageListDataset(Dataset):
             h.update(str(self.items.fingerprint).encode())
         else:
             for source, label in self.items:
-                key = hashlib.sha256(source.tobytes()).hexdigest() if isinstance(source, Image.Image) else source
+                key = hashlib.sha256(source.tobytes()).hexdigest() if isinstance(source, Image.Image) \
+                    else file_identity(source)
                 h.update(f"{key}\t{label}\n".encode())
         h.update(describe(self.transform).encode())
         return h.hexdigest()[:16]
