@@ -116,7 +116,8 @@ def _compare(exp, candidates, store, fp, runs_dir, label, variants, fused, only,
     scan, _ = store.get_or_run("aselect/scan", lambda: _scan(exp, candidates, {"hfr": exp.hfr_settings()},
                                                              exp.preset["hfr"]["noise_draws"], progress)["hfr"])
     chosen = scan["timestep"]
-    aselect_train, _ = store.get_or_run("aselect/train", lambda: train(chosen, f"aselect-t{chosen}"))
+    with private_feature_cache(store.root / "features-aselect"):  # A-SelecT pays for its own features
+        aselect_train, _ = store.get_or_run("aselect/train", lambda: train(chosen, f"aselect-t{chosen}"))
     best_t = max(candidates, key=lambda t: per_timestep[str(t)]["val"])
     exhaustive = {
         "per_timestep": per_timestep, "best_timestep": best_t, "test_at_best": per_timestep[str(best_t)]["test"],
@@ -143,7 +144,9 @@ def _compare(exp, candidates, store, fp, runs_dir, label, variants, fused, only,
         "fingerprint": fp,
     }
     if fused and exp.supports_fused:
-        result["fused_exhaustive"], _ = store.get_or_run("fused", lambda: exp.fit_fused(candidates, log_root, progress))
+        with private_feature_cache(store.root / "features-fused"):
+            result["fused_exhaustive"], _ = store.get_or_run("fused", lambda: exp.fit_fused(candidates, log_root,
+                                                                                            progress))
     if variants:
         result["variants"] = _variants(exp, store, candidates, per_timestep, exhaustive, progress)
     return result
