@@ -1,0 +1,144 @@
+"""The cached demo DiT: build once (file lock, temp folder + rename), check, rebuild, load; the CLI command.
+
+``cache_dir()/demo-dit/<recipe fingerprint>/`` holds ``transformer/``, ``scheduler/`` and ``card.json``. A
+folder whose card is missing or unreadable, whose weights do not match the card's sha256, or that does
+not load is rebuilt with a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shutil
+import warnings
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from aselect_bench.errors import UserError
+from aselect_bench.io import cache_dir
+from aselect_bench.pretrain.training import SECONDS_PER_SAMPLE, Recipe, train, weights_digest
+
+OUR_ENTRIES = {"transformer", "scheduler", "card.json"}
+
+
+def demo_folder(recipe: Recipe | None = None) -> Path:
+    """``cache_dir()/demo-dit/<fingerprint>``: where ``recipe`` (default: the demo recipe) is cached."""
+    return cache_dir() / "demo-dit" / (recipe or Recipe()).fingerprint()
+
+
+def check_folder(folder: Path, recipe: Recipe | None = None) -> str | None:
+    """Why ``folder`` is not a complete pretrained demo model for ``recipe`` (``None``: it is)."""
+    from aselect_bench.backbones.loading import _from_diffusers
+
+    try:
+        card = json.loads((folder / "card.json").read_text())
+    except (OSError, ValueError):
+        return "it has no readable card.json (an interrupted or partial build)"
+    if recipe is not None and card.get("recipe_fingerprint") != recipe.fingerprint():
+        return f"its card is for recipe {card.get('recipe_fingerprint')}, not {recipe.fingerprint()}"
+    if "weights_sha256" in card and card["weights_sha256"] != weights_digest(folder):
+        return "its weights do not match the card (truncated or modified)"
+    try:
+        _from_diffusers(str(folder), name="demo")
+    except (UserError, OSError, RuntimeError) as err:
+        return f"its weights do not load ({err})"
+    return None
+
+
+@contextmanager
+def _locked(folder: Path):
+    """An exclusive ``fcntl`` lock next to ``folder``: one process builds, the others wait, then reuse."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def pretrain_demo(out_dir=None, steps: int | None = None, batch_size: int | None = None, seed: int = 0,
+                  progress: bool = True, force: bool = False, recipe: Recipe | None = None) -> Path:
+    """Pretrain the demo DiT (or reuse a complete earlier build) and return its diffusers folder.
+
+    ``out_dir``: default ``cache_dir()/demo-dit/<recipe fingerprint>``; ``steps``/``batch_size``/``seed``
+    override ``recipe`` (default: the demo :class:`Recipe`); ``force`` retrains anyway. The model is
+    trained in a temporary folder and renamed into place, under a file lock.
+    """
+    sizes = {k: v for k, v in dict(steps=steps, batch_size=batch_size).items() if v is not None}
+    recipe = replace(recipe or Recipe(), seed=seed, **sizes)
+    folder = Path(out_dir).expanduser() if out_dir is not None else demo_folder(recipe)
+    with _locked(folder):
+        problem = "--force was given" if force else check_folder(folder, recipe) if folder.exists() else "missing"
+        if problem is None:
+            return folder
+        if folder.exists():
+            foreign = {p.name for p in folder.iterdir()} - OUR_ENTRIES
+            if foreign:
+                raise UserError(f"{folder} holds other files ({', '.join(sorted(foreign))}); refusing to replace "
+                                f"it with the demo DiT: choose an empty or new --out folder")
+            if not force:
+                warnings.warn(f"rebuilding the cached demo DiT in {folder}: {problem}", stacklevel=2)
+        minutes = max(1, round(recipe.steps * recipe.batch_size * SECONDS_PER_SAMPLE / 60))
+        print(f"pretraining the demo DiT once (~{minutes} min on a 2-core CPU) into {folder}", flush=True)
+        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            train(recipe, tmp, progress)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def load_demo_backbone(pretrained: bool = True, seed: int = 0):
+    """The ``demo`` preset as a frozen ``Backbone`` named ``demo``.
+
+    ``pretrained=False``: the architecture with random weights (``seed``); ``True``: the cached model
+    pretrained with ``seed`` (built on first use), loaded exactly as ``load_backbone(folder)`` loads it.
+    """
+    from aselect_bench.backbones.loading import _from_diffusers, load_backbone
+
+    if not pretrained:
+        return load_backbone("demo", pretrained=False, seed=seed)
+    return _from_diffusers(str(pretrain_demo(seed=seed)), name="demo")
+
+
+def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``aselect-bench pretrain`` options: ``--steps --batch-size --out --seed --force``."""
+    r = Recipe()
+    parser.add_argument("--steps", type=int, default=r.steps,
+                        help=f"optimizer steps (default {r.steps}, about 6 min on a 2-core CPU)")
+    parser.add_argument("--batch-size", type=int, default=r.batch_size,
+                        help=f"images per step (default {r.batch_size})")
+    parser.add_argument("--out", default=None, help="folder to write the diffusers-layout model to (default: the "
+                        "cache, $ASELECT_CACHE/demo-dit/<recipe fingerprint>/, where the 'demo' preset looks)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the data, the initialisation and the training (default 0)")
+    parser.add_argument("--force", action="store_true", help="retrain even when a complete model is already there")
+    return parser
+
+
+def run_pretrain(args: argparse.Namespace) -> Path:
+    """Run ``aselect-bench pretrain``: build (or reuse) the model, print where it is and its loss."""
+    folder = pretrain_demo(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, force=args.force)
+    card = json.loads((folder / "card.json").read_text())
+    print(f"demo DiT in {folder}: loss {card['initial_loss']:.3f} -> {card['final_loss']:.3f} "
+          f"({card['steps']} steps at batch {card['batch_size']}, {card['seconds']:.0f} s)")
+    return folder
+
+
+def add_parser(sub) -> None:
+    """Register ``pretrain`` on the ``aselect-bench`` subparsers (what ``aselect_bench.commands`` expects)."""
+    parser = sub.add_parser("pretrain", help="pretrain the demo DiT (DDPM objective) into the cache",
+                            description="Train the demo preset's small pixel-space DiT with the DDPM objective on "
+                                        "synthetic images and save it in diffusers layout with a card.json.")
+    add_pretrain_arguments(parser).set_defaults(run=run_pretrain)
+
+
+run = run_pretrain
