@@ -132,7 +132,8 @@ def fixed_draw_loss(module: DiffusionPretrainer, images: torch.Tensor, seed: int
     pad = (images.shape[-1] - size) // 2
     x0 = images[idx][..., pad:pad + size, pad:pad + size]
     t = torch.linspace(0, module.scheduler.config.num_train_timesteps - 1, len(x0)).long()
-    return float(module.ddpm_loss(x0, t, torch.randn(x0.shape, generator=gen)))
+    eps = torch.randn(x0.shape, generator=gen)
+    return float(module.ddpm_loss(x0.to(module.device), t.to(module.device), eps.to(module.device)))
 
 
 def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pretrain") -> dict:
@@ -149,7 +150,7 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pr
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=recipe.batch_size,
                                          shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(recipe.seed))
-    trainer = L.Trainer(max_steps=recipe.steps, accelerator="cpu", devices=1, precision=recipe.precision,
+    trainer = L.Trainer(max_steps=recipe.steps, accelerator="auto", devices=1, precision=recipe.precision,
                         logger=TensorBoardLogger(str(log_dir), name=recipe.fingerprint()),
                         callbacks=[LearningRateMonitor("step")], enable_checkpointing=False,
                         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=5)
