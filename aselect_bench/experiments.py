@@ -55,7 +55,8 @@ def fgvc_datamodule(preset: dict, name: str, backbone, data_root=None):
     cfg = preset["fgvc"]
     datamodule = FGVCDataModule(name, dataset_root(preset, "fgvc", name, data_root), image_size=backbone.image_size,
                                 batch_size=cfg["batch_size"], num_workers=preset["num_workers"],
-                                seed=preset["seed"], train_augment=cfg["train_augment"])
+                                seed=preset["seed"], train_augment=cfg["train_augment"],
+                                strict=preset.get("strict", False))
     datamodule.setup("fit")
     return datamodule
 

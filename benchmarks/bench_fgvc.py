@@ -28,12 +28,16 @@ def parse_args(argv=None):
     parser.add_argument("--backbone", help="override the preset's backbone (preset, hub id or local folder)")
     parser.add_argument("--results", default="results", help="results folder")
     parser.add_argument("--runs", default="runs", help="TensorBoard log folder")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first unreadable image (default: skip it with a warning and count it)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     preset = load_preset(args.preset)
+    if args.strict:
+        preset["strict"] = True
     cfg = preset["fgvc"]
     datasets = args.datasets or cfg["datasets"]
     backbone = load_backbone(args.backbone or preset["backbone"])
@@ -49,6 +53,7 @@ def main(argv=None) -> dict:
             "num_classes": exp.datamodule.num_classes, "timestep": run.timestep, "hfr": run.hfr,
             "val_top1": run.val, "test_top1": run.test, "seconds": run.seconds, "forwards": run.forwards,
             "scan_seconds": run.scan_seconds, "scan_forwards": run.scan_forwards,
+            "skipped_images": exp.datamodule.bad_files(),
         }
         tests = [d["test_top1"] for d in summary["datasets"].values()]
         summary["mean_test_top1"] = sum(tests) / len(tests)
@@ -71,6 +76,10 @@ def write_summary(out_dir: Path, summary: dict) -> None:
           markdown_table(["dataset", "classes", "timestep", "val top-1", "test top-1", "seconds"], rows),
           "\n## HFR curves (chosen timestep in bold)\n"]
     md += [f"- **{name}**: {hfr_row(d['hfr'], d['timestep'])}" for name, d in summary["datasets"].items()]
+    skipped = {name: d.get("skipped_images", []) for name, d in summary["datasets"].items()}
+    md.append("\n## Unreadable images skipped\n")
+    md += [f"- **{name}**: {len(files)}" + (f" ({', '.join(files[:5])}{' ...' if len(files) > 5 else ''})"
+                                            if files else "") for name, files in skipped.items()]
     atomic_write_text(out_dir / "summary.md", "\n".join(md) + "\n")
     curves = {name: (d["hfr"], d["timestep"]) for name, d in summary["datasets"].items()}
     save_figure(hfr_curves_figure(curves, f"HFR curves, {summary['backbone']} {summary['tap']}"),

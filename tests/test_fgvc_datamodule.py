@@ -86,6 +86,17 @@ def test_unreadable_image_is_skipped_with_a_warning_or_stops_when_strict(tmp_pat
         next(iter(strict.test_dataloader()))
 
 
+def test_images_skipped_in_loader_workers_are_counted(tmp_path):
+    write_layout("flowers", tmp_path, num_classes=10, train_per_class=5, test_per_class=2, image_size=32)
+    dm = FGVCDataModule("flowers", tmp_path, image_size=16, batch_size=5, num_workers=2)
+    dm.setup()
+    broken = [dm.sets["test"].items[i][0] for i in (0, 7)]
+    for path in broken:
+        path.write_bytes(path.read_bytes()[:40])  # truncated JPEGs
+    assert sum(len(x) for x, _, _ in dm.test_dataloader()) == 20  # the next readable image stands in
+    assert dm.bad_files() == sorted(map(str, broken))  # recorded by the worker processes
+
+
 def test_hub_dataset_in_place_of_a_folder(tmp_path, monkeypatch):
     import datasets
 

@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-epochs", type=int, help="override the preset's training epochs (both strategies alike)")
     p.add_argument("--fused", action="store_true", help="also run the fused exhaustive baseline (classification)")
     p.add_argument("--no-variants", action="store_true", help="skip the HFR-variant ablation scans")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable image (default: skip it with a warning and count it)")
     p.add_argument("--out", default="results/compare", help="results folder")
     p.add_argument("--state", default="runs/compare", help="where finished pieces are kept for resuming")
     p.add_argument("--runs", default="runs", help="TensorBoard log folder")
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace):
     preset = load_preset(args.preset)
     if args.max_epochs:
         preset[args.task]["max_epochs"] = args.max_epochs
+    if args.strict:
+        preset["strict"] = True
     backbone = load_backbone(args.backbone or preset[args.task].get("backbone") or preset["backbone"])
     dataset = "ade20k" if args.task == "ade20k" else args.dataset
     exp = build_experiment(args.task, dataset, preset, backbone, args.data_root)

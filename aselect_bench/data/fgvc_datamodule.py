@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits
+from aselect_bench.data.skipped import SkippedFiles
 from aselect_bench.data.transforms import ImageListDataset, classification_transform, item_labels, take
 from aselect_bench.errors import UserError
 
@@ -52,6 +53,7 @@ class FGVCDataModule(L.LightningDataModule):
         self.train_augment, self.limit, self.strict = train_augment, limit_per_class, strict
         self.hub = (hub_id, image_column, label_column) if hub_id else None
         self.sets: dict[str, ImageListDataset] = {}
+        self.skipped = SkippedFiles()
         self.class_names: list[str] = []
 
     @property
@@ -72,7 +74,7 @@ class FGVCDataModule(L.LightningDataModule):
             items["train"] = limit_per_class(items["train"], self.limit, self.seed)
         for split in SPLITS:
             view = classification_transform(self.image_size, split == "train" and self.train_augment)
-            self.sets[split] = ImageListDataset(items[split], view, self.strict)
+            self.sets[split] = ImageListDataset(items[split], view, self.strict, self.skipped)
 
     def _read(self) -> dict:
         """``{split: [(path or image, label)]}`` and the class names, from the folder or the hub."""
@@ -111,14 +113,15 @@ class FGVCDataModule(L.LightningDataModule):
         return f"{source}:{stage}:{self.sets[stage].fingerprint()}"
 
     def bad_files(self) -> list[str]:
-        """Unreadable images skipped so far (in this process)."""
-        return sorted(set().union(*(ds.bad_files for ds in self.sets.values())))
+        """Unreadable images skipped so far, by this process and its loader workers."""
+        return self.skipped.files()
 
     def calibration_images(self, n: int, seed: int = 0) -> torch.Tensor:
         """``[min(n, N_train), 3, S, S]``: train images chosen with ``seed``, in the evaluation view (no
         randomness): the HFR calibration set."""
         self.setup()
         train = self.sets["train"]
-        eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False), self.strict)
+        eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False), self.strict,
+                                      self.skipped)
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n].tolist()
         return torch.stack([eval_view[i][0] for i in order])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -13,6 +12,7 @@ from torchvision.transforms import v2
 
 from aselect_bench.cache import file_identity
 from aselect_bench.data.images import load_rgb, to_rgb
+from aselect_bench.data.skipped import SkippedFiles
 from aselect_bench.errors import UserError
 
 RESIZE_RATIO = 1.14  # resize the short side to 1.14x the crop, as in the common 256 -> 224 protocol
@@ -53,14 +53,14 @@ class ImageListDataset(Dataset):
 
     ``index`` is the position in the list: it keys per-image noise and feature caches (tasks read the
     batch as ``(images [B, 3, H, W], labels [B] int64, indices [B])``). A file that cannot be read is
-    skipped with a warning naming it (the next readable image stands in; ``bad_files`` records it),
-    or stops the run when ``strict``.
+    skipped with a warning naming it (the next readable image stands in; ``skipped`` records it, also from
+    worker processes), or stops the run when ``strict``.
     """
 
-    def __init__(self, items: Sequence, transform, strict: bool = False):
+    def __init__(self, items: Sequence, transform, strict: bool = False, skipped: SkippedFiles | None = None):
         self.items = items if hasattr(items, "subset") else list(items)
         self.transform, self.strict = transform, strict
-        self.bad_files: set[str] = set()
+        self.skipped = skipped if skipped is not None else SkippedFiles()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -73,9 +73,7 @@ class ImageListDataset(Dataset):
             except UserError:
                 if self.strict:
                     raise
-                if str(source) not in self.bad_files:
-                    warnings.warn(f"skipping unreadable image {source}", stacklevel=2)
-                    self.bad_files.add(str(source))
+                self.skipped.add(str(source))
                 continue
             return self.transform(image), label, index
         raise UserError("no readable image in this split: every file failed to load")
