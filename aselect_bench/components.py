@@ -64,6 +64,7 @@ def run_components(exp, blocks=None, components=COMPONENTS, timestep: int | None
     result = {
         "preset": preset["name"], "dataset": exp.dataset, "backbone": backbone.name, "blocks": blocks,
         "components": list(components), "timestep_mode": "hfr per tap" if timestep is None else f"fixed {timestep}",
+        "fixed_timestep": timestep,
         "candidates": candidates, "grid": grid,
         "best_tap": max(taps, key=lambda t: grid[t]["val_top1"]), "authors_tap": authors_tap(backbone),
         "spearman_hfr_val": spearman([grid[t]["hfr"] for t in taps], [grid[t]["val_top1"] for t in taps]),
@@ -118,7 +119,8 @@ def write_components(r: dict, out_dir="results/components", tensorboard_dir=None
     from aselect_bench.io import atomic_write_json, atomic_write_text
     from aselect_bench.plots import components_heatmap, save_figure
 
-    stem = Path(out_dir) / f"{r['preset']}-{r['dataset']}"
+    fixed = r.get("fixed_timestep")
+    stem = Path(out_dir) / f"{r['preset']}-{r['dataset']}{'' if fixed is None else f'-t{fixed}'}"
     atomic_write_json(stem.with_suffix(".json"), r)
     atomic_write_text(stem.with_suffix(".md"), components_markdown(r))
     save_figure(components_heatmap(r), stem.with_suffix(".png"))

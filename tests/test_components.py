@@ -28,3 +28,15 @@ def test_component_grid_costs_one_pass_per_distinct_timestep(tmp_path, monkeypat
     stem = write_components(result, tmp_path / "out")
     assert json.loads(stem.with_suffix(".json").read_text())["best_tap"] == result["best_tap"]
     assert "Validation top-1" in stem.with_suffix(".md").read_text() and stem.with_suffix(".png").exists()
+
+
+def test_fixed_timestep_grid_costs_one_training_and_has_its_own_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASELECT_CACHE", str(tmp_path / "cache"))
+    exp = BlobsExperiment(PRESET, load_backbone("tiny-dit", pretrained=False))
+    result = run_components(exp, blocks=[1], components=["key", "mlp"], timestep=20, runs_dir=tmp_path / "runs",
+                            progress=False, measure_separate=False)
+    n = sum(len(exp.datamodule.sets[s]) for s in ("train", "val", "test"))
+    assert {row["timestep"] for row in result["grid"].values()} == {20}
+    assert result["forwards"] - result["scan_forwards"] == n  # both heads from one pass over the data
+    stem = write_components(result, tmp_path / "out")
+    assert stem.name.endswith("-t20") and stem.with_suffix(".md").exists()

@@ -9,7 +9,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("components", help="probe every (block, component) tap of a grid in one fused run",
                        description="One backbone pass per batch serves every tap; one head per tap trains in the "
                                    "same loop (features cached when views are fixed). Writes "
-                                   "results/components/<preset>-<dataset>.json/.md/.png.")
+                                   "results/components/<preset>-<dataset>[-t<timestep>].json/.md/.png.")
     p.add_argument("--preset", default="demo")
     p.add_argument("--dataset", default="cub")
     p.add_argument("--data-root")
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> dict:
     blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else None
     result = run_components(exp, blocks, timestep=args.timestep, runs_dir=args.runs,
                             measure_separate=not args.no_separate)
-    stem = write_components(result, args.out, Path(args.runs) / "components" / f"{preset['name']}-{args.dataset}")
+    suffix = "" if args.timestep is None else f"-t{args.timestep}"
+    stem = write_components(result, args.out, Path(args.runs) / "components" / f"{preset['name']}-{args.dataset}{suffix}")
     print(f"best tap {result['best_tap']} ({result['grid'][result['best_tap']]['val_top1']:.1f}% val); "
           f"Spearman(HFR, val) {result['spearman_hfr_val']}; {result['forwards']} forwards -> {stem}.md")
     return result
