@@ -10,10 +10,9 @@ import argparse
 import time
 from pathlib import Path
 
-from aselect_bench.data.fgvc import DATASETS
-
 from aselect_bench.backbones import load_backbone
 from aselect_bench.config import load_preset
+from aselect_bench.data.fgvc import DATASETS
 from aselect_bench.experiments import FGVCExperiment, hfr_selector
 from aselect_bench.io import atomic_write_json, atomic_write_text
 from aselect_bench.plots import hfr_curves_figure, save_figure

@@ -104,13 +104,14 @@ def summarise(grid: dict) -> dict:
 
 def markdown(result: dict, timesteps, blocks) -> str:
     card, grid, s = result["card"], result["grid"], result["summary"]
+    recipe = result.get("recipe") or {}
     models = list(grid)
     rows = [[f"block {b}, t={t}"] + [grid[m][f"blocks.{b}.out|{t}"]["test_top1"] for m in models]
             for b in blocks for t in timesteps]
     fixed = card.get("fixed_draw_loss")
     lines = [
         "# The demo DiT: pretraining and linear probes\n",
-        f"DDPM pretraining ({card.get('precision', '?')}, lr {card.get('lr', '?')}): {card['steps']} steps at batch "
+        f"DDPM pretraining ({recipe.get('precision', '?')}, lr {recipe.get('lr', '?')}): {card['steps']} steps at batch "
         f"{card['batch_size']}; {card['data']}. Training loss {card['initial_loss']:.3f} -> {card['final_loss']:.3f}"
         + (f" (fixed-draw loss {fixed['before']:.3f} -> {fixed['after']:.3f})" if fixed else "")
         + f"; {card['seconds']:.0f} s.\n",
