@@ -18,7 +18,7 @@ class ADE20KExperiment(Experiment):
         datamodule = ADE20KDataModule(str(folder), crop_size=crop, scale=tuple(cfg["scale"]),
                                       batch_size=cfg["batch_size"], val_batch_size=cfg["val_batch_size"],
                                       num_workers=cfg.get("num_workers", preset["num_workers"]), seed=preset["seed"],
-                                      num_classes=cfg["num_classes"])
+                                      num_classes=cfg["num_classes"], strict=preset.get("strict", False))
         datamodule.setup("fit")
         self.cfg = cfg
         super().__init__("ade20k", "ade20k", preset, backbone, datamodule, cfg["max_epochs"], "", "mIoU")

@@ -27,6 +27,8 @@ def parse_args(argv=None):
     parser.add_argument("--backbone", help="override the preset's backbone")
     parser.add_argument("--results", default="results")
     parser.add_argument("--runs", default="runs")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first unreadable image (default: skip it with a warning and count it)")
     return parser.parse_args(argv)
 
 
@@ -53,6 +55,8 @@ def constant_predictor_miou(exp) -> float:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     preset = load_preset(args.preset)
+    if args.strict:
+        preset["strict"] = True
     backbone = load_backbone(args.backbone or preset["ade20k"].get("backbone") or preset["backbone"])
     exp = ADE20KExperiment(preset, backbone, args.data_root)
     run = exp.fit(None, Path(args.runs) / "ade20k" / preset["name"], "ade20k", selector=hfr_selector(preset))
@@ -66,6 +70,7 @@ def main(argv=None) -> dict:
         "per_class_iou": {names[k]: (None if math.isnan(v) else v) for k, v in enumerate(per_class)},
         "seconds": run.seconds, "forwards": run.forwards, "scan_seconds": run.scan_seconds,
         "scan_forwards": run.scan_forwards, "log_dir": run.log_dir,
+        "skipped_images": exp.datamodule.bad_files(),
     }
     summary["constant_predictor_miou"] = constant_predictor_miou(exp)
     out = Path(args.results) / "ade20k" / preset["name"]
@@ -78,7 +83,8 @@ def main(argv=None) -> dict:
           f"- **mIoU {summary['val_miou']:.2f}**, aAcc {summary['val_aacc']:.2f} (validation split, best epoch)",
           f"- a constant predictor (the most frequent training class everywhere) scores mIoU "
           f"{summary['constant_predictor_miou']:.2f}",
-          f"- {summary['seconds']:.0f}s in all, HFR scan {summary['scan_seconds']:.1f}s\n",
+          f"- {summary['seconds']:.0f}s in all, HFR scan {summary['scan_seconds']:.1f}s",
+          f"- unreadable images skipped: {len(summary['skipped_images'])}\n",
           f"HFR curve (chosen in bold): {hfr_row(run.hfr, run.timestep)}\n",
           "## Per-class IoU\n", markdown_table(["class", "IoU"], rows)]
     atomic_write_text(out / "summary.md", "\n".join(md) + "\n")

@@ -376,3 +376,15 @@ def test_datamodule_reports_a_mismatched_pair(tmp_path):
     dm = ADE20KDataModule(base, crop_size=16, scale=(64, 32), batch_size=2, num_workers=0)
     with pytest.raises(UserError, match="ADE_train_00000001.png is 5x5 but its image is 40x30"):
         next(iter(dm.train_dataloader()))
+
+
+def test_unreadable_image_is_skipped_and_counted_or_stops_when_strict(tmp_path):
+    base = hand_layout(tmp_path, n=3)
+    broken = base / "images" / "validation" / "ADE_val_00000002.jpg"
+    broken.write_bytes(broken.read_bytes()[:30])  # a truncated JPEG
+    dm = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=3, num_workers=2)
+    masks = [m for _, m, _ in dm.val_dataloader()]  # warned and recorded in a worker process
+    assert sum(len(m) for m in masks) == 3 and dm.bad_files() == [str(broken)]  # the next pair stood in
+    strict = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=1, num_workers=0, strict=True)
+    with pytest.raises(UserError, match="ADE_val_00000002.jpg"):
+        list(strict.val_dataloader())

@@ -14,35 +14,46 @@ from torchvision import tv_tensors
 from aselect_bench.cache import file_identity
 from aselect_bench.data.ade20k import load_pair, read_split
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform
+from aselect_bench.data.skipped import SkippedFiles, load_first_readable
 
 
 class SegmentationDataset(Dataset):
     """``[(image, annotation)]`` -> ``(image float [3, h, w] in [-1, 1], mask int64 [H, W] (255 ignore), index)``.
 
     Training views are random but reproducible: item ``i`` in epoch ``e`` draws from
-    ``random.Random(hash((seed, e, i)))`` (the data module calls ``set_epoch``), whatever the worker.
+    ``random.Random(hash((seed, e, i)))`` (the data module calls ``set_epoch``), whatever the worker. An
+    unreadable image is skipped with a warning (the next pair stands in; ``skipped`` records it, also from
+    worker processes), or stops the run when ``strict``; a bad annotation always stops it.
     """
 
-    def __init__(self, pairs, transform, num_classes: int, seed: int = 0):
+    def __init__(self, pairs, transform, num_classes: int, seed: int = 0, strict: bool = False,
+                 skipped: SkippedFiles | None = None):
         self.pairs, self.transform, self.num_classes, self.seed = list(pairs), transform, num_classes, seed
+        self.strict, self.skipped = strict, skipped if skipped is not None else SkippedFiles()
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int):
-        image, mask = load_pair(*self.pairs[index], num_classes=self.num_classes)
+        image, mask = load_first_readable(self.pairs, index, self._load, self.skipped, self.strict)
         image = tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(mask)[None])
         image, mask = self.transform(image, mask, random.Random(hash((self.seed, self.epoch, index))))
         return image, mask, index
 
+    def _load(self, pair):
+        return load_pair(*pair, num_classes=self.num_classes)
+
     def image_sizes(self) -> set[tuple[int, int]]:
-        """The distinct ``(width, height)`` of the images (headers only)."""
+        """The distinct ``(width, height)`` of the readable images (headers only)."""
         sizes = set()
         for image, _ in self.pairs:
-            with Image.open(image) as img:
-                sizes.add(img.size)
+            try:
+                with Image.open(image) as img:
+                    sizes.add(img.size)
+            except (OSError, SyntaxError, ValueError):
+                continue  # unreadable: skipped (or refused under strict) when loaded
         return sizes
 
     def fingerprint(self) -> str:
@@ -66,17 +77,20 @@ class ADE20KDataModule(L.LightningDataModule):
             evaluation runs with batch size 1 (no padding: each image is predicted and scored at its own
             size, as mmseg does), which real ADE20K needs.
         cat_max_ratio, antialias: see :class:`SegTrainTransform`.
+        strict: stop at the first unreadable image instead of skipping it with a warning.
     Training masks are ``[B, c, c]``; evaluation masks keep the annotation's size ``[B, H, W]`` while
     the images are resized into ``scale``. ``test`` is the validation split (test labels are not public).
     """
 
     def __init__(self, data_root: str = "data/ADEChallengeData2016", crop_size: int = 512, scale=(2048, 512),
                  batch_size: int = 16, num_workers: int = 2, seed: int = 0, num_classes: int = 150,
-                 val_batch_size: int = 1, cat_max_ratio: float = 0.75, antialias: bool = False):
+                 val_batch_size: int = 1, cat_max_ratio: float = 0.75, antialias: bool = False,
+                 strict: bool = False):
         super().__init__()
         self.data_root, self.crop_size, self.scale = data_root, crop_size, tuple(scale)
         self.batch_size, self.val_batch_size, self.num_workers, self.seed = batch_size, val_batch_size, num_workers, seed
         self.num_classes, self.cat_max_ratio, self.antialias = num_classes, cat_max_ratio, antialias
+        self.strict, self.skipped = strict, SkippedFiles()
         self.sets: dict = {}
         self._eval_batch: int | None = None
 
@@ -85,8 +99,9 @@ class ADE20KDataModule(L.LightningDataModule):
             return
         train = SegTrainTransform(self.crop_size, self.scale, cat_max_ratio=self.cat_max_ratio, antialias=self.antialias)
         val = SegEvalTransform(self.scale, antialias=self.antialias)
-        self.sets = {"train": SegmentationDataset(read_split(self.data_root, "train"), train, self.num_classes, self.seed),
-                     "val": SegmentationDataset(read_split(self.data_root, "val"), val, self.num_classes, self.seed)}
+        self.sets = {split: SegmentationDataset(read_split(self.data_root, split), view, self.num_classes, self.seed,
+                                                self.strict, self.skipped)
+                     for split, view in (("train", train), ("val", val))}
         self.sets["test"] = self.sets["val"]
 
     def set_epoch(self, epoch: int) -> None:
@@ -117,6 +132,10 @@ class ADE20KDataModule(L.LightningDataModule):
     def test_dataloader(self):
         return self._loader("test", self.eval_batch_size(), shuffle=False)
 
+    def bad_files(self) -> list[str]:
+        """Unreadable images skipped so far, by this process and its loader workers."""
+        return self.skipped.files()
+
     def split_size(self, stage: str) -> int:
         self.setup()
         return len(self.sets[stage])
@@ -134,5 +153,5 @@ class ADE20KDataModule(L.LightningDataModule):
         train = self.sets["train"]
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n].tolist()
         view = SegmentationDataset([train.pairs[i] for i in order], SegEvalTransform(self.scale, self.antialias),
-                                   self.num_classes)
+                                   self.num_classes, strict=self.strict, skipped=self.skipped)
         return torch.stack([TF.center_crop(view[i][0], [self.crop_size, self.crop_size]) for i in range(len(view))])

@@ -10,6 +10,14 @@ from PIL import Image, UnidentifiedImageError
 from aselect_bench.errors import UserError
 
 
+class UnreadableImage(UserError):
+    """An image file that is missing, truncated or not an image (``path``: the file). Data sets may skip it."""
+
+    def __init__(self, message: str, path):
+        super().__init__(message)
+        self.path = str(path)
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     """16-bit (``I;16*``), 32-bit integer (``I``) and float (``F``) grayscale -> ``L``, scaled, not clipped."""
     arr = np.asarray(img, dtype=np.float64)
@@ -34,15 +42,15 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(path) -> Image.Image:
-    """Open, fully decode and convert ``path`` to RGB; a missing or broken file raises :class:`UserError`."""
+    """Open, fully decode and convert ``path`` to RGB; a missing or broken file raises :class:`UnreadableImage`."""
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()  # decode now: a truncated file fails here, not later inside a worker
             return to_rgb(img)
     except FileNotFoundError:
-        raise UserError(f"image {path} does not exist: restore it, or remove its line from the dataset's "
-                        f"index files") from None
+        raise UnreadableImage(f"image {path} does not exist: restore it, or remove its line from the dataset's "
+                              f"index files", path) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise UserError(f"cannot read image {path} ({err}): the file is truncated or not an image; replace "
-                        f"it with an intact copy (re-extract the dataset archive)") from None
+        raise UnreadableImage(f"cannot read image {path} ({err}): the file is truncated or not an image; replace "
+                              f"it with an intact copy (re-extract the dataset archive)", path) from None

@@ -11,6 +11,9 @@ import os
 import tempfile
 import warnings
 import weakref
+from collections.abc import Callable, Sequence
+
+from aselect_bench.data.images import UnreadableImage
 
 
 def _remove(path: str, owner: int) -> None:
@@ -50,3 +53,17 @@ class SkippedFiles:
 
     def __len__(self) -> int:
         return len(self.files())
+
+
+def load_first_readable(items: Sequence, index: int, load: Callable, skipped: SkippedFiles, strict: bool):
+    """``load(items[index])``; if its image is unreadable (:class:`UnreadableImage`), raise when ``strict``,
+    else record it in ``skipped`` and try the next item (wrapping around). Other errors propagate."""
+    for offset in range(len(items)):
+        try:
+            return load(items[(index + offset) % len(items)])
+        except UnreadableImage as err:
+            if strict:
+                raise
+            skipped.add(err.path)
+    raise UnreadableImage("no readable image in this split: every file failed to load; check the dataset "
+                          "folder (re-extract the archive)", "")

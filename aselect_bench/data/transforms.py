@@ -12,8 +12,7 @@ from torchvision.transforms import v2
 
 from aselect_bench.cache import file_identity
 from aselect_bench.data.images import load_rgb, to_rgb
-from aselect_bench.data.skipped import SkippedFiles
-from aselect_bench.errors import UserError
+from aselect_bench.data.skipped import SkippedFiles, load_first_readable
 
 RESIZE_RATIO = 1.14  # resize the short side to 1.14x the crop, as in the common 256 -> 224 protocol
 
@@ -66,17 +65,13 @@ class ImageListDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int):
-        for offset in range(len(self.items)):
-            source, label = self.items[(index + offset) % len(self.items)]
-            try:
-                image = to_rgb(source) if isinstance(source, Image.Image) else load_rgb(source)
-            except UserError:
-                if self.strict:
-                    raise
-                self.skipped.add(str(source))
-                continue
-            return self.transform(image), label, index
-        raise UserError("no readable image in this split: every file failed to load")
+        image, label = load_first_readable(self.items, index, self._load, self.skipped, self.strict)
+        return image, label, index
+
+    def _load(self, item) -> tuple:
+        source, label = item
+        image = to_rgb(source) if isinstance(source, Image.Image) else load_rgb(source)
+        return self.transform(image), label
 
     @property
     def labels(self) -> list[int]:
