@@ -118,9 +118,9 @@ def markdown(result: dict, timesteps, blocks) -> str:
         f"Linear probes: {result['probe']}. Test top-1 in %: chance {result['chance_top1']:.1f}, raw pixels "
         f"{result['raw_pixels']['test_top1']:.1f}.\n",
         markdown_table(["", *models], [
-            ["best cell"] + [f"{s[m]['best']:.1f} ({s[m]['best_at']})" for m in models],
+            ["best cell"] + [f"{s[m]['best']:.1f} ({s[m]['best_at'].replace('|', ', t=')})" for m in models],
             ["mean over cells"] + [s[m]["mean"] for m in models],
-            [f"preset tap ({PRESET_CELL})"] + [s[m]["preset"] for m in models],
+            [f"preset tap ({PRESET_CELL.replace('|', ', t=')})"] + [s[m]["preset"] for m in models],
         ], floatfmt="{:.1f}"),
         markdown_table(["block output, timestep", *models], rows, floatfmt="{:.1f}"),
     ]
