@@ -185,3 +185,15 @@ def test_missing_weights_offline_is_one_clear_error(tmp_path, monkeypatch):
         load_backbone(str(tmp_path))
     with pytest.raises(UserError, match="unknown backbone"):
         load_backbone("no-such-preset")
+
+
+def test_fingerprint_is_the_same_in_every_process():
+    """diffusers keeps a set-ordered list in its configs; the fingerprint must not depend on hash seeds."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from aselect_bench import load_backbone; print(load_backbone('tiny-dit-latent').fingerprint)"
+    prints = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip() for seed in range(4)}
+    assert len(prints) == 1

@@ -59,7 +59,10 @@ class Backbone(nn.Module):
         import hashlib
         import json
 
-        cfg = {"transformer": dict(self.transformer.config), "vae": dict(self.vae.config) if self.vae else None}
+        def public(config) -> dict:  # diffusers' private keys (e.g. ``_use_default_values``, a list built
+            return {k: v for k, v in config.items() if not k.startswith("_")}  # from a set) vary per process
+
+        cfg = {"transformer": public(self.transformer.config), "vae": public(self.vae.config) if self.vae else None}
         blob = json.dumps([self.name, self.weights_id, cfg, str(self.dtype)], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
