@@ -1,7 +1,8 @@
 """Probe training speed with and without the feature cache, and bf16 vs float32 accuracy (demo preset).
 
 Each run trains the demo preset's probe (fixed views) on a synthetic dataset; a callback times every
-epoch. The cached run pays the backbone once (epoch 1) and reads memory-mapped features afterwards.
+epoch. The cached run pays the backbone once (epoch 1); afterwards it reads memory-mapped features and
+its loader yields labels only (no image is decoded).
 Writes results/perf/probe.json and probe.md.
 """
 
@@ -15,6 +16,7 @@ import time
 import lightning as L
 
 from aselect_bench.backbones import load_backbone
+from aselect_bench.components import cold_feature_cache
 from aselect_bench.config import load_preset
 from aselect_bench.experiments import FGVCExperiment
 from aselect_bench.io import atomic_write_json, atomic_write_text
@@ -58,10 +60,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--out", default="results/perf/probe")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        import os
-
-        os.environ["ASELECT_CACHE"] = tmp  # a cold feature cache for this measurement
+    with tempfile.TemporaryDirectory() as tmp, cold_feature_cache():  # features measured from cold
         preset = load_preset("demo")
         preset.update(data_root=f"{tmp}/data", num_workers=0)
         backbone = load_backbone("demo")  # the pretrained demo DiT: the bf16-vs-float32 accuracy check needs real features

@@ -93,3 +93,44 @@ def test_feature_cache_runs_the_backbone_once_per_image(tmp_path, blobs, monkeyp
     assert again_forwards == 0 and again_acc == cached_acc  # a later run reuses the files on disk
     plain_forwards, _ = run(False)
     assert plain_forwards == 3 * (n_train + n_val)
+
+
+class _RecordingTask(ClassificationTask):
+    """Records, per stage, the number of image values in each batch (0 for labels-only batches)."""
+
+    def _step(self, batch, batch_idx, stage):
+        self.seen.setdefault(stage, []).append((self.current_epoch, batch[0].numel()))
+        return super()._step(batch, batch_idx, stage)
+
+
+def test_cached_epochs_load_labels_only_and_match_full_loads(tmp_path, monkeypatch):
+    from aselect_bench.data.fgvc_datamodule import FGVCDataModule
+    from aselect_bench.data.synth_fgvc import write_layout
+
+    monkeypatch.setenv("ASELECT_CACHE", str(tmp_path / "cache"))
+    write_layout("flowers", tmp_path / "data", num_classes=10, train_per_class=4, test_per_class=2, image_size=32)
+    backbone = load_backbone("tiny-dit", pretrained=False)
+
+    def run(labels_only: bool, name: str):
+        torch.manual_seed(0)
+        dm = FGVCDataModule("flowers", tmp_path / "data", batch_size=8, num_workers=2, train_augment=False)
+        if not labels_only:
+            dm.set_labels_only = lambda stage, value: None
+        task = _RecordingTask(backbone, tap="blocks.1.out", timestep=30, lr=5e-2, cache_features=True)
+        task.seen = {}
+        trainer = quiet_trainer(tmp_path / name, max_epochs=3, logger=False, enable_checkpointing=False)
+        trainer.fit(task, datamodule=dm)
+        val = trainer.callback_metrics["val/top1"].item()
+        tests = [trainer.test(task, datamodule=dm, verbose=False)[0]["test/top1"] for _ in range(2)]
+        assert tests[0] == tests[1]
+        return task.seen, val, tests[0]
+
+    seen, val, test = run(True, "a")
+    for stage in ("train", "val"):  # epoch 0 fills the cache from images; later epochs read labels only
+        assert {n > 0 for epoch, n in seen[stage] if epoch == 0} == {True}
+        assert {n for epoch, n in seen[stage] if epoch > 0} == {0}
+    first_test = [n for _, n in seen["test"]][:len(seen["test"]) // 2]
+    assert 0 not in first_test and {n for _, n in seen["test"]} == {0, *first_test}  # 2nd test: labels only
+    again_seen, again_val, again_test = run(False, "b")  # same caches, images always loaded
+    assert {n for _, n in again_seen["train"]} != {0}
+    assert (again_val, again_test) == (val, test)  # labels-only batches carry the same labels

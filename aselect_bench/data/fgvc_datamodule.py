@@ -65,7 +65,7 @@ class FGVCDataModule(L.LightningDataModule):
         if self.sets:
             return
         if self.image_size is None:
-            module = self.trainer.lightning_module if self._trainer else None
+            module = self.trainer.lightning_module if self.trainer is not None else None
             if module is None or not hasattr(module, "image_size"):
                 raise UserError("image_size is not set: pass the backbone's native size (e.g. 256 for DiT-XL/2)")
             self.image_size = int(module.image_size)
@@ -111,6 +111,10 @@ class FGVCDataModule(L.LightningDataModule):
             return None
         source = f"hub:{self.hub[0]}" if self.hub else str(self.data_root)
         return f"{source}:{stage}:{self.sets[stage].fingerprint()}"
+
+    def set_labels_only(self, stage: str, value: bool) -> None:
+        """Yield ``(empty, labels, indices)`` batches for ``stage`` (its features are all cached) or images again."""
+        self.sets[stage].labels_only = value
 
     def bad_files(self) -> list[str]:
         """Unreadable images skipped so far, by this process and its loader workers."""

@@ -14,6 +14,7 @@ from aselect_bench.cache import file_identity
 from aselect_bench.data.images import load_rgb, to_rgb
 from aselect_bench.data.skipped import SkippedFiles, load_first_readable
 
+NO_IMAGE = torch.zeros(0)  # the image slot of a labels-only sample
 RESIZE_RATIO = 1.14  # resize the short side to 1.14x the crop, as in the common 256 -> 224 protocol
 
 
@@ -54,12 +55,36 @@ class ImageListDataset(Dataset):
     batch as ``(images [B, 3, H, W], labels [B] int64, indices [B])``). A file that cannot be read is
     skipped with a warning naming it (the next readable image stands in; ``skipped`` records it, also from
     worker processes), or stops the run when ``strict``.
+
+    ``labels_only = True`` (when a task reads every feature of this split from a cache) makes batches
+    ``(empty [B, 0], labels, indices)`` without opening a file. The flag lives in shared memory, so
+    loader workers, persistent ones included, see it change; it is read once per batch.
     """
 
     def __init__(self, items: Sequence, transform, strict: bool = False, skipped: SkippedFiles | None = None):
         self.items = items if hasattr(items, "subset") else list(items)
         self.transform, self.strict = transform, strict
         self.skipped = skipped if skipped is not None else SkippedFiles()
+        self._labels_only = torch.zeros(1, dtype=torch.bool).share_memory_()
+        self._label_list = None
+
+    @property
+    def labels_only(self) -> bool:
+        return bool(self._labels_only[0])
+
+    @labels_only.setter
+    def labels_only(self, value: bool) -> None:
+        if value and len(self.skipped):
+            value = False  # a skipped file's stand-in has another label: only full loads know it
+        self._labels_only[0] = bool(value)
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """One batch's samples (the DataLoader's batched fetch): the flag is read once, so a batch is uniform."""
+        if not self.labels_only:
+            return [self[i] for i in indices]
+        if self._label_list is None:
+            self._label_list = self.labels
+        return [(NO_IMAGE, self._label_list[i], i) for i in indices]
 
     def __len__(self) -> int:
         return len(self.items)

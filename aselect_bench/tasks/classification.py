@@ -63,6 +63,7 @@ class ClassificationTask(FrozenBackboneTask):
             if datamodule is None or getattr(datamodule, "num_classes", None) is None:
                 raise ValueError("num_classes is unknown: pass num_classes or a datamodule that knows it")
             self._build(datamodule.num_classes)
+        super().setup(stage)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """``feats [B, C, h, w]`` -> logits ``[B, K]``."""

@@ -61,6 +61,9 @@ class FrozenBackboneTask(L.LightningModule):
             cached = {tap: cache.get(indices) for tap, cache in caches.items()}
             if all(v is not None for v in cached.values()):
                 return {tap: v.to(images.device) for tap, v in cached.items()}
+        if images.numel() == 0:
+            raise RuntimeError(f"a labels-only {stage} batch reached a feature cache miss (timestep {timestep}, "
+                               f"taps {taps}): labels-only loading must be switched on only for complete caches")
         x0 = self.backbone.encode(images)
         noise = None
         if indices is not None:
@@ -94,6 +97,38 @@ class FrozenBackboneTask(L.LightningModule):
                      "view": view, "precision": str(self.backbone.autocast_dtype)}, datamodule.split_size(stage))
             out[tap] = self._feature_caches[key]
         return out
+
+    def feature_requests(self) -> dict[int, list[str]]:
+        """``{timestep: taps}`` this task reads in every step (the fused sweep reads several timesteps)."""
+        return {} if self.timestep is None else {self.timestep: self.taps}
+
+    def _load_labels_only(self, stage: str) -> None:
+        """Skip image loading for ``stage`` if the cache holds every feature this task reads there.
+
+        Loaders start fetching before an epoch's hooks run (evaluation loops create their iterator first),
+        so the flag is decided at ``setup`` (a new task or stage: the caches on disk), before each training
+        epoch, and after each evaluation run (for the next one).
+        """
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "set_labels_only"):
+            return
+        requests = self.feature_requests()
+        caches = [self._caches(stage, t, taps) for t, taps in requests.items()]
+        complete = bool(requests) and all(c and all(cache.complete for cache in c.values()) for c in caches)
+        datamodule.set_labels_only(stage, complete)
+
+    def setup(self, stage: str) -> None:
+        for split in ("train", "val", "test"):
+            self._load_labels_only(split)
+
+    def on_train_epoch_start(self):
+        self._load_labels_only("train")
+
+    def on_validation_end(self):
+        self._load_labels_only("val")
+
+    def on_test_end(self):
+        self._load_labels_only("test")
 
     def head_parameters(self):
         return [p for name, p in self.named_parameters() if not name.startswith("backbone.") and p.requires_grad]

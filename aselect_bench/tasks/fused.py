@@ -45,6 +45,9 @@ class FusedProbeTask(FrozenBackboneTask):
         self.best = {pair_key(tap, t): (-1.0, None) for tap, t in self.pairs}  # key -> (val top-1, head state)
         self.timestep = self.pairs[0][1]  # a timestep is set: the fused sweep needs no HFR callback
 
+    def feature_requests(self) -> dict[int, list[str]]:
+        return dict(self.by_timestep)
+
     @staticmethod
     def _slot(tap: str, timestep: int) -> str:
         return pair_key(tap, timestep).replace(".", "_")

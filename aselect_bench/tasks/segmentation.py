@@ -121,6 +121,7 @@ class SegmentationTask(FrozenBackboneTask):
                              "per_class_iou": values["per_class_iou"].tolist()}
 
     def on_train_epoch_start(self):
+        super().on_train_epoch_start()
         datamodule = self.trainer.datamodule
         if hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(self.current_epoch)
