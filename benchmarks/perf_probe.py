@@ -57,11 +57,12 @@ def run(exp, cache: bool, precision: str, epochs: int, runs_dir) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the demo preset's probe schedule")
     parser.add_argument("--out", default="results/perf/probe")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, cold_feature_cache():  # features measured from cold
         preset = load_preset("demo")
+        args.epochs = args.epochs or preset["fgvc"]["max_epochs"]
         preset.update(data_root=f"{tmp}/data", num_workers=0)
         backbone = load_backbone("demo")  # the pretrained demo DiT: the bf16-vs-float32 accuracy check needs real features
         exp = FGVCExperiment(preset, "cub", backbone)
