@@ -51,6 +51,22 @@ def best_time(fn, repeats: int, warm_up: bool = True) -> float:
     return min(times)
 
 
+def best_times_interleaved(fns: dict, repeats: int) -> dict:
+    """``{name: best seconds}``: one warm-up each, then ``repeats`` rounds that call every function once, so
+    a slow phase of the machine affects all of them alike and their ratios stay fair (timing each case's
+    repeats back to back let one phase inflate only some cases: an early exit once measured 74% of its
+    ideal, and 101% interleaved)."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
+
+
 def peak_memory(source: str, batch: int, precision: str) -> dict:
     """Peak resident memory (MiB) of a fresh process that loads ``source`` and extracts one batch: the
     high-water mark after loading and after the batch (``VmHWM``; ``ru_maxrss`` would carry the parent's
@@ -81,11 +97,13 @@ def measure_model(source: str, batch: int, exits: list[int], repeats: int, peaks
     rows = {}
     for precision in ("32", "bf16"):
         backbone.set_precision(precision)
-        full = best_time(lambda: backbone.extract_x0(x0, 500, [f"blocks.{backbone.num_blocks - 1}.out"],
-                                                       noise=noise), repeats)
+        last = backbone.num_blocks - 1
+        seconds = best_times_interleaved({b: (lambda b=b: backbone.extract_x0(x0, 500, [f"blocks.{b}.out"], noise=noise))
+                                          for b in [last, *exits]}, repeats)
+        full = seconds[last]
         rows[precision] = {"full_seconds": full, "full_images_per_s": batch / full, "exits": {}}
         for b in exits:
-            sec = best_time(lambda b=b: backbone.extract_x0(x0, 500, [f"blocks.{b}.out"], noise=noise), repeats)
+            sec = seconds[b]
             ideal = backbone.num_blocks / (b + 1)
             rows[precision]["exits"][str(b)] = {"seconds": sec, "images_per_s": batch / sec, "speedup": full / sec,
                                                 "ideal": ideal, "share_of_ideal": full / sec / ideal}
