@@ -38,26 +38,13 @@ def transformer_flops(backbone, blocks_run: int, tokens: int) -> float:
     return per_block * blocks_run
 
 
-def best_time(fn, repeats: int, warm_up: bool = True) -> float:
-    """The shortest of ``repeats`` timed calls (after a warm-up call): other load on the machine only ever
-    adds time, so the minimum is the most repeatable estimate of what the code itself costs."""
+def best_times(fns: dict, repeats: int, warm_up: bool = True) -> dict:
+    """``{name: shortest seconds}`` over ``repeats`` rounds that call every function once (after one warm-up
+    call each). Other load on the machine only ever adds time, so the minimum is the most repeatable
+    estimate; interleaving makes a slow phase hit every case alike, so their ratios stay fair."""
     if warm_up:
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def best_times_interleaved(fns: dict, repeats: int) -> dict:
-    """``{name: best seconds}``: one warm-up each, then ``repeats`` rounds that call every function once, so
-    a slow phase of the machine affects all of them alike and their ratios stay fair (timing each case's
-    repeats back to back let one phase inflate only some cases: an early exit once measured 74% of its
-    ideal, and 101% interleaved)."""
-    for fn in fns.values():
-        fn()
+        for fn in fns.values():
+            fn()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -65,6 +52,11 @@ def best_times_interleaved(fns: dict, repeats: int) -> dict:
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: min(values) for name, values in times.items()}
+
+
+def best_time(fn, repeats: int, warm_up: bool = True) -> float:
+    """The shortest of ``repeats`` timed calls of one function (see :func:`best_times`)."""
+    return best_times({"fn": fn}, repeats, warm_up)["fn"]
 
 
 def peak_memory(source: str, batch: int, precision: str) -> dict:
@@ -98,7 +90,7 @@ def measure_model(source: str, batch: int, exits: list[int], repeats: int, peaks
     for precision in ("32", "bf16"):
         backbone.set_precision(precision)
         last = backbone.num_blocks - 1
-        seconds = best_times_interleaved({b: (lambda b=b: backbone.extract_x0(x0, 500, [f"blocks.{b}.out"], noise=noise))
+        seconds = best_times({b: (lambda b=b: backbone.extract_x0(x0, 500, [f"blocks.{b}.out"], noise=noise))
                                           for b in [last, *exits]}, repeats)
         full = seconds[last]
         rows[precision] = {"full_seconds": full, "full_images_per_s": batch / full, "exits": {}}
