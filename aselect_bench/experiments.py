@@ -71,6 +71,7 @@ def fgvc_probe(preset: dict, backbone, num_classes: int, timestep=None, tap=None
         head_width=cfg["head_width"], head_depth=cfg["head_depth"], head_heads=cfg["head_heads"], lr=cfg["lr"],
         weight_decay=cfg["weight_decay"], warmup_fraction=cfg["warmup_fraction"],
         label_smoothing=cfg["label_smoothing"], seed=preset["seed"], cache_features=not cfg["train_augment"],
+        linear_norm=cfg["linear_norm"],
     )
 
 
@@ -79,8 +80,8 @@ def fused_probe(preset: dict, backbone, pairs, num_classes: int):
     from aselect_bench.tasks.fused import FusedProbeTask
 
     cfg = preset["fgvc"]
-    head_kwargs = {} if cfg["head"] == "linear" else dict(width=cfg["head_width"], depth=cfg["head_depth"],
-                                                          heads=cfg["head_heads"])
+    head_kwargs = dict(norm=cfg["linear_norm"]) if cfg["head"] == "linear" else dict(
+        width=cfg["head_width"], depth=cfg["head_depth"], heads=cfg["head_heads"])
     return FusedProbeTask(backbone, pairs, num_classes, head=cfg["head"], head_kwargs=head_kwargs, lr=cfg["lr"],
                           weight_decay=cfg["weight_decay"], warmup_fraction=cfg["warmup_fraction"],
                           label_smoothing=cfg["label_smoothing"], seed=preset["seed"],

@@ -21,6 +21,23 @@ def test_heads_shapes():
     assert AttentiveHead(32, 5, width=16, depth=1, heads=2)(feats).shape == (2, 5)
 
 
+def test_linear_head_norms():
+    """batchnorm standardises each pooled feature over the batch (running statistics at eval, and for a
+    training batch of one); layernorm normalises each image; an unknown norm is a clear error."""
+    feats = torch.randn(64, 8, 2, 2) * torch.linspace(0.1, 10, 8)[:, None, None] + 3
+    pooled = feats.mean((2, 3))
+    head = LinearHead(8, 3)
+    standardized = head.norm(pooled)
+    torch.testing.assert_close(standardized, (pooled - pooled.mean(0)) / pooled.var(0, unbiased=False).add(1e-5).sqrt())
+    assert head(feats[:1]).shape == (1, 3)  # one image in training mode: running statistics, no error
+    head.eval()
+    torch.testing.assert_close(head.norm(pooled), (pooled - head.norm.running_mean) / head.norm.running_var.add(1e-5).sqrt())
+    per_image = LinearHead(8, 3, norm="layernorm").norm(pooled)
+    torch.testing.assert_close(per_image.mean(1), torch.zeros(64), atol=1e-5, rtol=0)
+    with pytest.raises(UserError, match="unknown linear-probe norm 'rms'"):
+        LinearHead(8, 3, norm="rms")
+
+
 def test_callback_selects_logs_and_the_probe_learns(tmp_path, blobs):
     backbone = load_backbone("tiny-dit", pretrained=False)
     task = ClassificationTask(backbone, tap="blocks.1.out", lr=5e-2, warmup_fraction=0.0)

@@ -15,7 +15,8 @@ PRESET = {
     "name": "unit", "seed": 0, "num_workers": 0,
     "hfr": {"candidates": [0, 300, 999], "num_images": 6, "cutoff": 0.15, "mode": "radial", "remove_mean": False,
             "noise_draws": 1},
-    "fgvc": {"tap": "blocks.1.out", "head": "linear", "head_width": 16, "head_depth": 1, "head_heads": 2,
+    "fgvc": {"tap": "blocks.1.out", "head": "linear", "linear_norm": "batchnorm", "head_width": 16, "head_depth": 1,
+             "head_heads": 2,
              "lr": 5e-2, "weight_decay": 0.0, "warmup_fraction": 0.0, "label_smoothing": 0.0, "max_epochs": 2,
              "batch_size": 8, "train_augment": False},
 }

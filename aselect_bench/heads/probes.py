@@ -3,15 +3,63 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 
-class LinearHead(nn.Module):
-    """Mean-pooled tokens -> LayerNorm -> Linear. ``[B, C, h, w] -> logits [B, K]``."""
+class FeatureStandardizer(nn.BatchNorm1d):
+    """BatchNorm without affine parameters (the MAE linear-probe recipe): ``[B, C] -> [B, C]``, each feature
+    standardised over the batch in training (over the global batch under DDP: statistics all-reduced, with
+    gradients, since ``SyncBatchNorm`` is GPU-only), by its running statistics at evaluation and for a
+    training batch of one image."""
 
-    def __init__(self, in_channels: int, num_classes: int):
+    def __init__(self, num_features: int):
+        super().__init__(num_features, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if not self.training or world == 1 and len(x) > 1:
+            return super().forward(x)
+        count = _global_sum(x.new_tensor([float(len(x))]), world)
+        if count.item() < 2:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
+        mean = _global_sum(x.sum(0), world) / count
+        var = _global_sum((x - mean).pow(2).sum(0), world) / count
+        with torch.no_grad():
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(var.detach() * count / (count - 1), self.momentum)
+            self.num_batches_tracked += 1
+        return (x - mean) / torch.sqrt(var + self.eps)
+
+
+def _global_sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    """``t`` summed over the DDP processes (differentiable); ``t`` itself in one process."""
+    if world == 1:
+        return t
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(t)
+
+
+NORMS = {"batchnorm": FeatureStandardizer, "layernorm": nn.LayerNorm}
+
+
+class LinearHead(nn.Module):
+    """Mean-pooled tokens -> normalisation -> Linear. ``[B, C, h, w] -> logits [B, K]``.
+
+    ``norm="batchnorm"`` (default) standardises each feature over the data, as MAE's linear probe does;
+    ``"layernorm"`` normalises each image's feature vector. On the demo DiT's features the former probes
+    about 10 points better (``results/demo/linear_norm.md``): the class signal lies in low-variance feature
+    directions that a per-image normalisation leaves small next to the image-to-image variation.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, norm: str = "batchnorm"):
         super().__init__()
-        self.norm = nn.LayerNorm(in_channels)
+        if norm not in NORMS:
+            from aselect_bench.errors import UserError
+
+            raise UserError(f"unknown linear-probe norm {norm!r}; use one of {', '.join(NORMS)}")
+        self.norm = NORMS[norm](in_channels)
         self.fc = nn.Linear(in_channels, num_classes)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
@@ -47,11 +95,12 @@ HEADS = {"linear": LinearHead, "attentive": AttentiveHead}
 
 
 def build_head(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
-    """Build a probe by name (``linear`` or ``attentive``); extra kwargs go to the attentive head."""
+    """Build a probe by name (``linear`` or ``attentive``); kwargs go to the head (``norm`` to the linear
+    one, the others to the attentive one)."""
     from aselect_bench.errors import UserError
 
     if name not in HEADS:
         raise UserError(f"unknown head {name!r}; use one of {', '.join(HEADS)}")
     if name == "linear":
-        return LinearHead(in_channels, num_classes)
-    return HEADS[name](in_channels, num_classes, **kwargs)
+        return LinearHead(in_channels, num_classes, norm=kwargs.get("norm", "batchnorm"))
+    return HEADS[name](in_channels, num_classes, **{k: v for k, v in kwargs.items() if k != "norm"})

@@ -20,6 +20,7 @@ class ClassificationTask(FrozenBackboneTask):
         tap: the feature, ``"blocks.{i}.{component}"``; ``None`` = the preset's default.
         timestep: fixed timestep, or ``None`` to let the HFR callback choose it.
         head: ``linear`` or ``attentive`` (width/depth/heads as the authors' 800/2/8).
+        linear_norm: the linear head's normalisation, ``batchnorm`` (per feature, MAE's probe) or ``layernorm``.
         cache_features: with a fixed view (no random augmentation), run the backbone once per image
             and read features from a memory-mapped cache afterwards (one fixed noise draw per image).
     """
@@ -27,7 +28,8 @@ class ClassificationTask(FrozenBackboneTask):
     def __init__(self, backbone: str = "demo", num_classes: int | None = None, tap: str | None = None,
                  timestep: int | None = None, head: str = "linear", head_width: int = 800, head_depth: int = 2,
                  head_heads: int = 8, lr: float = 1e-3, weight_decay: float = 0.05, warmup_fraction: float = 0.1,
-                 label_smoothing: float = 0.0, seed: int = 0, cache_features: bool = False):
+                 label_smoothing: float = 0.0, seed: int = 0, cache_features: bool = False,
+                 linear_norm: str = "batchnorm"):
         from aselect_bench.backbones import PRESETS
 
         resolved = tap
@@ -39,7 +41,7 @@ class ClassificationTask(FrozenBackboneTask):
         self.hparams["backbone"] = backbone if isinstance(backbone, str) else backbone.name
         self.hparams["tap"] = self.tap = resolved
         self.head_name, self.label_smoothing = head, label_smoothing
-        self.head_kwargs = dict(width=head_width, depth=head_depth, heads=head_heads)
+        self.head_kwargs = dict(width=head_width, depth=head_depth, heads=head_heads, norm=linear_norm)
         self.head = None
         self.num_classes = num_classes
         if num_classes is not None:
