@@ -81,6 +81,6 @@ PRESETS: dict[str, Preset] = {
         Preset("tiny-dit-latent", dit_config(depth=4, heads=2, head_dim=16, sample_size=8, patch_size=2,
                                              num_classes=10), tiny_vae_config(),
                default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3)),
-        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.2.out", seg_blocks=(1, 2, 4, 5), build=_demo_build),
+        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.mlp", seg_blocks=(1, 2, 4, 5), build=_demo_build),
     ]
 }
