@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from aselect_bench.backbones import PRESETS
 from aselect_bench.backbones.loading import _from_diffusers
 from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.data.synth_fgvc import render_samples
@@ -27,7 +28,7 @@ from aselect_bench.reports import markdown_table
 
 NUM_CLASSES = 12
 L2_GRID = (1e-4, 1e-3, 1e-2)
-PRESET_CELL = "blocks.2.out|50"  # the demo preset's tap at a small timestep
+PRESET_TAP = PRESETS["demo"].default_tap  # probed at every timestep next to the block outputs
 
 
 def probe_images(per_class: int, seed: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,15 +62,23 @@ def top1(model: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x).argmax(1) == y).float().mean() * 100)
 
 
+def standard_error(top1_percent: float, n: int) -> float:
+    """The binomial standard error (percentage points) of a top-1 measured on ``n`` test images."""
+    p = top1_percent / 100
+    return 100 * (p * (1 - p) / n) ** 0.5
+
+
 def probe(train_x, train_y, test_x, test_y) -> dict:
-    """``{"test_top1", "l2"}``: a standardised linear probe; L2 picked on a held-out fifth of the train set."""
+    """``{"test_top1", "test_se", "l2"}``: a standardised linear probe; L2 picked on a held-out fifth of the
+    train set; ``test_se`` is the binomial standard error of ``test_top1``."""
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(0))
     fit, held = order[: len(order) * 4 // 5], order[len(order) * 4 // 5:]
     val = {l2: top1(fit_logistic(train_x[fit], train_y[fit], l2), train_x[held], train_y[held]) for l2 in L2_GRID}
     l2 = max(L2_GRID, key=lambda v: (val[v], v))  # ties: the stronger regulariser
-    return {"test_top1": top1(fit_logistic(train_x, train_y, l2), test_x, test_y), "l2": l2}
+    acc = top1(fit_logistic(train_x, train_y, l2), test_x, test_y)
+    return {"test_top1": acc, "test_se": standard_error(acc, len(test_y)), "l2": l2}
 
 
 @torch.no_grad()
@@ -84,10 +93,15 @@ def pooled_features(backbone, images, t: int, taps: list[str], first_index: int 
     return {tap: torch.cat(v) for tap, v in out.items()}
 
 
+def block_outputs(blocks) -> list[str]:
+    return [f"blocks.{b}.out" for b in blocks]
+
+
 def probe_grid(backbone, data, timesteps, blocks) -> dict:
-    """``{"blocks.{b}.out|{t}": probe result}`` over blocks x timesteps (one forward per timestep and split)."""
+    """``{"{tap}|{t}": probe result}`` over (block outputs + the preset's tap) x timesteps (one forward per
+    timestep and split)."""
     (x, y), (xt, yt) = data
-    taps, grid = [f"blocks.{b}.out" for b in blocks], {}
+    taps, grid = list(dict.fromkeys(block_outputs(blocks) + [PRESET_TAP])), {}
     for t in timesteps:
         train_f, test_f = pooled_features(backbone, x, t, taps), pooled_features(backbone, xt, t, taps, len(x))
         for tap in taps:
@@ -95,19 +109,22 @@ def probe_grid(backbone, data, timesteps, blocks) -> dict:
     return grid
 
 
-def summarise(grid: dict) -> dict:
-    """Best cell, mean over cells and the preset's cell of one model's grid (test top-1)."""
-    acc = {k: v["test_top1"] for k, v in grid.items()}
+def summarise(grid: dict, blocks) -> dict:
+    """Best block-output cell, mean over the block-output cells, and the preset tap's best timestep (test top-1)."""
+    acc = {k: v["test_top1"] for k, v in grid.items() if k.split("|")[0] in block_outputs(blocks)}
     best = max(acc, key=acc.get)
-    return {"best": acc[best], "best_at": best, "mean": sum(acc.values()) / len(acc), "preset": acc.get(PRESET_CELL)}
+    preset = {k: v["test_top1"] for k, v in grid.items() if k.split("|")[0] == PRESET_TAP}
+    best_preset = max(preset, key=preset.get)
+    return {"best": acc[best], "best_se": grid[best]["test_se"], "best_at": best,
+            "mean": sum(acc.values()) / len(acc), "preset": preset[best_preset], "preset_at": best_preset}
 
 
 def markdown(result: dict, timesteps, blocks) -> str:
     card, grid, s = result["card"], result["grid"], result["summary"]
     recipe = result.get("recipe") or {}
     models = list(grid)
-    rows = [[f"block {b}, t={t}"] + [grid[m][f"blocks.{b}.out|{t}"]["test_top1"] for m in models]
-            for b in blocks for t in timesteps]
+    taps = list(dict.fromkeys(block_outputs(blocks) + [PRESET_TAP]))
+    rows = [[f"{tap}, t={t}"] + [grid[m][f"{tap}|{t}"]["test_top1"] for m in models] for tap in taps for t in timesteps]
     fixed = card.get("fixed_draw_loss")
     lines = [
         "# The demo DiT: pretraining and linear probes\n",
@@ -116,13 +133,16 @@ def markdown(result: dict, timesteps, blocks) -> str:
         + (f" (fixed-draw loss {fixed['before']:.3f} -> {fixed['after']:.3f})" if fixed else "")
         + f"; {card['seconds']:.0f} s.\n",
         f"Linear probes: {result['probe']}. Test top-1 in %: chance {result['chance_top1']:.1f}, raw pixels "
-        f"{result['raw_pixels']['test_top1']:.1f}.\n",
+        f"{result['raw_pixels']['test_top1']:.1f}. A top-1 near 30% on {result['num_test']} test images has a binomial "
+        f"standard error of {standard_error(30, result['num_test']):.1f} points.\n",
         markdown_table(["", *models], [
-            ["best cell"] + [f"{s[m]['best']:.1f} ({s[m]['best_at'].replace('|', ', t=')})" for m in models],
-            ["mean over cells"] + [s[m]["mean"] for m in models],
-            [f"preset tap ({PRESET_CELL.replace('|', ', t=')})"] + [s[m]["preset"] for m in models],
+            ["best cell (± s.e.)"] + [f"{s[m]['best']:.1f} ± {s[m]['best_se']:.1f} ({s[m]['best_at'].replace('|', ', t=')})"
+                                   for m in models],
+            ["mean over block-output cells"] + [s[m]["mean"] for m in models],
+            [f"preset tap {PRESET_TAP}, best timestep"] + [f"{s[m]['preset']:.1f} (t={s[m]['preset_at'].split('|')[1]})"
+                                                           for m in models],
         ], floatfmt="{:.1f}"),
-        markdown_table(["block output, timestep", *models], rows, floatfmt="{:.1f}"),
+        markdown_table(["tap, timestep", *models], rows, floatfmt="{:.1f}"),
     ]
     return "\n".join(lines)
 
@@ -134,8 +154,8 @@ def main(argv=None) -> dict:
                         "pretrained first if missing)")
     parser.add_argument("--timesteps", default="0,50,100,300", help="comma-separated timesteps")
     parser.add_argument("--blocks", default="1,2,3,5", help="comma-separated block indices (block outputs)")
-    parser.add_argument("--train-per-class", type=int, default=40)
-    parser.add_argument("--test-per-class", type=int, default=40)
+    parser.add_argument("--train-per-class", type=int, default=150, help="default: the demo preset's 150")
+    parser.add_argument("--test-per-class", type=int, default=50, help="default: the demo preset's 50")
     parser.add_argument("--skip-random", action="store_true", help="probe only the pretrained model")
     args = parser.parse_args(argv)
     timesteps = [int(t) for t in args.timesteps.split(",")]
@@ -152,11 +172,11 @@ def main(argv=None) -> dict:
         "card": {k: v for k, v in card.items() if k != "recipe"}, "recipe": card.get("recipe"),
         "model_folder": str(folder),
         "probe": f"{len(x)} train / {len(xt)} test synthetic fine-grained images, {NUM_CLASSES} classes (seeds "
-                 f"777/778); mean-pooled block outputs, standardised, L2 logistic regression (LBFGS)",
-        "chance_top1": 100 / NUM_CLASSES, "raw_pixels": probe(x.flatten(1), y, xt.flatten(1), yt),
+                 f"777/778); mean-pooled block outputs and the preset's tap ({PRESET_TAP}), standardised, L2 logistic regression (LBFGS)",
+        "num_test": len(xt), "chance_top1": 100 / NUM_CLASSES, "raw_pixels": probe(x.flatten(1), y, xt.flatten(1), yt),
         "grid": {name: probe_grid(m, data, timesteps, blocks) for name, m in models.items()},
     }
-    result["summary"] = {name: summarise(g) for name, g in result["grid"].items()}
+    result["summary"] = {name: summarise(g, blocks) for name, g in result["grid"].items()}
     result["seconds"] = time.perf_counter() - start
     atomic_write_json(f"{args.out}.json", result)
     text = markdown(result, timesteps, blocks)
