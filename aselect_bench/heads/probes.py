@@ -49,7 +49,7 @@ class LinearHead(nn.Module):
 
     ``norm="batchnorm"`` (default) standardises each feature over the data, as MAE's linear probe does;
     ``"layernorm"`` normalises each image's feature vector. On the demo DiT's features the former probes
-    about 10 points better (``results/demo/linear_norm.md``): the class signal lies in low-variance feature
+    about 9 points better (``results/demo/linear_norm.md``): the class signal lies in low-variance feature
     directions that a per-image normalisation leaves small next to the image-to-image variation.
     """
 
