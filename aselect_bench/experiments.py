@@ -77,11 +77,11 @@ def fgvc_probe(preset: dict, backbone, num_classes: int, timestep=None, tap=None
 
 def fused_probe(preset: dict, backbone, pairs, num_classes: int):
     """The preset's probe as a :class:`FusedProbeTask`: one head per ``(tap, timestep)`` pair."""
+    from aselect_bench.heads.probes import head_options
     from aselect_bench.tasks.fused import FusedProbeTask
 
     cfg = preset["fgvc"]
-    head_kwargs = dict(norm=cfg["linear_norm"]) if cfg["head"] == "linear" else dict(
-        width=cfg["head_width"], depth=cfg["head_depth"], heads=cfg["head_heads"])
+    head_kwargs = head_options(cfg["head"], cfg["head_width"], cfg["head_depth"], cfg["head_heads"], cfg["linear_norm"])
     return FusedProbeTask(backbone, pairs, num_classes, head=cfg["head"], head_kwargs=head_kwargs, lr=cfg["lr"],
                           weight_decay=cfg["weight_decay"], warmup_fraction=cfg["warmup_fraction"],
                           label_smoothing=cfg["label_smoothing"], seed=preset["seed"],

@@ -97,11 +97,16 @@ def block_outputs(blocks) -> list[str]:
     return [f"blocks.{b}.out" for b in blocks]
 
 
+def probed_taps(blocks) -> list[str]:
+    """The block outputs of ``blocks`` and the preset's tap (once, if it is one of them)."""
+    return list(dict.fromkeys(block_outputs(blocks) + [PRESET_TAP]))
+
+
 def probe_grid(backbone, data, timesteps, blocks) -> dict:
     """``{"{tap}|{t}": probe result}`` over (block outputs + the preset's tap) x timesteps (one forward per
     timestep and split)."""
     (x, y), (xt, yt) = data
-    taps, grid = list(dict.fromkeys(block_outputs(blocks) + [PRESET_TAP])), {}
+    taps, grid = probed_taps(blocks), {}
     for t in timesteps:
         train_f, test_f = pooled_features(backbone, x, t, taps), pooled_features(backbone, xt, t, taps, len(x))
         for tap in taps:
@@ -111,7 +116,8 @@ def probe_grid(backbone, data, timesteps, blocks) -> dict:
 
 def summarise(grid: dict, blocks) -> dict:
     """Best block-output cell, mean over the block-output cells, and the preset tap's best timestep (test top-1)."""
-    acc = {k: v["test_top1"] for k, v in grid.items() if k.split("|")[0] in block_outputs(blocks)}
+    outputs = set(block_outputs(blocks))
+    acc = {k: v["test_top1"] for k, v in grid.items() if k.split("|")[0] in outputs}
     best = max(acc, key=acc.get)
     preset = {k: v["test_top1"] for k, v in grid.items() if k.split("|")[0] == PRESET_TAP}
     best_preset = max(preset, key=preset.get)
@@ -123,8 +129,8 @@ def markdown(result: dict, timesteps, blocks) -> str:
     card, grid, s = result["card"], result["grid"], result["summary"]
     recipe = result.get("recipe") or {}
     models = list(grid)
-    taps = list(dict.fromkeys(block_outputs(blocks) + [PRESET_TAP]))
-    rows = [[f"{tap}, t={t}"] + [grid[m][f"{tap}|{t}"]["test_top1"] for m in models] for tap in taps for t in timesteps]
+    rows = [[f"{tap}, t={t}"] + [grid[m][f"{tap}|{t}"]["test_top1"] for m in models]
+            for tap in probed_taps(blocks) for t in timesteps]
     fixed = card.get("fixed_draw_loss")
     lines = [
         "# The demo DiT: pretraining and linear probes\n",

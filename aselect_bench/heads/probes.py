@@ -18,7 +18,7 @@ class FeatureStandardizer(nn.BatchNorm1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if not self.training or world == 1 and len(x) > 1:
+        if not self.training or (world == 1 and len(x) > 1):
             return super().forward(x)
         count = _global_sum(x.new_tensor([float(len(x))]), world)
         if count.item() < 2:
@@ -94,13 +94,15 @@ class AttentiveHead(nn.Module):
 HEADS = {"linear": LinearHead, "attentive": AttentiveHead}
 
 
+def head_options(name: str, width: int = 800, depth: int = 2, heads: int = 8, linear_norm: str = "batchnorm") -> dict:
+    """The keyword arguments head ``name`` takes, out of every probe option (``norm`` or width/depth/heads)."""
+    return dict(norm=linear_norm) if name == "linear" else dict(width=width, depth=depth, heads=heads)
+
+
 def build_head(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
-    """Build a probe by name (``linear`` or ``attentive``); kwargs go to the head (``norm`` to the linear
-    one, the others to the attentive one)."""
+    """Build a probe by name (``linear`` or ``attentive``); ``kwargs`` (see :func:`head_options`) go to it."""
     from aselect_bench.errors import UserError
 
     if name not in HEADS:
         raise UserError(f"unknown head {name!r}; use one of {', '.join(HEADS)}")
-    if name == "linear":
-        return LinearHead(in_channels, num_classes, norm=kwargs.get("norm", "batchnorm"))
-    return HEADS[name](in_channels, num_classes, **{k: v for k, v in kwargs.items() if k != "norm"})
+    return HEADS[name](in_channels, num_classes, **kwargs)

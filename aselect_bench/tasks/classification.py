@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from aselect_bench.heads.probes import build_head
+from aselect_bench.heads.probes import build_head, head_options
 from aselect_bench.tasks.common import FrozenBackboneTask, unpack_batch
 
 
@@ -41,7 +41,7 @@ class ClassificationTask(FrozenBackboneTask):
         self.hparams["backbone"] = backbone if isinstance(backbone, str) else backbone.name
         self.hparams["tap"] = self.tap = resolved
         self.head_name, self.label_smoothing = head, label_smoothing
-        self.head_kwargs = dict(width=head_width, depth=head_depth, heads=head_heads, norm=linear_norm)
+        self.head_kwargs = head_options(head, head_width, head_depth, head_heads, linear_norm)
         self.head = None
         self.num_classes = num_classes
         if num_classes is not None:
