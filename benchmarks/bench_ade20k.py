@@ -13,11 +13,10 @@ from pathlib import Path
 
 from aselect_bench.backbones import load_backbone
 from aselect_bench.config import load_preset
-from aselect_bench.experiments import hfr_selector
+from aselect_bench.experiments import build_experiment, hfr_selector
 from aselect_bench.io import atomic_write_json, atomic_write_text
 from aselect_bench.plots import hfr_curve_figure, save_figure
 from aselect_bench.reports import hfr_row, markdown_table
-from aselect_bench.segmentation_experiment import ADE20KExperiment
 
 
 def parse_args(argv=None):
@@ -58,7 +57,7 @@ def main(argv=None) -> dict:
     if args.strict:
         preset["strict"] = True
     backbone = load_backbone(args.backbone or preset["ade20k"].get("backbone") or preset["backbone"])
-    exp = ADE20KExperiment(preset, backbone, args.data_root)
+    exp = build_experiment("ade20k", "ade20k", preset, backbone, args.data_root)
     run = exp.fit(None, Path(args.runs) / "ade20k" / preset["name"], "ade20k", selector=hfr_selector(preset))
     names = exp.class_names()
     per_class = exp.last_task.test_results["per_class_iou"]

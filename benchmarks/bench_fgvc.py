@@ -13,7 +13,7 @@ from pathlib import Path
 from aselect_bench.backbones import load_backbone
 from aselect_bench.config import load_preset
 from aselect_bench.data.fgvc import DATASETS
-from aselect_bench.experiments import FGVCExperiment, hfr_selector
+from aselect_bench.experiments import build_experiment, hfr_selector
 from aselect_bench.io import atomic_write_json, atomic_write_text
 from aselect_bench.plots import hfr_curves_figure, save_figure
 from aselect_bench.reports import hfr_row, markdown_table
@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     for index, name in enumerate(datasets):
         print(f"[{index + 1}/{len(datasets)}] {name}")
-        exp = FGVCExperiment(preset, name, backbone, args.data_root)
+        exp = build_experiment("fgvc", name, preset, backbone, args.data_root)
         run = exp.fit(None, Path(args.runs) / "fgvc" / preset["name"], name, selector=hfr_selector(preset))
         summary["datasets"][name] = {
             "num_classes": exp.datamodule.num_classes, "timestep": run.timestep, "hfr": run.hfr,

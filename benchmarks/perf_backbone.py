@@ -16,7 +16,7 @@ from diffusers import DiTTransformer2DModel
 
 from aselect_bench.backbones import Backbone, DDPMNoise
 from aselect_bench.backbones.dit import DiTFamily
-from aselect_bench.backbones.presets import dit_config
+from aselect_bench.backbones.registry import dit_config
 from aselect_bench.io import atomic_write_json, atomic_write_text
 from aselect_bench.reports import markdown_table
 

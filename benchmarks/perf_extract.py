@@ -123,11 +123,11 @@ def hfr_argmax_agreement(preset_name: str = "demo", dataset: str = "cub") -> dic
     """The HFR curve's argmax under float32 and bf16 autocast: the preset's scan (tap, candidates,
     calibration images of ``dataset``, noise) run twice, once per precision."""
     from aselect_bench.config import load_preset
-    from aselect_bench.experiments import FGVCExperiment
+    from aselect_bench.experiments import build_experiment
     from aselect_bench.hfr import select_timestep
 
     preset = load_preset(preset_name)
-    exp = FGVCExperiment(preset, dataset, load_backbone(preset["backbone"]))
+    exp = build_experiment("fgvc", dataset, preset, load_backbone(preset["backbone"]))
     images, hfr = exp.calibration_images(), preset["hfr"]
     out = {"preset": preset_name, "dataset": dataset, "tap": exp.hfr_tap, "num_images": len(images)}
     for precision in ("32", "bf16"):

@@ -15,10 +15,10 @@ import time
 
 import lightning as L
 
+from aselect_bench.analyses.components import cold_feature_cache
 from aselect_bench.backbones import load_backbone
-from aselect_bench.components import cold_feature_cache
 from aselect_bench.config import load_preset
-from aselect_bench.experiments import FGVCExperiment
+from aselect_bench.experiments import build_experiment
 from aselect_bench.io import atomic_write_json, atomic_write_text
 from aselect_bench.reports import markdown_table
 
@@ -65,7 +65,7 @@ def main(argv=None) -> dict:
         args.epochs = args.epochs or preset["fgvc"]["max_epochs"]
         preset.update(data_root=f"{tmp}/data", num_workers=0)
         backbone = load_backbone("demo")  # the pretrained demo DiT: the bf16-vs-float32 accuracy check needs real features
-        exp = FGVCExperiment(preset, "cub", backbone)
+        exp = build_experiment("fgvc", "cub", preset, backbone)
         cases = {
             "float32, no cache": run(exp, False, "32", args.epochs, tmp),
             "float32, feature cache": run(exp, True, "32", args.epochs, tmp),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from aselect_bench import load_backbone
-from aselect_bench.components import run_components, write_components
+from aselect_bench.analyses.components import run_components, write_components
 from tests.test_search import PRESET, BlobsExperiment
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from aselect_bench.backbones import load_backbone
-from aselect_bench.backbones.presets import dit_config
+from aselect_bench.backbones.registry import dit_config
 from aselect_bench.errors import UserError
 from aselect_bench.pretrain import DiffusionPretrainer, Recipe, demo, pretrain_demo
 from aselect_bench.pretrain.demo import add_pretrain_arguments, load_demo_backbone, run_pretrain

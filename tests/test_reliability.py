@@ -35,7 +35,7 @@ def test_checkpoint_whose_shapes_do_not_match_its_config(tmp_path):
 
 def test_same_seed_same_metrics_on_the_demo_architecture(tmp_path):
     from aselect_bench.config import load_preset
-    from aselect_bench.experiments import FGVCExperiment, hfr_selector
+    from aselect_bench.experiments import build_experiment, hfr_selector
 
     preset = load_preset("demo")
     preset.update(data_root=str(tmp_path / "data"), num_workers=0)
@@ -45,7 +45,7 @@ def test_same_seed_same_metrics_on_the_demo_architecture(tmp_path):
     backbone = load_backbone("demo", pretrained=False)  # the demo architecture; weights do not matter here
     runs = []
     for i in range(2):
-        exp = FGVCExperiment(preset, "cub", backbone)
+        exp = build_experiment("fgvc", "cub", preset, backbone)
         runs.append(exp.fit(None, tmp_path / "runs", f"run{i}", progress=False, selector=hfr_selector(preset)))
     assert (runs[0].timestep, runs[0].val, runs[0].test, runs[0].hfr) == \
         (runs[1].timestep, runs[1].val, runs[1].test, runs[1].hfr)

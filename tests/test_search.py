@@ -7,8 +7,8 @@ import json
 import pytest
 
 from aselect_bench import load_backbone
+from aselect_bench.analyses.compare import run_comparison, spearman, write_comparison
 from aselect_bench.experiments import FGVCExperiment
-from aselect_bench.search import run_comparison, spearman, write_comparison
 from tests.conftest import BlobsDataModule
 
 PRESET = {
@@ -25,8 +25,7 @@ PRESET = {
 class BlobsExperiment(FGVCExperiment):
     def __init__(self, preset, backbone):
         self.calls = []
-        super(FGVCExperiment, self).__init__("fgvc", "blobs", preset, backbone, BlobsDataModule(),
-                                             preset["fgvc"]["max_epochs"], preset["fgvc"]["tap"], "top1")
+        super().__init__(preset, "blobs", backbone, BlobsDataModule())
 
     def fit(self, timestep, log_dir, name, progress=True, selector=None, **kwargs):
         self.calls.append(timestep)

@@ -3,7 +3,7 @@
 from aselect_bench.backbones.backbone import Backbone
 from aselect_bench.backbones.loading import load_backbone
 from aselect_bench.backbones.noise import DDPMNoise, FlowMatchingNoise, NoiseProcess
-from aselect_bench.backbones.presets import PRESETS, Preset
+from aselect_bench.backbones.registry import PRESETS, Preset
 from aselect_bench.backbones.taps import COMPONENTS, Tap, grid_taps, parse_tap, parse_taps
 
 __all__ = [

@@ -11,7 +11,7 @@ import torch
 from aselect_bench.backbones.backbone import Backbone
 from aselect_bench.backbones.dit import DiTFamily
 from aselect_bench.backbones.noise import DDPMNoise
-from aselect_bench.backbones.presets import PRESETS, Preset
+from aselect_bench.backbones.registry import PRESETS, Preset
 from aselect_bench.errors import UserError
 
 

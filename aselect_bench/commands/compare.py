@@ -38,10 +38,10 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace):
     from pathlib import Path
 
+    from aselect_bench.analyses.compare import run_comparison, write_comparison
     from aselect_bench.backbones import load_backbone
     from aselect_bench.config import load_preset
     from aselect_bench.experiments import build_experiment
-    from aselect_bench.search import run_comparison, write_comparison
 
     preset = load_preset(args.preset)
     if args.max_epochs:

@@ -25,14 +25,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
+    from aselect_bench.analyses.components import run_components, write_components
     from aselect_bench.backbones import load_backbone
-    from aselect_bench.components import run_components, write_components
     from aselect_bench.config import load_preset
-    from aselect_bench.experiments import FGVCExperiment
+    from aselect_bench.experiments import build_experiment
 
     preset = load_preset(args.preset)
     backbone = load_backbone(args.backbone or preset["backbone"])
-    exp = FGVCExperiment(preset, args.dataset, backbone, args.data_root)
+    exp = build_experiment("fgvc", args.dataset, preset, backbone, args.data_root)
     blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else None
     result = run_components(exp, blocks, timestep=args.timestep, runs_dir=args.runs,
                             measure_separate=not args.no_separate)

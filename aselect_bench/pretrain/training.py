@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aselect_bench.backbones.presets import DEMO_TRANSFORMER
+from aselect_bench.backbones.registry import DEMO_TRANSFORMER
 from aselect_bench.io import atomic_write_json
 
 #: The DiT-XL/2 training process (diffusers ``DDPMScheduler`` config), saved as ``scheduler/``.

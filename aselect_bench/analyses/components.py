@@ -14,11 +14,11 @@ from pathlib import Path
 
 import lightning as L
 
+from aselect_bench.analyses.compare import private_feature_cache, spearman
 from aselect_bench.backbones import COMPONENTS, grid_taps
-from aselect_bench.experiments import fused_probe
+from aselect_bench.experiments.fgvc import fused_probe
 from aselect_bench.hfr import scan_hfr, summarize_scan
 from aselect_bench.io import cache_dir
-from aselect_bench.search import private_feature_cache, spearman
 from aselect_bench.tasks.fused import pair_key
 
 

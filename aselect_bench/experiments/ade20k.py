@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-from aselect_bench.experiments import Experiment, dataset_root
+from pathlib import Path
+
+from aselect_bench.experiments.base import Experiment
+
+
+def ade20k_datamodule(preset: dict, backbone, root: Path):
+    """An :class:`ADE20KDataModule` over ``root`` (``ADEChallengeData2016/`` or its parent), set up."""
+    from aselect_bench.data.ade20k_datamodule import ADE20KDataModule
+
+    cfg = preset["ade20k"]
+    folder = root / "ADEChallengeData2016" if (root / "ADEChallengeData2016").exists() else root
+    datamodule = ADE20KDataModule(str(folder), crop_size=cfg.get("crop_size") or backbone.image_size,
+                                  scale=tuple(cfg["scale"]), batch_size=cfg["batch_size"],
+                                  val_batch_size=cfg["val_batch_size"],
+                                  num_workers=cfg.get("num_workers", preset["num_workers"]), seed=preset["seed"],
+                                  num_classes=cfg["num_classes"], strict=preset.get("strict", False))
+    datamodule.setup("fit")
+    return datamodule
 
 
 class ADE20KExperiment(Experiment):
     """Segmentation on ADE20K (or its synthetic stand-in); metric: mIoU in percent (test = val)."""
 
-    def __init__(self, preset: dict, backbone, data_root=None):
-        from aselect_bench.data.ade20k_datamodule import ADE20KDataModule
-
-        cfg = preset["ade20k"]
-        root = dataset_root(preset, "ade20k", "ade20k", data_root)
-        folder = root / "ADEChallengeData2016" if (root / "ADEChallengeData2016").exists() else root
-        crop = cfg.get("crop_size") or backbone.image_size
-        datamodule = ADE20KDataModule(str(folder), crop_size=crop, scale=tuple(cfg["scale"]),
-                                      batch_size=cfg["batch_size"], val_batch_size=cfg["val_batch_size"],
-                                      num_workers=cfg.get("num_workers", preset["num_workers"]), seed=preset["seed"],
-                                      num_classes=cfg["num_classes"], strict=preset.get("strict", False))
-        datamodule.setup("fit")
-        self.cfg = cfg
-        super().__init__("ade20k", "ade20k", preset, backbone, datamodule, cfg["max_epochs"], "", "mIoU")
+    def __init__(self, preset: dict, backbone, datamodule):
+        self.cfg = preset["ade20k"]
+        super().__init__("ade20k", "ade20k", preset, backbone, datamodule, self.cfg["max_epochs"], "", "mIoU")
         self.hfr_tap = self.make_task(0).hfr_tap
 
     def make_task(self, timestep):

@@ -1,0 +1,1 @@
+"""Analyses over experiments: exhaustive search vs A-SelecT (``compare``), the block x component map (``components``)."""

@@ -1,0 +1,34 @@
+"""Experiments: a benchmark preset + a task + a dataset -> ready parts (data, heads, HFR selector).
+
+:func:`build_experiment` does the I/O (synthetic data written when missing, the datamodule set up); the
+experiment classes only hold and use their parts.
+"""
+
+from __future__ import annotations
+
+from aselect_bench.errors import UserError
+from aselect_bench.experiments.ade20k import ADE20KExperiment, ade20k_datamodule
+from aselect_bench.experiments.base import (
+    Experiment,
+    dataset_path,
+    ensure_synthetic_dataset,
+    hfr_selector,
+    prepare_dataset,
+)
+from aselect_bench.experiments.fgvc import FGVCExperiment, fgvc_datamodule, fgvc_probe, fused_probe
+
+__all__ = ["Experiment", "FGVCExperiment", "ADE20KExperiment", "build_experiment", "dataset_path",
+           "ensure_synthetic_dataset", "hfr_selector", "fgvc_datamodule", "fgvc_probe", "fused_probe", "ade20k_datamodule",
+           "prepare_dataset"]
+
+
+def build_experiment(task: str, dataset: str, preset: dict, backbone, data_root=None) -> Experiment:
+    """The experiment for ``task`` (``fgvc`` or ``ade20k``) on ``dataset``, its data ready."""
+    if task == "fgvc":
+        root = prepare_dataset(preset, "fgvc", dataset, data_root)
+        return FGVCExperiment(preset, dataset, backbone, fgvc_datamodule(preset, dataset, backbone, root))
+    if task == "ade20k":
+        root = prepare_dataset(preset, "ade20k", "ade20k", data_root)
+        return ADE20KExperiment(preset, backbone, ade20k_datamodule(preset, backbone, root))
+    raise UserError(f"unknown task {task!r}: use fgvc or ade20k")
+

@@ -1,0 +1,109 @@
+"""What every experiment shares: where its data lives, the HFR selector it uses, and ``Experiment``.
+
+An :class:`Experiment` is one task on one dataset under one benchmark preset, holding ready parts (backbone,
+datamodule); :func:`aselect_bench.experiments.build_experiment` does the I/O that makes those parts.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from aselect_bench.callbacks import HFRTimestepSelector
+from aselect_bench.errors import UserError
+from aselect_bench.io import atomic_write_json, read_json
+
+
+def dataset_path(preset: dict, task: str, name: str, data_root=None) -> Path:
+    """Where dataset ``name`` lives (no I/O): ``<data_root>/<name>``, or ``<data_root>/<task>/<name>`` for
+    a synthetic preset."""
+    base = Path(data_root or preset.get("data_root") or "data")
+    return base / task / name if preset.get("synthetic") else base / name
+
+
+def ensure_synthetic_dataset(preset: dict, task: str, name: str, root: Path) -> None:
+    """Write the synthetic dataset ``name`` at ``root`` in its original layout unless an identical one is
+    there (same generator version and sizes); a stale synthetic copy is deleted first."""
+    if task == "fgvc":
+        from aselect_bench.data import synth_fgvc as generator
+
+        args = dict(layout=name, seed=preset["seed"] + sorted(preset["fgvc"]["datasets"]).index(name),
+                    **preset["synth"]["fgvc"])
+    else:
+        from aselect_bench.data import synth_ade20k as generator
+
+        args = dict(seed=preset["seed"], **preset["synth"]["ade20k"])
+    expected = {"generator_version": generator.GENERATOR_VERSION, **args}
+    marker = root / ".aselect_synth.json"
+    if marker.exists() and {k: v for k, v in read_json(marker).items() if k in expected} == expected:
+        return
+    if root.exists() and any(root.iterdir()) and not marker.exists():
+        raise UserError(f"{root} holds files that this suite did not generate; move them or choose another "
+                        f"--data-root for the synthetic {name} data")
+    shutil.rmtree(root, ignore_errors=True)  # stale synthetic data (another generator version or size)
+    if task == "fgvc":
+        generator.write_layout(out_dir=root, **args)
+    else:
+        generator.write_ade20k(root, **args)
+        atomic_write_json(marker, expected)
+
+
+def prepare_dataset(preset: dict, task: str, name: str, data_root=None) -> Path:
+    """The dataset's folder, generated first for a synthetic preset; a missing real dataset is one clear error."""
+    root = dataset_path(preset, task, name, data_root)
+    if preset.get("synthetic"):
+        ensure_synthetic_dataset(preset, task, name, root)
+    elif not root.exists():
+        raise UserError(f"dataset folder {root} does not exist: put the {name} files as distributed under "
+                        f"{root} (or pass --data-root/DATA_ROOT with one folder per dataset)")
+    return root
+
+
+def hfr_selector(preset: dict, **overrides) -> HFRTimestepSelector:
+    """The preset's HFR scan settings as a callback (``overrides`` replace single settings)."""
+    settings = {**preset["hfr"], **overrides}
+    return HFRTimestepSelector(seed=preset["seed"], **settings)
+
+
+class Experiment:
+    """One task on one dataset under one preset: builds data and heads, trains at a timestep, scans HFR.
+
+    The comparison (:mod:`aselect_bench.analyses.compare`) and the benchmarks drive everything through this, so
+    both strategies share data, seeds, head and schedule.
+    """
+
+    supports_fused = False
+
+    def __init__(self, task: str, dataset: str, preset: dict, backbone, datamodule, max_epochs: int,
+                 hfr_tap: str, metric_name: str):
+        self.task, self.dataset, self.preset, self.backbone = task, dataset, preset, backbone
+        self.datamodule, self.max_epochs, self.hfr_tap, self.metric_name = datamodule, max_epochs, hfr_tap, metric_name
+
+    def describe(self) -> dict:
+        """Everything that determines a result (for fingerprints)."""
+        return {"task": self.task, "dataset": self.dataset, "preset": self.preset,
+                "backbone": self.backbone.fingerprint, "hfr_tap": self.hfr_tap}
+
+    def hfr_settings(self) -> dict:
+        hfr = self.preset["hfr"]
+        return dict(cutoff=hfr["cutoff"], mode=hfr["mode"], remove_mean=hfr["remove_mean"])
+
+    def calibration_images(self):
+        return self.datamodule.calibration_images(self.preset["hfr"]["num_images"], seed=self.preset["seed"])
+
+    def make_task(self, timestep, **kwargs):
+        raise NotImplementedError
+
+    def fit(self, timestep, log_dir, name: str, progress: bool = True, selector=None, **task_kwargs):
+        """Train at ``timestep`` (or let ``selector`` choose it) and test the best validation epoch."""
+        import lightning as L
+
+        from aselect_bench.tasks.fit import fit_and_test
+
+        L.seed_everything(self.preset["seed"], workers=True, verbose=False)  # the head's init is seeded too
+        self.last_task = self.make_task(timestep, **task_kwargs)
+        return fit_and_test(self.last_task, self.datamodule, log_dir, name, self.max_epochs, selector,
+                            seed=self.preset["seed"], progress=progress, monitor=f"val/{self.metric_name}",
+                            test_metric=f"test/{self.metric_name}")
+
+
