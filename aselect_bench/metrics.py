@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torchmetrics.classification import MulticlassJaccardIndex
 
-IGNORE_INDEX = 255
+from aselect_bench.data.ade20k import IGNORE_INDEX
 
 
 class SegmentationMetrics(MulticlassJaccardIndex):

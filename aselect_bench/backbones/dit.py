@@ -10,17 +10,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: The stage of the block after which each component exists (0: norm1, 1: q/k/v, 2: attention, 3: MLP).
-COMPONENT_STAGE = {
-    "norm1": 0, "query": 1, "key": 1, "value": 1,
-    "attn": 2, "attn_gated": 2, "mlp": 3, "mlp_gated": 3, "out": 3,
-}
+from aselect_bench.backbones.taps import COMPONENT_STAGE, COMPONENTS
 
 
 class DiTFamily:
     """Adapter from the generic :class:`Backbone` to a diffusers ``DiTTransformer2DModel``."""
 
-    components = tuple(COMPONENT_STAGE)
+    components = COMPONENTS
 
     def __init__(self, transformer):
         self.transformer = transformer

@@ -6,6 +6,9 @@ import torch
 
 from aselect_bench.errors import UserError
 
+#: DiT's training process (diffusers ``DDPMScheduler`` config): 1000 steps, linear betas 1e-4..0.02.
+DIT_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
+
 
 class NoiseProcess:
     """Maps a clean input ``x0`` to ``x_t``; subclasses define the schedule."""
@@ -45,16 +48,12 @@ class DDPMNoise(NoiseProcess):
 
     @classmethod
     def from_config(cls, scheduler_config: dict | None = None) -> DDPMNoise:
-        """Build from a diffusers scheduler config (DiT: 1000 steps, linear betas 1e-4..0.02)."""
+        """Build from a diffusers scheduler config; missing keys default to :data:`DIT_SCHEDULER`."""
         from diffusers import DDPMScheduler
 
         keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
         config = {k: v for k, v in (scheduler_config or {}).items() if k in keys and v is not None}
-        config.setdefault("num_train_timesteps", 1000)
-        config.setdefault("beta_start", 1e-4)
-        config.setdefault("beta_end", 0.02)
-        config.setdefault("beta_schedule", "linear")
-        return cls(DDPMScheduler(**config).alphas_cumprod)
+        return cls(DDPMScheduler(**{**DIT_SCHEDULER, **config}).alphas_cumprod)
 
     def add_noise(self, x0, timestep, noise):
         abar = self.alphas_cumprod[timestep]

@@ -7,8 +7,14 @@ from dataclasses import dataclass
 
 from aselect_bench.errors import UserError
 
-#: Components readable inside a DiT block, in the order the block computes them.
-COMPONENTS = ("norm1", "query", "key", "value", "attn", "attn_gated", "mlp", "mlp_gated", "out")
+#: The one tap table: each component readable inside a block, in the order the block computes it, and the
+#: stage after which it exists (0: norm1, 1: q/k/v, 2: attention, 3: MLP and the block output). A block run
+#: for a set of components stops after the latest stage they need.
+COMPONENT_STAGE = {
+    "norm1": 0, "query": 1, "key": 1, "value": 1,
+    "attn": 2, "attn_gated": 2, "mlp": 3, "mlp_gated": 3, "out": 3,
+}
+COMPONENTS = tuple(COMPONENT_STAGE)
 
 _TAP_RE = re.compile(r"^blocks\.(\d+)\.([a-z_0-9]+)$")
 

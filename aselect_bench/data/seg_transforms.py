@@ -24,10 +24,10 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-IGNORE_INDEX = 255
+from aselect_bench.data.ade20k import IGNORE_INDEX
 
 
-def _pair(size) -> tuple[int, int]:
+def as_pair(size) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
@@ -52,7 +52,7 @@ def random_crop(image: torch.Tensor, mask: torch.Tensor, crop, cat_max_ratio: fl
     With ``cat_max_ratio < 1`` the window is re-drawn (at most 10 times) while one class holds
     ``cat_max_ratio`` or more of the window's non-ignored pixels or only one class is present.
     """
-    ch, cw = _pair(crop)
+    ch, cw = as_pair(crop)
     h, w = image.shape[-2:]
 
     def window():
@@ -72,7 +72,7 @@ def random_crop(image: torch.Tensor, mask: torch.Tensor, crop, cat_max_ratio: fl
 def pad_pair(image: torch.Tensor, mask: torch.Tensor, size, image_fill: float = 0.0,
              mask_fill: int = IGNORE_INDEX):
     """Pad bottom/right to at least ``size``: image with ``image_fill``, mask with ``mask_fill``."""
-    th, tw = _pair(size)
+    th, tw = as_pair(size)
     h, w = image.shape[-2:]
     pad = [0, 0, max(0, tw - w), max(0, th - h)]  # left, top, right, bottom
     if pad[2] or pad[3]:
@@ -156,7 +156,7 @@ class SegTrainTransform:
 
     def __init__(self, crop, scale=(2048, 512), ratio_range=(0.5, 2.0), cat_max_ratio: float = 0.75,
                  flip_prob: float = 0.5, photometric: bool = True, antialias: bool = False):
-        self.crop, self.scale, self.ratio_range = _pair(crop), tuple(scale), tuple(ratio_range)
+        self.crop, self.scale, self.ratio_range = as_pair(crop), tuple(scale), tuple(ratio_range)
         self.cat_max_ratio, self.flip_prob, self.photometric, self.antialias = cat_max_ratio, flip_prob, photometric, antialias
 
     def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask, rng: random.Random):

@@ -11,11 +11,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from aselect_bench.data.seg_transforms import as_pair
+
 Predict = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def whole_inference(predict: Predict, images: torch.Tensor, multiple: int = 1) -> torch.Tensor:
@@ -42,7 +40,7 @@ def slide_inference(predict: Predict, images: torch.Tensor, crop, stride, num_cl
     sees its input size) and the logits cropped back; ``pad_to_crop=False`` decodes the small window as
     is, exactly as mmseg 1.x. ``multiple`` pads each window to a multiple of it (see :func:`whole_inference`).
     """
-    (h_crop, w_crop), (h_stride, w_stride) = _pair(crop), _pair(stride)
+    (h_crop, w_crop), (h_stride, w_stride) = as_pair(crop), as_pair(stride)
     b, _, h, w = images.shape
     h_grids = max(h - h_crop + h_stride - 1, 0) // h_stride + 1
     w_grids = max(w - w_crop + w_stride - 1, 0) // w_stride + 1

@@ -24,11 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aselect_bench.backbones.noise import (
+    DIT_SCHEDULER as SCHEDULER,  # the DiT-XL/2 process, saved as scheduler/
+)
 from aselect_bench.backbones.registry import DEMO_TRANSFORMER
 from aselect_bench.io import atomic_write_json
 
-#: The DiT-XL/2 training process (diffusers ``DDPMScheduler`` config), saved as ``scheduler/``.
-SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
 #: Measured on the 2-core development CPU (bf16 autocast): used only for the "~N min" notice.
 SECONDS_PER_SAMPLE = 0.02
 

@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aselect_bench.data.ade20k import IGNORE_INDEX
 from aselect_bench.heads.inference import slide_inference, whole_inference
 from aselect_bench.heads.upernet import FCNHead, Feature2Pyramid, UPerHead
-from aselect_bench.metrics import IGNORE_INDEX, SegmentationMetrics
+from aselect_bench.metrics import SegmentationMetrics
 from aselect_bench.tasks.common import FrozenBackboneTask, unpack_batch
 
 
