@@ -1,6 +1,6 @@
 """``Backbone``: a frozen diffusion transformer used as a feature extractor.
 
-``extract(images, t, taps)`` encodes (VAE posterior mean x scaling factor, or pixels), noises to
+``extract(images, t, taps)`` encodes ((VAE posterior mean - shift factor) x scaling factor, or pixels), noises to
 timestep ``t`` with the backbone's own process, runs the transformer only up to the deepest tap, and
 returns ``{tap: [B, C, h, w]}`` grids (tokens reshaped row-major to the patch grid).
 """
@@ -16,7 +16,7 @@ from aselect_bench.errors import UserError
 
 
 class Backbone(nn.Module):
-    """A frozen DiT (or another family with the same adapter interface) with its VAE and noise process.
+    """A frozen diffusion transformer (a family adapter: DiT, SD3) with its VAE and noise process.
 
     Attributes: ``image_size`` (native input size in pixels), ``num_blocks``, ``hidden_size``,
     ``patch_size`` (pixels per token side), ``num_train_timesteps``, ``forwards`` (images passed through
@@ -63,7 +63,9 @@ class Backbone(nn.Module):
             return {k: v for k, v in config.items() if not k.startswith("_")}  # from a set) vary per process
 
         cfg = {"transformer": public(self.transformer.config), "vae": public(self.vae.config) if self.vae else None}
-        blob = json.dumps([self.name, self.weights_id, cfg, str(self.dtype)], sort_keys=True, default=str)
+        parts = [self.name, self.weights_id, cfg, str(self.dtype)]
+        extra = {**self.family.identity(), **self.noise.identity()}  # e.g. SD3's conditioning and sigmas
+        blob = json.dumps(parts + [extra] if extra else parts, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def check_images(self, images: torch.Tensor) -> None:
@@ -90,7 +92,7 @@ class Backbone(nn.Module):
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``images [B, 3, H, W]`` in [-1, 1] -> clean input ``x0`` (scaled VAE latent mean, or the pixels)."""
+        """``images [B, 3, H, W]`` in [-1, 1] -> clean input ``x0`` (shifted, scaled VAE latent mean, or the pixels)."""
         self.check_images(images)
         images = images.to(self.device, self.dtype)
         if self.vae is None:
@@ -100,9 +102,13 @@ class Backbone(nn.Module):
         return self._encode_latents(images)
 
     def _encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """``(posterior mean - shift_factor) * scaling_factor``; VAEs without a shift factor (DiT's) skip it."""
         with self._autocast():
-            latent = self.vae.encode(images).latent_dist.mean
-        return latent.to(self.dtype) * self.vae.config.scaling_factor
+            latent = self.vae.encode(images).latent_dist.mean.to(self.dtype)
+        shift = getattr(self.vae.config, "shift_factor", None)
+        if shift is not None:
+            latent = latent - shift
+        return latent * self.vae.config.scaling_factor
 
     def extract(self, images, timestep, taps, noise=None, generator=None, class_labels=None) -> dict:
         """Features ``{tap: [B, C, h, w]}`` of ``images [B, 3, H, W]`` at ``timestep``."""
@@ -132,23 +138,18 @@ class Backbone(nn.Module):
         }
 
     def _run(self, x_t, timestep, taps, class_labels) -> dict:
-        """Run the blocks up to the deepest tap; returns ``{Tap: tokens [B, N, C]}``."""
-        b = x_t.shape[0]
-        t = torch.full((b,), self.noise.model_timestep(timestep), device=x_t.device)
-        if class_labels is None:
-            class_labels = torch.full((b,), self.family.null_class, dtype=torch.long, device=x_t.device)
-        else:
-            class_labels = torch.as_tensor(class_labels, device=x_t.device).long().expand(b)
-        hidden = self.family.embed(x_t)
+        """Run the blocks up to the deepest tap; returns ``{Tap: tokens [B, N, C]}``.
+
+        The family adapter owns what flows between blocks: ``family.start(x_t, t [B], class_labels)`` gives
+        a state, ``family.run_block(i, state, wanted)`` the next state and ``{component: [B, N, C]}``.
+        """
+        t = torch.full((x_t.shape[0],), self.noise.model_timestep(timestep), device=x_t.device)
+        state = self.family.start(x_t, t, class_labels)
         deepest = max(tap.block for tap in taps)
         found = {}
         for i in range(deepest + 1):
             wanted = {tap.component for tap in taps if tap.block == i}
-            if i < deepest:
-                wanted_run = wanted | {"out"}
-            else:
-                wanted_run = wanted
-            hidden, comps = self.family.run_block(i, hidden, t, class_labels, wanted_run)
+            state, comps = self.family.run_block(i, state, wanted if i == deepest else wanted | {"out"})
             for tap in taps:
                 if tap.block == i:
                     found[tap] = comps[tap.component]

@@ -7,10 +7,21 @@ as soon as the requested components exist (e.g. ``query`` needs no attention or 
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from dataclasses import dataclass
 
+import torch
+
+from aselect_bench.backbones.attention import attend, pick, split_heads
 from aselect_bench.backbones.taps import COMPONENT_STAGE, COMPONENTS
+
+
+@dataclass
+class DiTState:
+    """What flows between DiT blocks: tokens ``[B, N, D]``, timestep input ``[B]``, class labels ``[B]``."""
+
+    hidden: torch.Tensor
+    timestep: torch.Tensor
+    class_labels: torch.Tensor
 
 
 class DiTFamily:
@@ -32,15 +43,25 @@ class DiTFamily:
             if block.norm_type != "ada_norm_zero" or attn.residual_connection or attn.rescale_output_factor != 1.0:
                 raise ValueError("only ada_norm_zero DiT blocks with plain attention are supported")
 
-    def embed(self, x_t: torch.Tensor) -> torch.Tensor:
-        """Patchify + position embedding: ``[B, C, H, W] -> tokens [B, N, D]``."""
-        return self.transformer.pos_embed(x_t)
+    def identity(self) -> dict:
+        """What, beyond the weights and configs, changes the features (nothing for DiT)."""
+        return {}
 
-    def run_block(self, index: int, hidden, timestep, class_labels, wanted: set[str]):
-        """Run block ``index`` on ``hidden [B, N, D]``; returns (new hidden or None, {component: [B, N, C]}).
+    def start(self, x_t: torch.Tensor, timestep: torch.Tensor, class_labels=None) -> DiTState:
+        """Patchify + position embedding of ``x_t [B, C, H, W]``; the null class unless ``class_labels`` given."""
+        b = x_t.shape[0]
+        if class_labels is None:
+            labels = torch.full((b,), self.null_class, dtype=torch.long, device=x_t.device)
+        else:
+            labels = torch.as_tensor(class_labels, device=x_t.device).long().expand(b)
+        return DiTState(self.transformer.pos_embed(x_t), timestep, labels)
 
-        If ``wanted`` only needs an early stage, the block stops there and returns ``None`` as hidden.
+    def run_block(self, index: int, state: DiTState, wanted: set[str]):
+        """Run block ``index``; returns (next state or None, {component: [B, N, C]}).
+
+        If ``wanted`` only needs an early stage, the block stops there and returns ``None`` as the state.
         """
+        hidden, timestep, class_labels = state.hidden, state.timestep, state.class_labels
         block = self.transformer.transformer_blocks[index]
         last_stage = max((COMPONENT_STAGE[c] for c in wanted), default=3)
         out = {}
@@ -49,35 +70,26 @@ class DiTFamily:
         )
         out["norm1"] = normed
         if last_stage == 0:
-            return None, _pick(out, wanted)
+            return None, pick(out, wanted)
         attn = block.attn1
         q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
         out.update(query=q, key=k, value=v)
         if last_stage == 1:
-            return None, _pick(out, wanted)
-        b, n, _ = q.shape
-        heads = attn.heads
-
-        def split(x):
-            return x.view(b, n, heads, -1).transpose(1, 2)
-
+            return None, pick(out, wanted)
         if attn.norm_q is not None or attn.norm_k is not None:
             raise ValueError("q/k normalisation is not used by DiT and not supported here")
-        a = F.scaled_dot_product_attention(split(q), split(k), split(v))
-        a = a.transpose(1, 2).reshape(b, n, -1).to(q.dtype)
+        heads = attn.heads
+        a = attend(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads))
         a = attn.to_out[1](attn.to_out[0](a))
         out["attn"] = a
         out["attn_gated"] = gate_msa.unsqueeze(1) * a
         hidden = hidden + out["attn_gated"]
         if last_stage == 2:
-            return None, _pick(out, wanted)
+            return None, pick(out, wanted)
         x = block.norm3(hidden) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
         out["mlp"] = block.ff(x)
         out["mlp_gated"] = gate_mlp.unsqueeze(1) * out["mlp"]
         hidden = hidden + out["mlp_gated"]
         out["out"] = hidden
-        return hidden, _pick(out, wanted)
+        return DiTState(hidden, timestep, class_labels), pick(out, wanted)
 
-
-def _pick(out: dict, wanted: set[str]) -> dict:
-    return {c: out[c] for c in wanted}

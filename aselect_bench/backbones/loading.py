@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from aselect_bench.backbones import sd3
 from aselect_bench.backbones.backbone import Backbone
 from aselect_bench.backbones.dit import DiTFamily
 from aselect_bench.backbones.noise import DDPMNoise
@@ -18,9 +19,10 @@ from aselect_bench.errors import UserError
 def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bool = True, seed: int = 0) -> Backbone:
     """Build a frozen :class:`Backbone` from ``source``.
 
-    ``source``: a preset name (``dit-xl-2-256``, ``dit-xl-2-512``, ``tiny-dit``, ``tiny-dit-latent``,
-    ``demo``), a hub id in diffusers layout, or a local folder (a ``DiTPipeline`` folder with
-    ``transformer/`` and optionally ``vae/``, or a bare transformer folder: pixel space).
+    ``source``: a preset name (``dit-xl-2-256``, ``dit-xl-2-512``, ``sd3-medium``, ``sd3.5-medium``,
+    ``sd3.5-large``, ``tiny-dit``, ``tiny-dit-latent``, ``tiny-sd3``, ``demo``), a hub id in diffusers layout,
+    or a local folder (a ``DiTPipeline`` or ``StableDiffusion3Pipeline`` folder with ``transformer/`` and
+    optionally ``vae/``, ``scheduler/``, text encoders; or a bare transformer folder: pixel space).
     ``pretrained=False`` builds a preset's architecture with random weights (seeded by ``seed``).
     """
     source = str(source)
@@ -30,7 +32,7 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
     elif preset is not None and (not pretrained or preset.hub_id is None):
         backbone = _random_backbone(preset, seed)
     elif preset is not None:
-        backbone = _from_diffusers(preset.hub_id, name=preset.name)
+        backbone = _from_diffusers(preset.hub_id, name=preset.name, preset=preset)
     elif Path(source).expanduser().exists():
         backbone = _from_diffusers(str(Path(source).expanduser()), name=source)
     elif _looks_like_hub_id(source):
@@ -51,6 +53,9 @@ def _looks_like_hub_id(source: str) -> bool:
 def _random_backbone(preset: Preset, seed: int) -> Backbone:
     from diffusers import AutoencoderKL, DiTTransformer2DModel
 
+    if preset.family == "sd3":
+        return sd3.random_backbone(preset, seed)
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         transformer = DiTTransformer2DModel(**preset.transformer)
@@ -59,11 +64,14 @@ def _random_backbone(preset: Preset, seed: int) -> Backbone:
                     name=preset.name, weights_id=f"random-init-seed{seed}")
 
 
-def _from_diffusers(where: str, name: str) -> Backbone:
-    """Load a DiT in diffusers layout from a local folder or a hub id (offline-safe)."""
+def _from_diffusers(where: str, name: str, preset: Preset | None = None) -> Backbone:
+    """Load a DiT or an SD3 in diffusers layout from a local folder or a hub id (offline-safe)."""
     from diffusers import AutoencoderKL, DiTTransformer2DModel
 
     folder = _resolve_folder(where)
+    if sd3.is_sd3_folder(folder):  # the family is told by the transformer config's class
+        size = preset.transformer.get("sample_size") if preset is not None else None
+        return sd3.backbone_from_folder(folder, name, _weights_id, sample_size=size)
     if (folder / "config.json").exists() and not (folder / "transformer").exists():
         transformer_dir, vae_dir, sched = folder, None, {}  # a bare transformer folder: pixel space
     elif (folder / "transformer" / "config.json").exists():
@@ -93,7 +101,7 @@ def _resolve_folder(where: str) -> Path:
         return path
     from huggingface_hub import snapshot_download
 
-    patterns = ["*.json", "transformer/*", "vae/*", "scheduler/*"]
+    patterns = ["*.json", "transformer/*", "vae/*", "scheduler/*", *(f"{p}/*" for p in sd3.TEXT_PARTS)]
     try:
         return Path(snapshot_download(where, allow_patterns=patterns, local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached: try the hub below
@@ -109,7 +117,8 @@ def _resolve_folder(where: str) -> Path:
         f"no weights for {where!r}: looked in the Hugging Face cache ({hf_home}/hub) and "
         f"{'not online (HF_HUB_OFFLINE is set)' if offline else 'on the hub (unreachable)'}. Provide a local "
         f"folder in diffusers layout (with transformer/ and vae/, e.g. a DiTPipeline.save_pretrained folder) "
-        f"as the backbone source, or set HF_HOME to a cache that holds {where}"
+        f"as the backbone source, or set HF_HOME to a cache that holds {where} (gated repositories such as "
+        f"Stability's: accept the licence on huggingface.co, `hf auth login` and download on a machine online)"
     )
 
 

@@ -38,6 +38,10 @@ class NoiseProcess:
         """The value fed to the transformer's timestep embedding."""
         return float(timestep)
 
+    def identity(self) -> dict:
+        """What identifies the schedule beyond the model's configs (empty: DDPM's is fixed by the family)."""
+        return {}
+
 
 class DDPMNoise(NoiseProcess):
     """Variance-preserving DDPM: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``."""
@@ -60,15 +64,56 @@ class DDPMNoise(NoiseProcess):
         return (abar.sqrt() * x0.double() + (1 - abar).sqrt() * noise.double()).to(x0.dtype)
 
 
-class FlowMatchingNoise(NoiseProcess):
-    """Rectified flow (SD3): ``x_t = (1 - s) x0 + s noise`` with ``s = t / num_train_timesteps``."""
+#: SD3's training process when a folder has no scheduler config (``FlowMatchEulerDiscreteScheduler``, shift 3.0).
+SD3_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0)
 
-    def __init__(self, num_train_timesteps: int = 1000):
-        self.num_train_timesteps = num_train_timesteps
+
+class RectifiedFlowNoise(NoiseProcess):
+    """Rectified flow (SD3 / SD3.5): ``x_t = (1 - sigma) x0 + sigma noise``, sigmas from the model's scheduler.
+
+    The t <-> sigma convention (the A-SelecT authors' code: their paper t = 1000 - scheduler index): after
+    ``FlowMatchEulerDiscreteScheduler.set_timesteps(1000)``, for ``t >= 1`` ``sigma = scheduler.sigmas[1000 - t]``
+    and the transformer's timestep input is ``scheduler.timesteps[1000 - t]`` (= 1000 sigma); ``t = 0`` is the
+    clean input (sigma 0) with timestep input 0. So ``t = 0`` is clean and larger ``t`` noisier, as for DDPM, and
+    with SD3's shift 3.0 sigma rises fast: t = 500 gives sigma 0.75.
+    """
+
+    steps = 1000
+
+    def __init__(self, sigmas: torch.Tensor, timesteps: torch.Tensor):
+        if len(sigmas) != self.steps + 1 or len(timesteps) != self.steps:
+            raise ValueError(f"expected {self.steps + 1} sigmas and {self.steps} timesteps")
+        self.sigmas = sigmas.double()
+        self.timesteps = timesteps.double()
+        self.num_train_timesteps = self.steps
+
+    @classmethod
+    def from_config(cls, scheduler_config: dict | None = None) -> RectifiedFlowNoise:
+        """Build from a diffusers ``FlowMatchEulerDiscreteScheduler`` config (default :data:`SD3_SCHEDULER`)."""
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        config = {k: v for k, v in (scheduler_config or {}).items() if not k.startswith("_")}
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config({**SD3_SCHEDULER, **config})
+        if scheduler.config.use_dynamic_shifting:
+            raise UserError("the scheduler config uses dynamic shifting (resolution-dependent sigmas), which this "
+                            "suite does not model; set use_dynamic_shifting to false in scheduler_config.json")
+        scheduler.set_timesteps(cls.steps)
+        return cls(scheduler.sigmas, scheduler.timesteps)
+
+    def sigma(self, timestep: int) -> float:
+        return 0.0 if timestep == 0 else float(self.sigmas[self.steps - timestep])
+
+    def model_timestep(self, timestep: int) -> float:
+        return 0.0 if timestep == 0 else float(self.timesteps[self.steps - timestep])
+
+    def identity(self) -> dict:
+        import hashlib
+
+        return {"sigmas": hashlib.sha256(self.sigmas.numpy().tobytes()).hexdigest()[:16]}
 
     def add_noise(self, x0, timestep, noise):
-        s = timestep / self.num_train_timesteps
-        return (1 - s) * x0 + s * noise
+        s = self.sigma(timestep)
+        return ((1 - s) * x0.double() + s * noise.double()).to(x0.dtype)
 
 
 def image_noise(shape, seed: int, timestep: int, index: int, draw: int = 0) -> torch.Tensor:

@@ -12,7 +12,8 @@ class Preset:
 
     ``hub_id``: where pretrained weights live (diffusers layout); ``transformer``/``vae``: configs used
     to build the architecture with random weights; ``default_tap``: the probe's default feature;
-    ``seg_blocks``: the default segmentation taps' blocks; ``build``: a custom loader (the demo model).
+    ``seg_blocks``: the default segmentation taps' blocks; ``build``: a custom loader (the demo model);
+    ``family``: the transformer family (``"dit"``: ``DiTTransformer2DModel``, ``"sd3"``: ``SD3Transformer2DModel``).
     """
 
     name: str
@@ -23,6 +24,7 @@ class Preset:
     seg_blocks: tuple[int, ...] = ()
     scheduler: dict = field(default_factory=dict)
     build: Callable | None = None
+    family: str = "dit"
 
 
 def dit_config(depth=28, heads=16, head_dim=72, sample_size=32, patch_size=2, in_channels=4,
@@ -57,6 +59,54 @@ def tiny_vae_config() -> dict:
     )
 
 
+def sd3_config(depth=24, heads=24, head_dim=64, sample_size=64, patch_size=2, in_channels=16, out_channels=None,
+               joint_attention_dim=4096, pooled_projection_dim=2048, pos_embed_max_size=192,
+               dual_attention_layers=(), qk_norm=None) -> dict:
+    """A diffusers ``SD3Transformer2DModel`` config (defaults: SD3-medium, whose published config is this with
+    ``sample_size=128``; the presets use 64, i.e. the A-SelecT authors' 512 px input).
+
+    The caption projection equals the width (heads x head_dim): the joint blocks need it.
+    """
+    return dict(
+        sample_size=sample_size, patch_size=patch_size, in_channels=in_channels, num_layers=depth,
+        attention_head_dim=head_dim, num_attention_heads=heads, joint_attention_dim=joint_attention_dim,
+        caption_projection_dim=heads * head_dim, pooled_projection_dim=pooled_projection_dim,
+        out_channels=out_channels if out_channels is not None else in_channels,
+        pos_embed_max_size=pos_embed_max_size, dual_attention_layers=tuple(dual_attention_layers), qk_norm=qk_norm,
+    )
+
+
+def sd3_vae_config(sample_size=1024) -> dict:
+    """SD3's 16-channel VAE (also SD3.5's): scaling 1.5305, shift 0.0609, no quant convs."""
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=16, sample_size=sample_size,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[128, 256, 512, 512], layers_per_block=2, act_fn="silu", norm_num_groups=32,
+        scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False,
+    )
+
+
+def spread_blocks(depth: int, count: int = 4) -> tuple[int, ...]:
+    """``count`` blocks spread over ``depth``, ending with the last (28 -> 6, 13, 20, 27; 24 -> 5, 11, 17, 23)."""
+    return tuple(round((k + 1) * depth / count) - 1 for k in range(count))
+
+
+#: SD3's flow-matching scheduler (``FlowMatchEulerDiscreteScheduler``; the same for SD3.5).
+SD3_SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=3.0)
+
+#: The SD3.5 architectures. SD3.5-medium: 24 blocks of width 1536 (as SD3-medium; diffusers' single-file loader
+#: tells the two apart by a 384x384 position table), dual attention in blocks 0-12 (diffusers' own comment in
+#: ``SD3Transformer2DModel``), RMS q/k norm. SD3.5-large: 38 blocks (the loader's ``joint_blocks.37`` key), width
+#: 38 x 64 = 2432, RMS q/k norm, no dual attention. These values come from diffusers' sources; the published
+#: ``transformer/config.json`` files could not be read offline here, so a hub folder's own config always wins.
+SD35_MEDIUM = sd3_config(pos_embed_max_size=384, dual_attention_layers=range(13), qk_norm="rms_norm")
+SD35_LARGE = sd3_config(depth=38, heads=38, qk_norm="rms_norm")
+
+#: ``tiny-sd3``: pixel space, 16x16 px, patch 2 (8x8 tokens), 4 joint blocks of width 32, small text dims.
+TINY_SD3 = sd3_config(depth=4, heads=2, head_dim=16, sample_size=16, in_channels=3, joint_attention_dim=32,
+                      pooled_projection_dim=16, pos_embed_max_size=16)
+
+
 #: The demo model's architecture: pixel space, 32x32 px, patch 2 (16x16 tokens), 6 blocks of width 128.
 DEMO_TRANSFORMER = dit_config(depth=6, heads=4, head_dim=32, sample_size=32, patch_size=2,
                               in_channels=3, out_channels=3, num_classes=1)
@@ -81,6 +131,16 @@ PRESETS: dict[str, Preset] = {
         Preset("tiny-dit-latent", dit_config(depth=4, heads=2, head_dim=16, sample_size=8, patch_size=2,
                                              num_classes=10), tiny_vae_config(),
                default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3)),
+        Preset("sd3-medium", sd3_config(), sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3-medium-diffusers",
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(24), scheduler=SD3_SCHEDULER_CONFIG,
+               family="sd3"),
+        Preset("sd3.5-medium", SD35_MEDIUM, sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3.5-medium",
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(24), scheduler=SD3_SCHEDULER_CONFIG,
+               family="sd3"),
+        Preset("sd3.5-large", SD35_LARGE, sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3.5-large",
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(38), scheduler=SD3_SCHEDULER_CONFIG,
+               family="sd3"),
+        Preset("tiny-sd3", TINY_SD3, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sd3"),
         Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.mlp", seg_blocks=(1, 2, 4, 5), build=_demo_build),
     ]
 }

@@ -1,0 +1,305 @@
+"""The SD3 / SD3.5 family (diffusers ``SD3Transformer2DModel``, MMDiT): joint blocks run one by one.
+
+Each ``JointTransformerBlock`` is computed explicitly from its diffusers sub-modules (as in
+``JointTransformerBlock.forward`` + ``JointAttnProcessor2_0``), so taps need no hooks and the forward stops
+after the deepest tap. Taps read the **image stream** with the components' DiT meanings: ``norm1`` = image
+tokens after ``norm1`` (modulated); ``query``/``key``/``value`` = ``attn.to_q/to_k/to_v`` of those, before any
+q/k norm; ``attn`` = the image part of the joint attention after ``to_out``; ``attn_gated`` = gate_msa x attn;
+``mlp`` = ``ff`` output; ``mlp_gated`` = gate_mlp x mlp; ``out`` = the block's image output (in an SD3.5
+dual-attention block it includes the second attention's gated term). The context stream runs alongside (it
+feeds the joint attention); it is not a tap.
+
+Noise (:class:`~aselect_bench.backbones.noise.RectifiedFlowNoise`, the authors' convention): for ``t >= 1``,
+after ``FlowMatchEulerDiscreteScheduler.set_timesteps(1000)``, ``sigma = sigmas[1000 - t]``, the timestep input
+is ``timesteps[1000 - t]`` and ``x_t = (1 - sigma) x0 + sigma noise``; ``t = 0`` is clean (timestep input 0).
+Latents: ``x0 = (posterior mean - shift_factor) * scaling_factor``.
+
+Conditioning: the empty prompt, as ``StableDiffusion3Pipeline.encode_prompt("")`` computes it with the CLIP
+text encoders 1 and 2 and no T5 (its part zeros): ``prompt_embeds [1, 77 + 256, joint_attention_dim]`` and
+``pooled [1, pooled_projection_dim]``, computed once per set of text encoders, cached on disk, broadcast over the
+batch. Without text encoders the conditioning is zeros of those shapes (with a one-line warning).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aselect_bench.backbones.attention import attend, pick, split_heads
+from aselect_bench.backbones.taps import COMPONENT_STAGE, COMPONENTS
+from aselect_bench.errors import UserError
+
+#: diffusers' class name of the transformer this family runs (the folder's ``config.json`` ``_class_name``).
+SD3_CLASS = "SD3Transformer2DModel"
+#: The pipeline's CLIP token length (``tokenizer.model_max_length``) and T5 length (``max_sequence_length``).
+CLIP_TOKENS, T5_TOKENS = 77, 256
+#: The text-side parts of an SD3 pipeline folder, in the order the pipeline uses them.
+TEXT_PARTS = ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2")
+
+
+@dataclass
+class SD3State:
+    """What flows between joint blocks: image tokens ``[B, N, D]``, context tokens ``[B, S, D]``, temb ``[B, D]``."""
+
+    hidden: torch.Tensor
+    context: torch.Tensor | None
+    temb: torch.Tensor
+
+
+class SD3Family:
+    """Adapter from the generic :class:`Backbone` to a diffusers ``SD3Transformer2DModel``.
+
+    ``prompt_embeds [1, S, joint_attention_dim]`` and ``pooled [1, pooled_projection_dim]`` are the conditioning;
+    ``conditioning_id`` names where they came from (it enters the backbone's fingerprint); ``sample_size``
+    overrides the config's latent size (the native input size; presets use 512 px).
+    """
+
+    components = COMPONENTS
+
+    def __init__(self, transformer, prompt_embeds: torch.Tensor, pooled: torch.Tensor, conditioning_id: str,
+                 sample_size: int | None = None):
+        self.transformer = transformer
+        cfg = transformer.config
+        self.num_blocks = cfg.num_layers
+        self.patch_size = cfg.patch_size
+        self.in_channels = cfg.in_channels
+        self.sample_size = sample_size or cfg.sample_size
+        self.hidden_size = cfg.num_attention_heads * cfg.attention_head_dim
+        if tuple(prompt_embeds.shape[::2]) != (1, cfg.joint_attention_dim) or tuple(pooled.shape) != (
+                1, cfg.pooled_projection_dim):
+            raise ValueError(f"conditioning shapes {tuple(prompt_embeds.shape)}, {tuple(pooled.shape)} do not fit "
+                             f"joint_attention_dim {cfg.joint_attention_dim}, pooled {cfg.pooled_projection_dim}")
+        self.prompt_embeds, self.pooled, self.conditioning_id = prompt_embeds, pooled, conditioning_id
+
+    def identity(self) -> dict:
+        """What, beyond the weights and configs, changes the features: the conditioning's source."""
+        return {"conditioning": self.conditioning_id}
+
+    def start(self, x_t: torch.Tensor, timestep: torch.Tensor, class_labels=None) -> SD3State:
+        """Embed ``x_t [B, C, H, W]`` (patches + positions), the timestep ``[B]`` + pooled text, and the context."""
+        if class_labels is not None:
+            raise UserError("class_labels are for class-conditional DiTs; SD3 is conditioned on the empty prompt, "
+                            "leave class_labels out")
+        tr, b = self.transformer, x_t.shape[0]
+        prompt = self.prompt_embeds.to(x_t.device, x_t.dtype)
+        pooled = self.pooled.to(x_t.device, x_t.dtype).expand(b, -1)
+        hidden = tr.pos_embed(x_t)
+        temb = tr.time_text_embed(timestep, pooled)
+        context = tr.context_embedder(prompt).expand(b, -1, -1)  # the same for every image: embedded once
+        return SD3State(hidden, context, temb)
+
+    def run_block(self, index: int, state: SD3State, wanted: set[str]):
+        """Run joint block ``index``; returns (next state or None, {component: image tokens [B, N, C]}).
+
+        If ``wanted`` only needs an early stage, the block stops there and returns ``None`` as the state. The
+        context stream is updated with the image stream's last stage (the last block has none to update).
+        """
+        block = self.transformer.transformer_blocks[index]
+        last_stage = max((COMPONENT_STAGE[c] for c in wanted), default=3)
+        hidden, temb = state.hidden, state.temb
+        out = {}
+        if block.use_dual_attention:
+            normed, gate_msa, shift_mlp, scale_mlp, gate_mlp, normed2, gate_msa2 = block.norm1(hidden, emb=temb)
+        else:
+            normed, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.norm1(hidden, emb=temb)
+        out["norm1"] = normed
+        if last_stage == 0:
+            return None, pick(out, wanted)
+        attn = block.attn
+        q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
+        out.update(query=q, key=k, value=v)
+        if last_stage == 1:
+            return None, pick(out, wanted)
+        if block.context_pre_only:
+            context_normed = block.norm1_context(state.context, temb)
+        else:
+            context_normed, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = block.norm1_context(
+                state.context, emb=temb)
+        image_a, context_a = _joint_attention(attn, q, k, v, context_normed)
+        out["attn"] = attn.to_out[1](attn.to_out[0](image_a))
+        out["attn_gated"] = gate_msa.unsqueeze(1) * out["attn"]
+        hidden = hidden + out["attn_gated"]
+        if last_stage == 2:
+            return None, pick(out, wanted)
+        if block.use_dual_attention:
+            hidden = hidden + gate_msa2.unsqueeze(1) * _self_attention(block.attn2, normed2)
+        x = block.norm2(hidden) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
+        out["mlp"] = block.ff(x)
+        out["mlp_gated"] = gate_mlp.unsqueeze(1) * out["mlp"]
+        hidden = hidden + out["mlp_gated"]
+        out["out"] = hidden
+        context = None
+        if not block.context_pre_only:
+            context = state.context + c_gate_msa.unsqueeze(1) * attn.to_add_out(context_a)
+            c = block.norm2_context(context) * (1 + c_scale_mlp[:, None]) + c_shift_mlp[:, None]
+            context = context + c_gate_mlp.unsqueeze(1) * block.ff_context(c)
+        return SD3State(hidden, context, temb), pick(out, wanted)
+
+
+def _qk_norm(attn, q, k, added: bool = False):
+    """Apply the attention's (RMS) q/k norms to split heads ``[B, H, N, d]``, where it has them."""
+    norm_q, norm_k = (attn.norm_added_q, attn.norm_added_k) if added else (attn.norm_q, attn.norm_k)
+    return (norm_q(q) if norm_q is not None else q), (norm_k(k) if norm_k is not None else k)
+
+
+def _joint_attention(attn, q, k, v, context):
+    """Joint attention over image ``q, k, v [B, N, D]`` and ``context [B, S, D]``; returns both raw parts."""
+    h = attn.heads
+    q, k, v = split_heads(q, h), split_heads(k, h), split_heads(v, h)
+    q, k = _qk_norm(attn, q, k)
+    cq, ck, cv = (split_heads(proj(context), h) for proj in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
+    cq, ck = _qk_norm(attn, cq, ck, added=True)
+    a = attend(torch.cat([q, cq], dim=2), torch.cat([k, ck], dim=2), torch.cat([v, cv], dim=2))
+    n = q.shape[2]
+    return a[:, :n], a[:, n:]
+
+
+def _self_attention(attn, x):
+    """SD3.5's second (image-only) attention of ``x [B, N, D]``, after ``to_out``."""
+    h = attn.heads
+    q, k = _qk_norm(attn, split_heads(attn.to_q(x), h), split_heads(attn.to_k(x), h))
+    a = attend(q, k, split_heads(attn.to_v(x), h))
+    return attn.to_out[1](attn.to_out[0](a))
+
+
+# ----------------------------------------------------------------------------------------- conditioning
+
+
+def zero_conditioning(config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zeros ``[1, 333, joint_attention_dim]`` and ``[1, pooled_projection_dim]``: no text encoders."""
+    return (torch.zeros(1, CLIP_TOKENS + T5_TOKENS, config.joint_attention_dim),
+            torch.zeros(1, config.pooled_projection_dim))
+
+
+@torch.inference_mode()
+def encode_empty_prompt(tokenizers, text_encoders, joint_attention_dim: int,
+                        max_sequence_length: int = T5_TOKENS) -> tuple[torch.Tensor, torch.Tensor]:
+    """``StableDiffusion3Pipeline.encode_prompt("")`` with CLIP encoders 1 and 2 and no T5.
+
+    Each CLIP gets ``""`` padded to the first tokenizer's ``model_max_length``; its penultimate hidden states
+    are concatenated over channels and zero-padded to ``joint_attention_dim``; T5's part is zeros
+    ``[1, max_sequence_length, joint_attention_dim]``; the pooled projections are concatenated.
+    Returns ``prompt_embeds [1, L + max_sequence_length, joint_attention_dim]`` and ``pooled [1, P]`` (float32).
+    """
+    length = tokenizers[0].model_max_length
+    embeds, pooled = [], []
+    for tokenizer, encoder in zip(tokenizers, text_encoders):
+        ids = tokenizer([""], padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+        result = encoder(ids.to(encoder.device), output_hidden_states=True)
+        pooled.append(result[0].float())
+        embeds.append(result.hidden_states[-2].float())
+    clip = torch.cat(embeds, dim=-1)
+    clip = torch.nn.functional.pad(clip, (0, joint_attention_dim - clip.shape[-1]))
+    t5 = torch.zeros(1, max_sequence_length, joint_attention_dim)
+    return torch.cat([clip.cpu(), t5], dim=-2), torch.cat(pooled, dim=-1).cpu()
+
+
+def text_parts_present(folder: Path) -> list[str]:
+    """Which of :data:`TEXT_PARTS` the pipeline folder holds."""
+    return [p for p in TEXT_PARTS if (folder / p).is_dir()]
+
+
+def empty_prompt_conditioning(folder: Path | None, config, weights_id) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The empty-prompt conditioning of the SD3 pipeline ``folder`` (zeros + one warning line without encoders).
+
+    Cached under ``cache_dir()/sd3-empty-prompt/<key>.pt``, keyed by the text encoders' and tokenizers' files
+    (``weights_id(*folders)``) and the shapes, so the text encoders are loaded once per model and then dropped.
+    Returns ``(prompt_embeds [1, 333, J], pooled [1, P], conditioning_id)``.
+    """
+    present = text_parts_present(folder) if folder is not None else []
+    if len(present) < len(TEXT_PARTS):
+        missing = ", ".join(p + "/" for p in TEXT_PARTS if p not in present)
+        warnings.warn(f"SD3 folder {folder} has no {missing}: conditioning on zeros instead of the empty prompt "
+                      f"(add the pipeline's CLIP text encoders and tokenizers for the authors' conditioning)",
+                      stacklevel=3)
+        return (*zero_conditioning(config), "zeros")
+    blob = json.dumps([weights_id(*(folder / p for p in TEXT_PARTS)), config.joint_attention_dim,
+                       config.pooled_projection_dim, T5_TOKENS])
+    key = hashlib.sha256(blob.encode()).hexdigest()[:20]
+    from aselect_bench.io import atomic_write_bytes, cache_dir
+
+    path = cache_dir() / "sd3-empty-prompt" / f"{key}.pt"
+    if path.exists():
+        saved = torch.load(path, weights_only=True)
+        return saved["prompt_embeds"], saved["pooled"], f"empty-prompt-{key}"
+    prompt_embeds, pooled = encode_empty_prompt(*_load_text_encoders(folder), config.joint_attention_dim)
+    buffer = io.BytesIO()
+    torch.save({"prompt_embeds": prompt_embeds, "pooled": pooled}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return prompt_embeds, pooled, f"empty-prompt-{key}"
+
+
+def _load_text_encoders(folder: Path):
+    """The two CLIP tokenizers and text encoders (with projection) of a pipeline folder, on the CPU in float32."""
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+    try:
+        tokenizers = [CLIPTokenizer.from_pretrained(folder / p) for p in ("tokenizer", "tokenizer_2")]
+        encoders = [CLIPTextModelWithProjection.from_pretrained(folder / p, torch_dtype=torch.float32).eval()
+                    for p in ("text_encoder", "text_encoder_2")]
+    except (OSError, ValueError) as err:
+        raise UserError(f"could not load the SD3 text encoders in {folder}: {err}. Re-save them with "
+                        f"transformers' save_pretrained, or remove text_encoder*/ to condition on zeros") from err
+    return tokenizers, encoders
+
+
+# ----------------------------------------------------------------------------------------- building
+
+
+def is_sd3_folder(folder: Path) -> bool:
+    """Whether ``folder`` (a pipeline folder or a bare transformer folder) holds an ``SD3Transformer2DModel``."""
+    for config in (folder / "transformer" / "config.json", folder / "config.json"):
+        if config.exists():
+            return json.loads(config.read_text()).get("_class_name") == SD3_CLASS
+    return False
+
+
+def backbone_from_folder(folder: Path, name: str, weights_id, sample_size: int | None = None):
+    """An SD3 :class:`Backbone` from a pipeline folder (``transformer/``, ``vae/``, ``scheduler/``, text
+    encoders) or a bare ``SD3Transformer2DModel`` folder (pixel space, zero conditioning).
+
+    ``weights_id(*folders) -> str`` identifies weight files; ``sample_size`` overrides the native latent size.
+    """
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
+
+    from aselect_bench.backbones.backbone import Backbone
+    from aselect_bench.backbones.noise import RectifiedFlowNoise
+
+    bare = not (folder / "transformer").exists()
+    transformer_dir = folder if bare else folder / "transformer"
+    vae_dir = None if bare or not (folder / "vae" / "config.json").exists() else folder / "vae"
+    sched_file = folder / "scheduler" / "scheduler_config.json"
+    sched = json.loads(sched_file.read_text()) if not bare and sched_file.exists() else {}
+    try:
+        transformer = SD3Transformer2DModel.from_pretrained(transformer_dir)
+        vae = AutoencoderKL.from_pretrained(vae_dir) if vae_dir else None
+    except (OSError, ValueError, RuntimeError) as err:
+        raise UserError(f"could not load the SD3 weights in {folder}: {err}. Re-save the folder with "
+                        f"diffusers' save_pretrained (config and weights must match)") from err
+    prompt, pooled, cond_id = empty_prompt_conditioning(None if bare else folder, transformer.config, weights_id)
+    family = SD3Family(transformer, prompt, pooled, cond_id, sample_size)
+    text_dirs = [] if bare else [folder / p for p in text_parts_present(folder)]
+    return Backbone(family, RectifiedFlowNoise.from_config(sched), vae, name=name,
+                    weights_id=weights_id(transformer_dir, vae_dir, *text_dirs))
+
+
+def random_backbone(preset, seed: int):
+    """A preset's SD3 architecture with random weights (seeded), zero conditioning, its scheduler's noise."""
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
+
+    from aselect_bench.backbones.backbone import Backbone
+    from aselect_bench.backbones.noise import RectifiedFlowNoise
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = SD3Transformer2DModel(**preset.transformer)
+        vae = AutoencoderKL(**preset.vae) if preset.vae else None
+    family = SD3Family(transformer, *zero_conditioning(transformer.config), "zeros")
+    return Backbone(family, RectifiedFlowNoise.from_config(preset.scheduler), vae,
+                    name=preset.name, weights_id=f"random-init-seed{seed}")
