@@ -1,10 +1,12 @@
 """Feature-extraction performance against the limits of this machine, measured side by side in one run.
 
-On the DiT-XL/2 architecture at 256 px (random weights: weights do not change the speed) and on the
-demo model: images/s for a full forward and for stopping after blocks 3, 9 and 20 (against the ideal
+On the DiT-XL/2 architecture at 256 px (random weights: weights do not change the speed), on a CPU-sized
+SD3 (MMDiT joint blocks with the 333-token empty-prompt context) and on the demo model: images/s for a full forward and for stopping after blocks 3, 9 and 20 (against the ideal
 28/(b+1)); float32 vs bf16 autocast; with and without the latent cache; achieved FLOP/s against the
 matrix-multiply peak measured in the same run; peak memory at batch 8 and 32 (each in a fresh process);
-and the HFR argmax under float32 vs bf16. Writes results/perf/extract.json and extract.md.
+the HFR argmax under float32 vs bf16; and the FLOPs per image at paper scale (DiT-XL/2 at 256 px,
+SD3-medium at 512 px, to block 9 and to full depth), counted from the real architectures.
+Writes results/perf/extract.json and extract.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import time
 import torch
 
 from aselect_bench.backbones import load_backbone
+from aselect_bench.backbones.flops import flops_per_image
+from aselect_bench.backbones.registry import Preset, sd3_config
+from aselect_bench.backbones.sd3 import random_backbone
 from aselect_bench.cache import LatentCache
 from aselect_bench.io import atomic_write_json, atomic_write_text
 from aselect_bench.reports import markdown_table
@@ -31,11 +36,21 @@ def matmul_peak(dtype, n: int = 4096, repeats: int = 3) -> float:
     return 2 * n**3 / best_time(lambda: a @ b, repeats, warm_up=False)
 
 
-def transformer_flops(backbone, blocks_run: int, tokens: int) -> float:
-    """FLOPs per image of the blocks actually run: linear layers (24 N D^2), attention (4 N^2 D), adaLN."""
-    d = backbone.hidden_size
-    per_block = 24 * tokens * d * d + 4 * tokens * tokens * d + 2 * 6 * d * d
-    return per_block * blocks_run
+#: A CPU-sized SD3: SD3-medium's depth (24 joint blocks), text dims and 333-token context, width 384 (6 heads),
+#: pixel space at 32 px with patch 2 (256 image tokens).
+SD3_CPU = Preset("sd3-cpu", sd3_config(heads=6, sample_size=32, in_channels=3, pos_embed_max_size=32), family="sd3")
+
+
+def paper_scale_flops() -> dict:
+    """FLOPs per image (transformer only, VAE left out) of DiT-XL/2 at 256 px and SD3-medium at 512 px, to
+    block 9 (query, the authors' tap, and out) and to full depth: built on the meta device, no weights."""
+    out = {}
+    for name in ("dit-xl-2-256", "sd3-medium"):
+        with torch.device("meta"):
+            backbone = load_backbone(name, pretrained=False, device="meta")
+        for tap in ("blocks.9.query", "blocks.9.out", f"blocks.{backbone.num_blocks - 1}.out"):
+            out[f"{name} ({backbone.image_size} px) to {tap}"] = flops_per_image(backbone, tap)
+    return out
 
 
 def best_times(fns: dict, repeats: int, warm_up: bool = True) -> dict:
@@ -79,9 +94,10 @@ def peak_memory(source: str, batch: int, precision: str) -> dict:
     return {"peak": float(out[0]), "after_loading": float(out[1]), "extraction": float(out[0]) - float(out[1])}
 
 
-def measure_model(source: str, batch: int, exits: list[int], repeats: int, peaks: dict,
+def measure_model(source, batch: int, exits: list[int], repeats: int, peaks: dict,
                   latent_cache: bool = True) -> dict:
-    backbone = load_backbone(source, pretrained=False)
+    """``source``: a preset name (random weights) or a ready :class:`Backbone`."""
+    backbone = load_backbone(source, pretrained=False) if isinstance(source, str) else source
     images = torch.rand(batch, 3, backbone.image_size, backbone.image_size) * 2 - 1
     tokens = (backbone.image_size // backbone.patch_size) ** 2
     x0 = backbone.encode(images)
@@ -99,7 +115,7 @@ def measure_model(source: str, batch: int, exits: list[int], repeats: int, peaks
             ideal = backbone.num_blocks / (b + 1)
             rows[precision]["exits"][str(b)] = {"seconds": sec, "images_per_s": batch / sec, "speedup": full / sec,
                                                 "ideal": ideal, "share_of_ideal": full / sec / ideal}
-        flops = transformer_flops(backbone, backbone.num_blocks, tokens) * batch
+        flops = flops_per_image(backbone, f"blocks.{last}.out") * batch
         peak = peaks["bf16" if precision == "bf16" else "32"]
         rows[precision]["achieved_flops"] = flops / full
         rows[precision]["matmul_peak_flops"] = peak
@@ -115,7 +131,7 @@ def measure_model(source: str, batch: int, exits: list[int], repeats: int, peaks
         without = best_time(lambda: backbone.extract(images, 500, ["blocks.9.query"], noise=noise), repeats)
         rows["latent_cache"] = {"tap": "blocks.9.query", "seconds_without": without, "seconds_with": with_cache,
                                 "speedup": without / with_cache}
-    return {"source": source, "batch": batch, "tokens": tokens, "num_blocks": backbone.num_blocks,
+    return {"source": backbone.name, "batch": batch, "tokens": tokens, "num_blocks": backbone.num_blocks,
             "hidden_size": backbone.hidden_size, **rows}
 
 
@@ -144,6 +160,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case (the best is kept)")
     parser.add_argument("--xl-batch", type=int, default=8, help="batch for the DiT-XL/2 timings")
+    parser.add_argument("--sd3-batch", type=int, default=8, help="batch for the CPU-sized SD3 timings")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--out", default="results/perf/extract")
     args = parser.parse_args(argv)
@@ -154,7 +171,9 @@ def main(argv=None) -> dict:
     with torch.inference_mode():
         result["dit-xl-2-256"] = measure_model("dit-xl-2-256", args.xl_batch, [3, 9, 20], args.repeats, peaks)
         result["dit-xl-2-256-batch32"] = measure_model("dit-xl-2-256", 32, [], 1, peaks, latent_cache=False)
+        result["sd3-cpu"] = measure_model(random_backbone(SD3_CPU, seed=0), args.sd3_batch, [9], args.repeats, peaks)
         result["demo"] = measure_model("demo", 64, [1, 2, 4], args.repeats, peaks)
+    result["flops_per_image"] = paper_scale_flops()
     if not args.skip_memory:
         result["peak_memory_mib"] = {f"{src} batch {b} float32": peak_memory(src, b, "32")
                                      for src in ("dit-xl-2-256", "demo") for b in (8, 32)}
@@ -184,7 +203,9 @@ def render(r: dict) -> str:
              f"Machine: {r['machine']['cpu']}, {r['machine']['threads']} threads, torch {r['machine']['torch']}. "
              f"Measured matmul peak: {r['matmul_peak_flops']['32'] / 1e9:.0f} GFLOP/s float32, "
              f"{r['matmul_peak_flops']['bf16'] / 1e9:.0f} GFLOP/s bf16.\n"]
-    for key in ("dit-xl-2-256", "dit-xl-2-256-batch32", "demo"):
+    for key in ("dit-xl-2-256", "dit-xl-2-256-batch32", "sd3-cpu", "demo"):
+        if key not in r:  # results written before the SD3 case existed
+            continue
         m = r[key]
         lines.append(f"## {m['source']}: batch {m['batch']}, {m['num_blocks']} blocks, width {m['hidden_size']}, "
                      f"{m['tokens']} tokens\n")
@@ -217,6 +238,13 @@ def render(r: dict) -> str:
                  f"{h['num_images']} images, tap {h['tap']}, {len(h['32']['curve'])} candidates)\n\n"
                  f"argmax float32 t={h['32']['timestep']}, bf16 t={h['bf16']['timestep']} (same: {h['same_argmax']}); "
                  f"largest curve difference {h['max_abs_curve_difference']:.2e}.\n")
+    if "flops_per_image" in r:
+        lines += ["## FLOPs per image at paper scale (transformer only, from the real architectures)\n",
+                  markdown_table(["model and depth", "GFLOPs"],
+                                 [[k, v / 1e9] for k, v in r["flops_per_image"].items()], "{:.1f}"),
+                  "\n2 FLOPs per multiply-add of the matrix products (DiT-XL/2's full forward: 237.3 GFLOPs = "
+                  "2 x the 118.6 G the DiT paper reports); SD3 includes the 333 context tokens of the joint "
+                  "attention.\n"]
     lines += ["## Targets (issue #8)\n", markdown_table(["target", "measured", "met"], targets(r))]
     return "\n".join(lines) + "\n"
 

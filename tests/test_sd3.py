@@ -11,6 +11,7 @@ import torch
 from aselect_bench import UserError, load_backbone
 from aselect_bench.backbones import COMPONENTS
 from aselect_bench.backbones.registry import sd3_config
+from tests.test_cli import cli
 
 T = 321
 #: Tiny CLIP pair: widths 8 + 16 (<= joint_attention_dim 32), projections 8 + 8 (= pooled_projection_dim 16).
@@ -323,3 +324,34 @@ def test_gated_hub_weights_missing_is_one_line_saying_how(tmp_path, monkeypatch)
         load_backbone("sd3-medium")
     text = str(info.value)
     assert "stabilityai/stable-diffusion-3-medium-diffusers" in text and "login" in text and "\n" not in text
+
+
+def test_select_on_a_tiny_sd3_folder_end_to_end(folders, tmp_path):
+    from aselect_bench.data.synth_fgvc import write_layout
+
+    cub_root = write_layout("cub", tmp_path / "cub", num_classes=2, train_per_class=3, test_per_class=1, image_size=32)
+    out = tmp_path / "selection.json"
+    result = cli("select", "--backbone", folders / "latent", "--dataset", "cub", "--data-root", cub_root,
+                 "--tap", "blocks.2.query", "--candidates", "0,500,999", "--num-images", 4, "--out", out)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(out.read_text())
+    assert set(saved["hfr"]) == {"0", "500", "999"} and saved["forwards"] == 12
+    assert f"chosen timestep: {saved['timestep']}" in result.stdout
+
+
+def test_comparison_and_component_grid_with_a_tiny_sd3(tmp_path, monkeypatch):
+    from aselect_bench.analyses.compare import run_comparison
+    from aselect_bench.analyses.components import run_components
+    from tests.test_search import PRESET, BlobsExperiment
+
+    monkeypatch.setenv("ASELECT_CACHE", str(tmp_path / "cache"))
+    backbone = load_backbone("tiny-sd3", pretrained=False)
+    preset = {**PRESET, "hfr": {**PRESET["hfr"], "candidates": [0, 999], "num_images": 4},
+              "fgvc": {**PRESET["fgvc"], "max_epochs": 1}}
+    result = run_comparison(BlobsExperiment(preset, backbone), [0, 999], state_root=tmp_path / "state",
+                            runs_dir=tmp_path / "runs", variants=False, progress=False)
+    assert set(result["exhaustive"]["per_timestep"]) == {"0", "999"} and result["aselect"]["timestep"] in (0, 999)
+    grid = run_components(BlobsExperiment(preset, backbone), blocks=[3], components=["query", "out"],
+                          runs_dir=tmp_path / "runs", progress=False, measure_separate=False)
+    assert set(grid["grid"]) == {"blocks.3.query", "blocks.3.out"}
+    assert all(0 <= row["val_top1"] <= 100 for row in grid["grid"].values())

@@ -1,0 +1,54 @@
+"""FLOPs per image from the architecture: a hand count, and torch's own FLOP counter on the real forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from aselect_bench import load_backbone
+from aselect_bench.backbones.flops import flops_per_image
+
+
+def test_hand_count_for_tiny_sd3_to_the_first_query():
+    # tiny-sd3: 8x8 = 64 image tokens of width 32, 3 px channels, patch 2; 333 context tokens of 32; pooled 16
+    n, s, d = 64, 333, 32
+    patch = 2 * n * (3 * 2 * 2) * d
+    timestep = 2 * 256 * d + 2 * d * d
+    pooled = 2 * 16 * d + 2 * d * d
+    context = 2 * s * 32 * d
+    adaln = 2 * d * 6 * d
+    qkv = 3 * 2 * n * d * d
+    backbone = load_backbone("tiny-sd3", pretrained=False)
+    assert flops_per_image(backbone, "blocks.0.query") == patch + timestep + pooled + context + adaln + qkv
+
+
+@pytest.mark.parametrize("preset", ["tiny-dit", "tiny-sd3", "sd35-style"])
+@pytest.mark.parametrize("tap", ["blocks.0.norm1", "blocks.1.key", "blocks.1.attn_gated", "blocks.2.out",
+                                 "blocks.3.mlp"])
+def test_matches_torch_flop_counter_on_the_early_exit_forward(preset, tap):
+    if preset == "sd35-style":
+        from diffusers import SD3Transformer2DModel
+
+        from aselect_bench.backbones.registry import PRESETS
+
+        backbone = load_backbone("tiny-sd3", pretrained=False)
+        config = {**PRESETS["tiny-sd3"].transformer, "dual_attention_layers": (0, 1), "qk_norm": "rms_norm"}
+        backbone.family.transformer = backbone.transformer = SD3Transformer2DModel(**config)
+    else:
+        backbone = load_backbone(preset, pretrained=False)
+    x0 = torch.zeros(1, 3, 16, 16)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:  # MATH: attention as bmm
+        backbone.extract_x0(x0, 10, [tap])
+    assert flops_per_image(backbone, tap) == counter.get_total_flops()
+
+
+def test_paper_scale_counts():
+    with torch.device("meta"):
+        dit = load_backbone("dit-xl-2-256", pretrained=False, device="meta")
+        sd3 = load_backbone("sd3-medium", pretrained=False, device="meta")
+    # DiT's paper reports 118.6 G multiply-adds ("Gflops") for a full DiT-XL/2 forward at 256 px
+    assert flops_per_image(dit, "blocks.27.out") / 2e9 == pytest.approx(118.6, abs=0.1)
+    assert flops_per_image(dit, "blocks.9.query") < flops_per_image(dit, "blocks.9.out")
+    assert sd3.image_size == 512 and flops_per_image(sd3, "blocks.9.query") > 5 * flops_per_image(dit, "blocks.9.query")
