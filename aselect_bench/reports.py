@@ -49,12 +49,22 @@ def code_version() -> str:
     return f"{__version__}+{sha}{'.dirty' if dirty else ''}"
 
 
+def hardware_summary(device) -> dict:
+    """``{"device": name, "cpu_bf16_native": bool}`` (a CPU's bf16 kernels: AVX-512 BF16 or AMX)."""
+    import torch
+
+    name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return {"device": name, "cpu_bf16_native": "avx512_bf16" in flags or "amx_bf16" in flags}
+
+
 def run_record(preset, backbone) -> dict:
     """How a result was run: ``{"preset", "overrides", "precision", "weights_id", "hardware", "torch",
     "code_version"}`` (``preset`` a :class:`~aselect_bench.settings.BenchPreset`)."""
     import torch
-
-    from aselect_bench.precision import hardware_summary
 
     return {"preset": preset.name, "overrides": dict(preset.overrides),
             "precision": PRECISION_NAMES.get(str(backbone.autocast_dtype), str(backbone.autocast_dtype)),
