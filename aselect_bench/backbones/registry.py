@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aselect_bench.backbones.noise import SD3_SCHEDULER
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -91,9 +93,6 @@ def spread_blocks(depth: int, count: int = 4) -> tuple[int, ...]:
     return tuple(round((k + 1) * depth / count) - 1 for k in range(count))
 
 
-#: SD3's flow-matching scheduler (``FlowMatchEulerDiscreteScheduler``; the same for SD3.5).
-SD3_SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=3.0)
-
 #: The SD3.5 architectures. SD3.5-medium: 24 blocks of width 1536 (as SD3-medium; diffusers' single-file loader
 #: tells the two apart by a 384x384 position table), dual attention in blocks 0-12 (diffusers' own comment in
 #: ``SD3Transformer2DModel``), RMS q/k norm. SD3.5-large: 38 blocks (the loader's ``joint_blocks.37`` key), width
@@ -132,13 +131,13 @@ PRESETS: dict[str, Preset] = {
                                              num_classes=10), tiny_vae_config(),
                default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3)),
         Preset("sd3-medium", sd3_config(), sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3-medium-diffusers",
-               default_tap="blocks.9.query", seg_blocks=spread_blocks(24), scheduler=SD3_SCHEDULER_CONFIG,
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(24), scheduler=SD3_SCHEDULER,
                family="sd3"),
         Preset("sd3.5-medium", SD35_MEDIUM, sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3.5-medium",
-               default_tap="blocks.9.query", seg_blocks=spread_blocks(24), scheduler=SD3_SCHEDULER_CONFIG,
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(24), scheduler=SD3_SCHEDULER,
                family="sd3"),
         Preset("sd3.5-large", SD35_LARGE, sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3.5-large",
-               default_tap="blocks.9.query", seg_blocks=spread_blocks(38), scheduler=SD3_SCHEDULER_CONFIG,
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(38), scheduler=SD3_SCHEDULER,
                family="sd3"),
         Preset("tiny-sd3", TINY_SD3, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sd3"),
         Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.mlp", seg_blocks=(1, 2, 4, 5), build=_demo_build),

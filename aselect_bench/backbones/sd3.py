@@ -205,14 +205,14 @@ def text_parts_present(folder: Path) -> list[str]:
     return [p for p in TEXT_PARTS if (folder / p).is_dir()]
 
 
-def empty_prompt_conditioning(folder: Path | None, config, weights_id) -> tuple[torch.Tensor, torch.Tensor, str]:
+def empty_prompt_conditioning(folder: Path, config, weights_id) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The empty-prompt conditioning of the SD3 pipeline ``folder`` (zeros + one warning line without encoders).
 
     Cached under ``cache_dir()/sd3-empty-prompt/<key>.pt``, keyed by the text encoders' and tokenizers' files
     (``weights_id(*folders)``) and the shapes, so the text encoders are loaded once per model and then dropped.
     Returns ``(prompt_embeds [1, 333, J], pooled [1, P], conditioning_id)``.
     """
-    present = text_parts_present(folder) if folder is not None else []
+    present = text_parts_present(folder)
     if len(present) < len(TEXT_PARTS):
         missing = ", ".join(p + "/" for p in TEXT_PARTS if p not in present)
         warnings.warn(f"SD3 folder {folder} has no {missing}: conditioning on zeros instead of the empty prompt "
@@ -241,7 +241,7 @@ def _load_text_encoders(folder: Path):
 
     try:
         tokenizers = [CLIPTokenizer.from_pretrained(folder / p) for p in ("tokenizer", "tokenizer_2")]
-        encoders = [CLIPTextModelWithProjection.from_pretrained(folder / p, torch_dtype=torch.float32).eval()
+        encoders = [CLIPTextModelWithProjection.from_pretrained(folder / p, dtype=torch.float32).eval()
                     for p in ("text_encoder", "text_encoder_2")]
     except (OSError, ValueError) as err:
         raise UserError(f"could not load the SD3 text encoders in {folder}: {err}. Re-save them with "
@@ -264,7 +264,8 @@ def backbone_from_folder(folder: Path, name: str, weights_id, sample_size: int |
     """An SD3 :class:`Backbone` from a pipeline folder (``transformer/``, ``vae/``, ``scheduler/``, text
     encoders) or a bare ``SD3Transformer2DModel`` folder (pixel space, zero conditioning).
 
-    ``weights_id(*folders) -> str`` identifies weight files; ``sample_size`` overrides the native latent size.
+    ``weights_id(*folders) -> str`` identifies weight files; ``sample_size`` overrides the native latent size
+    (the presets pass 64: 512 px; a folder on its own runs at its config's size, 1024 px for SD3-medium).
     """
     from diffusers import AutoencoderKL, SD3Transformer2DModel
 
@@ -282,9 +283,9 @@ def backbone_from_folder(folder: Path, name: str, weights_id, sample_size: int |
     except (OSError, ValueError, RuntimeError) as err:
         raise UserError(f"could not load the SD3 weights in {folder}: {err}. Re-save the folder with "
                         f"diffusers' save_pretrained (config and weights must match)") from err
-    prompt, pooled, cond_id = empty_prompt_conditioning(None if bare else folder, transformer.config, weights_id)
+    prompt, pooled, cond_id = empty_prompt_conditioning(folder, transformer.config, weights_id)
     family = SD3Family(transformer, prompt, pooled, cond_id, sample_size)
-    text_dirs = [] if bare else [folder / p for p in text_parts_present(folder)]
+    text_dirs = [folder / p for p in text_parts_present(folder)]
     return Backbone(family, RectifiedFlowNoise.from_config(sched), vae, name=name,
                     weights_id=weights_id(transformer_dir, vae_dir, *text_dirs))
 
