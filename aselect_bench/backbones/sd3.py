@@ -76,6 +76,7 @@ class SD3Family:
             raise ValueError(f"conditioning shapes {tuple(prompt_embeds.shape)}, {tuple(pooled.shape)} do not fit "
                              f"joint_attention_dim {cfg.joint_attention_dim}, pooled {cfg.pooled_projection_dim}")
         self.prompt_embeds, self.pooled, self.conditioning_id = prompt_embeds, pooled, conditioning_id
+        self._placed = None  # (device, dtype, prompt_embeds, pooled): moved once, not at every call
 
     def identity(self) -> dict:
         """What, beyond the weights and configs, changes the features: the conditioning's source."""
@@ -87,12 +88,18 @@ class SD3Family:
             raise UserError("class_labels are for class-conditional DiTs; SD3 is conditioned on the empty prompt, "
                             "leave class_labels out")
         tr, b = self.transformer, x_t.shape[0]
-        prompt = self.prompt_embeds.to(x_t.device, x_t.dtype)
-        pooled = self.pooled.to(x_t.device, x_t.dtype).expand(b, -1)
+        prompt, pooled = self._conditioning(x_t.device, x_t.dtype)
+        pooled = pooled.expand(b, -1)
         hidden = tr.pos_embed(x_t)
         temb = tr.time_text_embed(timestep, pooled)
         context = tr.context_embedder(prompt).expand(b, -1, -1)  # the same for every image: embedded once
         return SD3State(hidden, context, temb)
+
+    def _conditioning(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conditioning on ``device`` in ``dtype`` (``[1, S, J]``, ``[1, P]``)."""
+        if self._placed is None or self._placed[:2] != (device, dtype):
+            self._placed = (device, dtype, self.prompt_embeds.to(device, dtype), self.pooled.to(device, dtype))
+        return self._placed[2], self._placed[3]
 
     def run_block(self, index: int, state: SD3State, wanted: set[str]):
         """Run joint block ``index``; returns (next state or None, {component: image tokens [B, N, C]}).
