@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits
+from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits, resolve_root
 from aselect_bench.data.skipped import SkippedFiles
 from aselect_bench.data.transforms import ImageListDataset, classification_transform, item_labels, take
 from aselect_bench.errors import UserError
@@ -27,7 +27,8 @@ def limit_per_class(items, limit: int, seed: int):
 
 
 class FGVCDataModule(L.LightningDataModule):
-    """Train/val/test loaders of ``dataset`` under ``data_root`` (the folder with the files as distributed).
+    """Train/val/test loaders of ``dataset`` under ``data_root`` (the folder with the files as distributed;
+    for CUB, NABirds and Aircraft also their top folder itself, see :func:`~aselect_bench.data.fgvc.resolve_root`).
 
     Args:
         dataset: ``cub``, ``nabirds``, ``flowers``, ``dogs``, ``cars`` or ``aircraft``.
@@ -109,7 +110,7 @@ class FGVCDataModule(L.LightningDataModule):
         """Identifies the images a split yields; ``None`` for randomly augmented training views."""
         if stage == "train" and self.train_augment:
             return None
-        source = f"hub:{self.hub[0]}" if self.hub else str(self.data_root)
+        source = f"hub:{self.hub[0]}" if self.hub else str(resolve_root(self.dataset, self.data_root))
         return f"{source}:{stage}:{self.sets[stage].fingerprint()}"
 
     def set_labels_only(self, stage: str, value: bool) -> None:
