@@ -152,9 +152,9 @@ def scan_hfr_variants(backbone, images, candidates: Sequence[int], taps: Sequenc
                 feats = backbone.extract_x0(x0, t, list(taps), noise=noise)
                 forwards += x0.shape[0]
                 summed = feats if summed is None else {k: summed[k] + feats[k] for k in feats}
-            for tap in taps:
-                _check_finite(summed[tap], tap, t)
-                for name, settings in variants.items():
+            for name, settings in variants.items():
+                for tap in taps:
+                    _check_finite(summed[tap], tap, t)
                     result[name][tap][t].append(high_frequency_ratio(summed[tap] / noise_draws, **settings))
             offset += len(x0)
             bar.update(1)
@@ -169,6 +169,14 @@ def _check_finite(features: torch.Tensor, tap: str, timestep: int) -> None:
     if not torch.isfinite(features).all():
         raise UserError(f"the backbone produced NaN/inf features at {tap}, timestep {timestep}, so the HFR scan "
                         f"stops: check the weights (a corrupt checkpoint?) or use float32 instead of half precision")
+
+
+def _check_finite_curve(per_image: dict, tap: str) -> None:
+    """Refuse per-image HFR ``{t: [N]}`` holding NaN or inf, naming the tap and timestep."""
+    for t, v in per_image.items():
+        if not torch.isfinite(torch.as_tensor(v)).all():
+            raise UserError(f"the HFR of {tap} at timestep {t} is not finite (NaN or inf), so no timestep can be "
+                            f"chosen: check the backbone's features there (weights, half precision)")
 
 
 def select_timestep(backbone, images, candidates: Sequence[int] = DEFAULT_CANDIDATES, tap: str = "blocks.9.query",
@@ -191,10 +199,7 @@ def summarize_scan(per_image: dict[int, torch.Tensor], tap: str, seconds: float,
 
     A NaN anywhere is refused (:class:`UserError` naming the tap and timestep): no argmax over NaN.
     """
-    for t, v in per_image.items():
-        if not torch.isfinite(torch.as_tensor(v)).all():
-            raise UserError(f"the HFR of {tap} at timestep {t} is not finite (NaN or inf), so no timestep can be "
-                            f"chosen: check the backbone's features there (weights, half precision)")
+    _check_finite_curve(per_image, tap)
     curve = {t: float(v.mean()) for t, v in per_image.items()}
     spread = {t: float(v.std(unbiased=False)) for t, v in per_image.items()}
     best = max(curve, key=lambda t: curve[t])  # first maximum in candidate order
