@@ -122,6 +122,7 @@ def test_both_spellings_of_a_data_root_give_one_view(tmp_path):
     parent = FGVCDataModule("cub", tmp_path, image_size=16, num_workers=0)
     folder = FGVCDataModule("cub", tmp_path / "CUB_200_2011", image_size=16, num_workers=0)
     parent.setup(), folder.setup()
+    assert parent.split_sizes() == folder.split_sizes() == {"training": 16, "val": 4, "test": 8}
     for stage in ("val", "test"):
         assert folder.sets[stage].items == parent.sets[stage].items
         assert folder.view_fingerprint(stage) == parent.view_fingerprint(stage)

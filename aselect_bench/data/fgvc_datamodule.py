@@ -42,6 +42,9 @@ class FGVCDataModule(L.LightningDataModule):
     Batches are ``(images [B, 3, S, S] float in [-1, 1], labels [B] int64, indices [B])``.
     """
 
+    #: Lightning stage -> the split's plain name in reports (as :attr:`ADE20KDataModule.SPLIT_NAMES`).
+    SPLIT_NAMES = {"train": "training", "val": "val", "test": "test"}
+
     def __init__(self, dataset: str = "cub", data_root: str = "data", image_size: int | None = None,
                  batch_size: int = 64, num_workers: int = 2, seed: int = 0, train_augment: bool = True,
                  limit_per_class: int | None = None, strict: bool = False, hub_id: str | None = None,
@@ -105,6 +108,11 @@ class FGVCDataModule(L.LightningDataModule):
 
     def split_size(self, stage: str) -> int:
         return len(self.sets[stage])
+
+    def split_sizes(self) -> dict[str, int]:
+        """``{"training": n, "val": n, "test": n}``: images per split, by their plain names."""
+        self.setup()
+        return {self.SPLIT_NAMES[stage]: len(data) for stage, data in self.sets.items()}
 
     def view_fingerprint(self, stage: str) -> str | None:
         """Identifies the images a split yields; ``None`` for randomly augmented training views."""
