@@ -205,3 +205,16 @@ def test_no_argmax_over_nan():
     per_image = {0: torch.tensor([0.2, 0.3]), 50: torch.tensor([float("nan"), 0.9]), 100: torch.tensor([0.1, 0.1])}
     with pytest.raises(UserError, match="HFR of blocks.0.out at timestep 50 is not finite"):
         summarize_scan(per_image, "blocks.0.out", 0.0, 6, {})
+
+
+def test_per_image_noise_never_repeats_across_images_and_draws():
+    """Training draw e of image i must not be image i+1's draw e-31 (the old seed formula's collision)."""
+    from aselect_bench.backbones.noise import image_noise
+
+    seen = {}
+    for index in range(3):
+        for draw in range(40):
+            key = tuple(image_noise((4,), 0, 500, index, draw).tolist())
+            assert key not in seen, (index, draw, seen.get(key))
+            seen[key] = (index, draw)
+    assert torch.equal(image_noise((4,), 0, 500, 1, 7), image_noise((4,), 0, 500, 1, 7))
