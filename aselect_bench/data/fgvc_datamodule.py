@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits
+from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits, resolve_root
 from aselect_bench.data.skipped import SkippedFiles
 from aselect_bench.data.transforms import (
     RESIZE_RATIO,
@@ -33,7 +33,8 @@ def limit_per_class(items, limit: int, seed: int):
 
 
 class FGVCDataModule(L.LightningDataModule):
-    """Train/val/test loaders of ``dataset`` under ``data_root`` (the folder with the files as distributed).
+    """Train/val/test loaders of ``dataset`` under ``data_root`` (the folder with the files as distributed;
+    for CUB, NABirds and Aircraft also their top folder itself, see :func:`~aselect_bench.data.fgvc.resolve_root`).
 
     Args:
         dataset: ``cub``, ``nabirds``, ``flowers``, ``dogs``, ``cars`` or ``aircraft``.
@@ -47,6 +48,9 @@ class FGVCDataModule(L.LightningDataModule):
 
     Batches are ``(images [B, 3, S, S] float in [-1, 1], labels [B] int64, indices [B])``.
     """
+
+    #: Lightning stage -> the split's plain name in reports (as :attr:`ADE20KDataModule.SPLIT_NAMES`).
+    SPLIT_NAMES = {"train": "training", "val": "val", "test": "test"}
 
     def __init__(self, dataset: str = "cub", data_root: str = "data", image_size: int | None = None,
                  batch_size: int = 64, num_workers: int = 2, seed: int = 0, train_augment: bool = True,
@@ -113,11 +117,16 @@ class FGVCDataModule(L.LightningDataModule):
     def split_size(self, stage: str) -> int:
         return len(self.sets[stage])
 
+    def split_sizes(self) -> dict[str, int]:
+        """``{"training": n, "val": n, "test": n}``: images per split, by their plain names."""
+        self.setup()
+        return {self.SPLIT_NAMES[stage]: len(data) for stage, data in self.sets.items()}
+
     def view_fingerprint(self, stage: str) -> str | None:
         """Identifies the images a split yields; ``None`` for randomly augmented training views."""
         if stage == "train" and self.train_augment:
             return None
-        source = f"hub:{self.hub[0]}" if self.hub else str(self.data_root)
+        source = f"hub:{self.hub[0]}" if self.hub else str(resolve_root(self.dataset, self.data_root))
         return f"{source}:{stage}:{self.sets[stage].fingerprint()}"
 
     def set_labels_only(self, stage: str, value: bool) -> None:
