@@ -11,10 +11,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
-from aselect_bench.cache import file_identity
 from aselect_bench.data.ade20k import load_pair, read_split
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform
 from aselect_bench.data.skipped import SkippedFiles, load_first_readable
+from aselect_bench.io import file_identity
 
 
 class SegmentationDataset(Dataset):
