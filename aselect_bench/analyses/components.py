@@ -19,6 +19,7 @@ from aselect_bench.backbones import COMPONENTS, grid_taps
 from aselect_bench.experiments.fgvc import fused_probe
 from aselect_bench.hfr import scan_hfr, summarize_scan
 from aselect_bench.io import cache_dir
+from aselect_bench.tasks.fit import DETERMINISTIC
 from aselect_bench.tasks.fused import pair_key
 
 
@@ -67,7 +68,7 @@ def run_components(exp, blocks=None, components=COMPONENTS, timestep: int | None
         trainer = L.Trainer(accelerator="auto", devices=1, max_epochs=exp.max_epochs, enable_checkpointing=False,
                             logger=L.pytorch.loggers.TensorBoardLogger(str(Path(runs_dir) / "components"),
                                                                        name=log_name),
-                            enable_progress_bar=progress, enable_model_summary=False, deterministic=True,
+                            enable_progress_bar=progress, enable_model_summary=False, deterministic=DETERMINISTIC,
                             num_sanity_val_steps=0)
         trainer.fit(task, datamodule=exp.datamodule)
         trainer.test(task, datamodule=exp.datamodule, verbose=False)

@@ -66,6 +66,7 @@ class FGVCExperiment(Experiment):
 
         import lightning as L
 
+        from aselect_bench.tasks.fit import DETERMINISTIC
         from aselect_bench.tasks.fused import pair_key
 
         L.seed_everything(self.preset["seed"], workers=True, verbose=False)
@@ -74,7 +75,7 @@ class FGVCExperiment(Experiment):
         start, forwards0 = time.perf_counter(), self.backbone.forwards
         trainer = L.Trainer(accelerator="auto", devices=1, max_epochs=self.max_epochs, enable_checkpointing=False,
                             logger=L.pytorch.loggers.TensorBoardLogger(str(log_dir), name="fused-exhaustive"),
-                            enable_progress_bar=progress, enable_model_summary=False, deterministic=True,
+                            enable_progress_bar=progress, enable_model_summary=False, deterministic=DETERMINISTIC,
                             num_sanity_val_steps=0)
         trainer.fit(task, datamodule=self.datamodule)
         trainer.test(task, datamodule=self.datamodule, verbose=False)

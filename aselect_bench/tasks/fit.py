@@ -10,6 +10,11 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+#: The Trainers' ``deterministic`` mode: deterministic kernels wherever they exist, a warning (not an error) for
+#: the CUDA ops that have none (``cross_entropy`` over pixels, ``interpolate``'s and adaptive pooling's backward:
+#: the segmentation path). ``True`` would stop every segmentation fit on a GPU; on the CPU the two are the same.
+DETERMINISTIC = "warn"
+
 
 @dataclass
 class RunResult:
@@ -34,7 +39,7 @@ def make_trainer(log_dir, name: str, max_epochs: int, callbacks=(), progress: bo
     checkpoint = ModelCheckpoint(monitor=trainer_kwargs.pop("monitor", "val/top1"), mode="max", save_last=True,
                                  filename="best-{epoch}")
     defaults = dict(accelerator="auto", devices=1, max_epochs=max_epochs, enable_progress_bar=progress,
-                    enable_model_summary=False, log_every_n_steps=5, deterministic=True,
+                    enable_model_summary=False, log_every_n_steps=5, deterministic=DETERMINISTIC,
                     num_sanity_val_steps=0)
     trainer = L.Trainer(logger=TensorBoardLogger(str(log_dir), name=name, default_hp_metric=False),
                         callbacks=[checkpoint, *callbacks], **{**defaults, **trainer_kwargs})
