@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +23,17 @@ from aselect_bench.io import atomic_write_json, cache_dir, file_identity  # noqa
 
 
 def feature_cache_root() -> Path:
-    """``$ASELECT_FEATURE_CACHE``, else ``<cache_dir>/features`` (a comparison points it at its own folder)."""
-    import os
+    """The default feature-cache folder, ``<cache_dir>/features`` (a task or a comparison may pass its own)."""
+    return cache_dir() / "features"
 
-    return Path(os.environ.get("ASELECT_FEATURE_CACHE") or cache_dir() / "features")
+
+@contextmanager
+def cold_feature_cache() -> Iterator[Path]:
+    """A private, empty feature-cache folder for the duration (deleted afterwards: a grid's features are large),
+    so a cost is measured from cold, not helped by earlier runs' features."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="features-", dir=cache_dir()) as folder:
+        yield Path(folder)
 
 
 def tensor_digest(x: torch.Tensor) -> str:

@@ -8,7 +8,14 @@ import lightning as L
 import torch
 
 from aselect_bench.errors import UserError
-from aselect_bench.hfr import DEFAULT_CANDIDATES, SelectionResult, check_candidates, scan_hfr, summarize_scan
+from aselect_bench.hfr import (
+    DEFAULTS,
+    HFRSettings,
+    SelectionResult,
+    check_candidates,
+    scan_hfr,
+    summarize_scan,
+)
 from aselect_bench.io import atomic_write_json
 
 
@@ -23,13 +30,20 @@ class HFRTimestepSelector(L.Callback):
     ``hfr_selection.json`` next to the logs.
     """
 
-    def __init__(self, num_images: int = 64, candidates=DEFAULT_CANDIDATES, cutoff: float = 0.15,
-                 mode: str = "radial", remove_mean: bool = False, noise_draws: int = 1, seed: int = 0,
-                 batch_size: int = 32, progress: bool = True):
+    def __init__(self, num_images: int = DEFAULTS.num_images, candidates=DEFAULTS.candidates,
+                 cutoff: float = DEFAULTS.cutoff, mode: str = DEFAULTS.mode, remove_mean: bool = DEFAULTS.remove_mean,
+                 noise_draws: int = DEFAULTS.noise_draws, seed: int = 0, batch_size: int = 32, progress: bool = True):
         self.num_images, self.candidates = num_images, [int(t) for t in candidates]
         self.settings = dict(cutoff=cutoff, mode=mode, remove_mean=remove_mean, noise_draws=noise_draws)
         self.seed, self.batch_size, self.progress = seed, batch_size, progress
         self.result: SelectionResult | None = None
+
+    @classmethod
+    def from_settings(cls, settings: HFRSettings, seed: int = 0, **kwargs) -> HFRTimestepSelector:
+        """The callback for a preset's :class:`~aselect_bench.hfr.HFRSettings`."""
+        return cls(num_images=settings.num_images, candidates=settings.candidates, cutoff=settings.cutoff,
+                   mode=settings.mode, remove_mean=settings.remove_mean, noise_draws=settings.noise_draws,
+                   seed=seed, **kwargs)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module) -> None:
         if pl_module.timestep is not None:

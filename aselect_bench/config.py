@@ -1,4 +1,4 @@
-"""Benchmark presets: YAML files in ``configs/presets`` with ``_base_`` inheritance (deep merge)."""
+"""Reading YAML configs with ``_base_`` inheritance (deep merge); :mod:`aselect_bench.settings` types the presets."""
 
 from __future__ import annotations
 
@@ -26,14 +26,3 @@ def load_yaml(path: Path) -> dict:
     data = yaml.safe_load(path.read_text()) or {}
     base = data.pop("_base_", None)
     return deep_merge(load_yaml(path.parent / base), data) if base else data
-
-
-def load_preset(name: str) -> dict:
-    """The preset ``name`` (``demo``, ``paper``, or a path to a YAML file)."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / "presets" / f"{name}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in (CONFIG_DIR / "presets").glob("*.yaml") if not p.stem.startswith("_"))
-        raise UserError(f"unknown preset {name!r}: use one of {', '.join(known)} or a path to a YAML file")
-    preset = load_yaml(path)
-    preset.setdefault("name", path.stem)
-    return preset

@@ -6,19 +6,53 @@ token-sequence) FFT, per image; the timestep whose mean HFR peaks is chosen.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 from aselect_bench.backbones.noise import batch_noise
+from aselect_bench.costs import measure_cost
 from aselect_bench.errors import UserError
 
 MODES = ("radial", "separable", "tokens1d")
 
-#: The grid on which the paper's saving is quoted: 0, 50, ..., 950 and 999 (21 candidates).
-DEFAULT_CANDIDATES = tuple(range(0, 1000, 50)) + (999,)
+
+@dataclass(frozen=True)
+class HFRSettings:
+    """The A-SelecT scan's settings, and the one home of their defaults.
+
+    ``candidates``: the grid on which the paper's saving is quoted, 0, 50, ..., 950 and 999 (21);
+    ``num_images``: calibration images; ``cutoff``/``mode``: the low band, by default the authors' released
+    config (``IMP.CUTOFF 0.15``, ``IMP.LOW_FREQ_1D True``: a 1-D FFT over the row-major token sequence, our
+    reading of it, since their HFR code is not public); ``remove_mean``; ``noise_draws`` (1 = the paper's
+    single pass).
+    """
+
+    candidates: tuple[int, ...] = tuple(range(0, 1000, 50)) + (999,)
+    num_images: int = 64
+    cutoff: float = 0.15
+    mode: str = "tokens1d"
+    remove_mean: bool = False
+    noise_draws: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "candidates", tuple(int(t) for t in self.candidates))
+        if self.mode not in MODES:
+            raise UserError(f"unknown HFR mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.num_images < 1 or self.noise_draws < 1:
+            raise UserError(f"HFR num_images and noise_draws must be >= 1 (got {self.num_images}, {self.noise_draws})")
+
+    def band(self) -> dict:
+        """The arguments of :func:`high_frequency_ratio`: ``cutoff``, ``mode``, ``remove_mean``."""
+        return dict(cutoff=self.cutoff, mode=self.mode, remove_mean=self.remove_mean)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "candidates": list(self.candidates)}
+
+
+DEFAULTS = HFRSettings()
+DEFAULT_CANDIDATES = DEFAULTS.candidates
 
 
 def low_band_mask(h: int, w: int, cutoff: float, mode: str, device=None) -> torch.Tensor:
@@ -34,7 +68,7 @@ def low_band_mask(h: int, w: int, cutoff: float, mode: str, device=None) -> torc
     raise UserError(f"unknown HFR mode {mode!r}; use one of {', '.join(MODES)}")
 
 
-def high_frequency_ratio(features: torch.Tensor, cutoff: float = 0.15, mode: str = "radial",
+def high_frequency_ratio(features: torch.Tensor, cutoff: float = DEFAULTS.cutoff, mode: str = DEFAULTS.mode,
                          remove_mean: bool = False) -> torch.Tensor:
     """HFR of ``features [B, C, H, W]`` -> ``[B]`` in [0, 1] (0 when the energy is 0, never NaN).
 
@@ -107,8 +141,8 @@ def _batches(images, batch_size: int):
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def scan_hfr(backbone, images, candidates: Sequence[int], taps: Sequence[str], cutoff=0.15, mode="radial",
-             remove_mean=False, noise_draws=1, seed=0, batch_size=32, progress=False, first_index=0):
+def scan_hfr(backbone, images, candidates: Sequence[int], taps: Sequence[str], cutoff=DEFAULTS.cutoff,
+             mode=DEFAULTS.mode, remove_mean=False, noise_draws=1, seed=0, batch_size=32, progress=False, first_index=0):
     """Per-image HFR for every (tap, candidate): ``{tap: {t: tensor [N]}}``, plus (seconds, forwards)."""
     variant = dict(cutoff=cutoff, mode=mode, remove_mean=remove_mean)
     per_variant, seconds, forwards = scan_hfr_variants(backbone, images, candidates, taps, {"hfr": variant},
@@ -129,34 +163,34 @@ def scan_hfr_variants(backbone, images, candidates: Sequence[int], taps: Sequenc
         raise UserError(f"noise_draws must be >= 1, got {noise_draws}")
     for settings in variants.values():
         low_band_mask(2, 2, settings["cutoff"], settings["mode"])  # validates the mode early
-    start, forwards = time.perf_counter(), 0
-    x0s = [backbone.encode(b) for b in _batches(images, batch_size) if len(b)]
-    if not x0s:
-        raise UserError("no calibration images: the image set for the HFR scan is empty")
-    result = {v: {tap: {t: [] for t in candidates} for tap in taps} for v in variants}
-    bar = _progress(len(candidates) * len(x0s), progress, "HFR scan")
-    for t in candidates:
-        offset = first_index
-        for x0 in x0s:
-            summed = None
-            for draw in range(noise_draws):
-                noise = batch_noise(x0.shape[1:], seed, t, range(offset, offset + len(x0)), draw)
-                feats = backbone.extract_x0(x0, t, list(taps), noise=noise)
-                forwards += x0.shape[0]
-                summed = feats if summed is None else {k: summed[k] + feats[k] for k in feats}
-            for name, settings in variants.items():
-                for tap in taps:
-                    result[name][tap][t].append(high_frequency_ratio(summed[tap] / noise_draws, **settings))
-            offset += len(x0)
-            bar.update(1)
-    bar.close()
+    with measure_cost(backbone) as cost:
+        x0s = [backbone.encode(b) for b in _batches(images, batch_size) if len(b)]
+        if not x0s:
+            raise UserError("no calibration images: the image set for the HFR scan is empty")
+        result = {v: {tap: {t: [] for t in candidates} for tap in taps} for v in variants}
+        bar = _progress(len(candidates) * len(x0s), progress, "HFR scan")
+        for t in candidates:
+            offset = first_index
+            for x0 in x0s:
+                summed = None
+                for draw in range(noise_draws):
+                    noise = batch_noise(x0.shape[1:], seed, t, range(offset, offset + len(x0)), draw)
+                    feats = backbone.extract_x0(x0, t, list(taps), noise=noise)
+                    summed = feats if summed is None else {k: summed[k] + feats[k] for k in feats}
+                for name, settings in variants.items():
+                    for tap in taps:
+                        result[name][tap][t].append(high_frequency_ratio(summed[tap] / noise_draws, **settings))
+                offset += len(x0)
+                bar.update(1)
+        bar.close()
     per_image = {v: {tap: {t: torch.cat(x) for t, x in by_t.items()} for tap, by_t in by_tap.items()}
                  for v, by_tap in result.items()}
-    return per_image, time.perf_counter() - start, forwards
+    return per_image, cost.seconds, cost.forwards
 
 
 def select_timestep(backbone, images, candidates: Sequence[int] = DEFAULT_CANDIDATES, tap: str = "blocks.9.query",
-                    cutoff: float = 0.15, mode: str = "radial", remove_mean: bool = False, noise_draws: int = 1,
+                    cutoff: float = DEFAULTS.cutoff, mode: str = DEFAULTS.mode, remove_mean: bool = False,
+                    noise_draws: int = 1,
                     seed: int = 0, batch_size: int = 32, progress: bool = False) -> SelectionResult:
     """A-SelecT: mean HFR over ``images`` (tensor ``[N, 3, H, W]`` or DataLoader) at each candidate; argmax wins.
 

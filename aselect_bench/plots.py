@@ -57,17 +57,21 @@ def hfr_curves_figure(curves: dict, title: str):
 
 
 def comparison_figure(result: dict):
-    """Per-timestep val/test metric (left axis) next to the HFR curve (right axis); chosen and best marked."""
+    """Per-timestep val/test metric (left axis) next to the HFR curve (right axis); chosen and best marked.
+
+    ``result``: a comparison with ``int`` timestep keys (as :func:`~aselect_bench.analyses.compare.run_comparison`
+    returns it)."""
     ts = [int(t) for t in result["candidates"]]
     per_t = result["exhaustive"]["per_timestep"]
     metric = result.get("metric", "metric")
+    val_name, test_name = (result.get("splits", {}).get(s, s) for s in ("val", "test"))
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    ax.plot(ts, [per_t[str(t)]["val"] for t in ts], marker="o", color="tab:green", label=f"val {metric}")
-    ax.plot(ts, [per_t[str(t)]["test"] for t in ts], marker="s", color="tab:olive", label=f"test {metric}")
+    ax.plot(ts, [per_t[t]["val"] for t in ts], marker="o", color="tab:green", label=f"{val_name} {metric}")
+    ax.plot(ts, [per_t[t]["test"] for t in ts], marker="s", color="tab:olive", label=f"{test_name} {metric}")
     ax.set_xlabel("timestep t (0 = clean)")
     ax.set_ylabel(f"{metric} (%)")
     twin = ax.twinx()
-    twin.plot(ts, [result["hfr"][str(t)] for t in ts], marker=".", color="tab:blue", label="mean HFR")
+    twin.plot(ts, [result["hfr"][t] for t in ts], marker=".", color="tab:blue", label="mean HFR")
     twin.set_ylabel("HFR", color="tab:blue")
     ax.axvline(result["aselect"]["timestep"], color="tab:red", linestyle="--",
                label=f"A-SelecT t={result['aselect']['timestep']}")

@@ -1,6 +1,17 @@
-"""Markdown tables for result files."""
+"""The one writer of ``results/``: JSON + Markdown + figures (+ TensorBoard), atomically, with a record of
+how the result was produced.
+
+Timesteps stay ``int`` in memory; JSON turns mapping keys into strings (``{"50": ...}``), as the result
+contracts in DESIGN.md say.
+"""
 
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+#: Backbone autocast dtypes as the ``--precision`` names that chose them.
+PRECISION_NAMES = {"None": "32", "torch.bfloat16": "bf16", "torch.float16": "16"}
 
 
 def markdown_table(header: list[str], rows: list[list], floatfmt: str = "{:.2f}") -> str:
@@ -21,3 +32,76 @@ def markdown_table(header: list[str], rows: list[list], floatfmt: str = "{:.2f}"
 def hfr_row(curve: dict, chosen) -> str:
     """The HFR curve on one line, the chosen timestep in bold: ``0:0.123 50:**0.456** ...``."""
     return " ".join(f"{t}:**{v:.3f}**" if int(t) == int(chosen) else f"{t}:{v:.3f}" for t, v in curve.items())
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit (``+dirty`` with uncommitted changes)."""
+    from aselect_bench import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+{sha}{'.dirty' if dirty else ''}"
+
+
+def hardware_summary(device) -> dict:
+    """``{"device": name, "cpu_bf16_native": bool}`` (a CPU's bf16 kernels: AVX-512 BF16 or AMX)."""
+    import torch
+
+    name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return {"device": name, "cpu_bf16_native": "avx512_bf16" in flags or "amx_bf16" in flags}
+
+
+def run_record(preset, backbone) -> dict:
+    """How a result was run: ``{"preset", "overrides", "precision", "weights_id", "hardware", "torch",
+    "code_version"}`` (``preset`` a :class:`~aselect_bench.settings.BenchPreset`)."""
+    import torch
+
+    return {"preset": preset.name, "overrides": dict(preset.overrides),
+            "precision": PRECISION_NAMES.get(str(backbone.autocast_dtype), str(backbone.autocast_dtype)),
+            "backbone": backbone.name, "weights_id": backbone.weights_id,
+            "hardware": hardware_summary(backbone.device), "torch": torch.__version__, "code_version": code_version()}
+
+
+def run_header(run: dict) -> str:
+    """One Markdown line saying how a result was run (from :func:`run_record`)."""
+    overrides = ", ".join(f"`{k}={v}`" for k, v in run["overrides"].items()) or "none"
+    hw = run["hardware"]
+    return (f"_Run: preset `{run['preset']}`, overrides {overrides}, precision {run['precision']}, weights "
+            f"`{run['weights_id']}`, device {hw['device']} (native CPU bf16: {hw['cpu_bf16_native']}), torch "
+            f"{run['torch']}, code {run['code_version']}._\n")
+
+
+def write_report(folder, name: str, data: dict, markdown: str, figures: dict | None = None,
+                 tensorboard_dir=None, scalars: dict | None = None) -> Path:
+    """Write ``folder/name.json`` and ``folder/name.md`` and each of ``figures`` ``{file name: figure}``
+    atomically; with ``tensorboard_dir`` also the figures and ``scalars`` ``{tag: value or {step: value}}``
+    there. Returns ``folder/name`` (no suffix)."""
+    from aselect_bench.io import atomic_write_json, atomic_write_text
+    from aselect_bench.plots import save_figure
+
+    stem = Path(folder) / name
+    atomic_write_json(stem.with_suffix(".json"), data)
+    atomic_write_text(stem.with_suffix(".md"), markdown)
+    figures = figures or {}
+    if tensorboard_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(tensorboard_dir)) as writer:
+            for tag, value in (scalars or {}).items():
+                for step, v in (value.items() if isinstance(value, dict) else [(0, value)]):
+                    writer.add_scalar(tag, v, global_step=int(step))
+            for file_name, fig in figures.items():
+                writer.add_figure(Path(file_name).stem, fig, close=False)
+    for file_name, fig in figures.items():
+        save_figure(fig, Path(folder) / file_name)
+    return stem

@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from pretrain_demo import NUM_CLASSES, pooled_features, probe, probe_images, standard_error
 
 from aselect_bench.heads.probes import NORMS, LinearHead
-from aselect_bench.io import atomic_write_json, atomic_write_text
 from aselect_bench.pretrain import load_demo_backbone
-from aselect_bench.reports import markdown_table
+from aselect_bench.reports import markdown_table, write_report
 from aselect_bench.tasks.common import FrozenBackboneTask
 
 CELLS = (("blocks.2.out", 0), ("blocks.2.out", 50), ("blocks.3.mlp", 50), ("blocks.4.mlp", 50))
@@ -68,7 +68,6 @@ def main(argv=None) -> dict:
         print(row, flush=True)
     result = {"cells": rows, "num_train": len(x), "num_test": len(xt), "lr": args.lr,
               "weight_decay": args.weight_decay, "seconds": time.perf_counter() - start}
-    atomic_write_json(f"{args.out}.json", result)
     gain = sum(r["batchnorm"] - r["layernorm"] for r in rows) / len(rows)
     text = "\n".join([
         "# Linear probe normalisation on the demo DiT\n",
@@ -82,7 +81,7 @@ def main(argv=None) -> dict:
                         for r in rows], floatfmt="{:.1f}"),
         f"\nMean gain of batchnorm over layernorm: **{gain:+.1f} points**.\n",
     ])
-    atomic_write_text(f"{args.out}.md", text)
+    write_report(Path(args.out).parent, Path(args.out).name, result, text)
     print(text)
     return result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from diffusers import DiTTransformer2DModel
@@ -17,8 +18,7 @@ from diffusers import DiTTransformer2DModel
 from aselect_bench.backbones import Backbone, DDPMNoise
 from aselect_bench.backbones.dit import DiTFamily
 from aselect_bench.backbones.registry import dit_config
-from aselect_bench.io import atomic_write_json, atomic_write_text
-from aselect_bench.reports import markdown_table
+from aselect_bench.reports import markdown_table, write_report
 
 
 def timeit(fn, repeats: int) -> list[float]:
@@ -75,7 +75,6 @@ def main(argv=None) -> dict:
         "early_exit_share_of_ideal": early / (12 / 3),
         "tap_cost_vs_plain_forward": overhead, "all_components_cost_vs_plain_forward": overhead_all,
     }
-    atomic_write_json(f"{args.out}.json", result)
     rows = [[name, median[name] * 1000, args.batch_size / median[name]] for name in cases]
     md = ["# Backbone.extract: early exit and tap overhead\n", result["model"] + f", batch {args.batch_size}, "
           f"median of {args.repeats} interleaved runs.\n",
@@ -84,7 +83,7 @@ def main(argv=None) -> dict:
           f"{100 * early / 4:.0f}% of ideal)",
           f"- reading `blocks.11.out` costs **{overhead:.3f}x** a plain diffusers forward "
           f"(that forward also runs the final layer); all nine components: {overhead_all:.3f}x"]
-    atomic_write_text(f"{args.out}.md", "\n".join(md) + "\n")
+    write_report(Path(args.out).parent, Path(args.out).name, result, "\n".join(md) + "\n")
     print("\n".join(md))
     return result
 

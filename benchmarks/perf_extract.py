@@ -14,13 +14,13 @@ import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from aselect_bench.backbones import load_backbone
 from aselect_bench.cache import LatentCache
-from aselect_bench.io import atomic_write_json, atomic_write_text
-from aselect_bench.reports import markdown_table
+from aselect_bench.reports import markdown_table, write_report
 
 
 def matmul_peak(dtype, n: int = 4096, repeats: int = 3) -> float:
@@ -127,18 +127,18 @@ def measure_model(source: str, batch: int, exits: list[int], repeats: int, peaks
 def hfr_argmax_agreement(preset_name: str = "demo", dataset: str = "cub") -> dict:
     """The HFR curve's argmax under float32 and bf16 autocast: the preset's scan (tap, candidates,
     calibration images of ``dataset``, noise) run twice, once per precision."""
-    from aselect_bench.config import load_preset
     from aselect_bench.experiments import build_experiment
     from aselect_bench.hfr import select_timestep
+    from aselect_bench.settings import load_bench_preset
 
-    preset = load_preset(preset_name)
-    exp = build_experiment("fgvc", dataset, preset, load_backbone(preset["backbone"]))
-    images, hfr = exp.calibration_images(), preset["hfr"]
+    preset = load_bench_preset(preset_name)
+    exp = build_experiment("fgvc", dataset, preset, load_backbone(preset.backbone))
+    images, hfr = exp.calibration_images(), preset.hfr
     out = {"preset": preset_name, "dataset": dataset, "tap": exp.hfr_tap, "num_images": len(images)}
     for precision in ("32", "bf16"):
         exp.backbone.set_precision(precision)
-        r = select_timestep(exp.backbone, images, hfr["candidates"], exp.hfr_tap, noise_draws=hfr["noise_draws"],
-                            seed=preset["seed"], progress=False, **exp.hfr_settings())
+        r = select_timestep(exp.backbone, images, hfr.candidates, exp.hfr_tap, noise_draws=hfr.noise_draws,
+                            seed=preset.seed, progress=False, **hfr.band())
         out[precision] = {"timestep": r.timestep, "seconds": r.seconds, "curve": {str(k): v for k, v in r.curve.items()}}
     out["same_argmax"] = out["32"]["timestep"] == out["bf16"]["timestep"]
     out["max_abs_curve_difference"] = max(abs(out["32"]["curve"][t] - out["bf16"]["curve"][t]) for t in out["32"]["curve"])
@@ -164,8 +164,7 @@ def main(argv=None) -> dict:
         result["peak_memory_mib"] = {f"{src} batch {b} float32": peak_memory(src, b, "32")
                                      for src in ("dit-xl-2-256", "demo") for b in (8, 32)}
     result["hfr_argmax_fp32_vs_bf16"] = hfr_argmax_agreement()
-    atomic_write_json(f"{args.out}.json", result)
-    atomic_write_text(f"{args.out}.md", render(result))
+    write_report(Path(args.out).parent, Path(args.out).name, result, render(result))
     print(render(result))
     return result
 

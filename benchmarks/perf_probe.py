@@ -12,15 +12,16 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import lightning as L
 
-from aselect_bench.analyses.components import cold_feature_cache
 from aselect_bench.backbones import load_backbone
-from aselect_bench.config import load_preset
+from aselect_bench.cache import cold_feature_cache
 from aselect_bench.experiments import build_experiment
-from aselect_bench.io import atomic_write_json, atomic_write_text
-from aselect_bench.reports import markdown_table
+from aselect_bench.reports import markdown_table, run_header, run_record, write_report
+from aselect_bench.settings import load_bench_preset
+from aselect_bench.tasks.fit import make_trainer
 
 
 class EpochTimer(L.Callback):
@@ -35,17 +36,15 @@ class EpochTimer(L.Callback):
             self.seconds.append(time.perf_counter() - self.start)
 
 
-def run(exp, cache: bool, precision: str, epochs: int, runs_dir) -> dict:
+def run(exp, cache: bool, precision: str, epochs: int, runs_dir, feature_cache_root) -> dict:
+    """One probe training at t=50 on the preset's fixed views, with or without the feature cache."""
     exp.backbone.set_precision(precision)
-    exp.preset["fgvc"]["train_augment"] = not cache  # the cache needs fixed views; the uncached run recomputes
-    exp.datamodule.train_augment = False  # same images in both runs: only the cache differs
     timer = EpochTimer()
     L.seed_everything(0, verbose=False)
-    task = exp.make_task(50)
-    task.cache_features = cache
-    trainer = L.Trainer(max_epochs=epochs, callbacks=[timer], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        default_root_dir=str(runs_dir))
+    task = exp.make_task(50, feature_cache_root=feature_cache_root)
+    task.cache_features = cache  # same fixed views in both runs: only the cache differs
+    trainer, _ = make_trainer(runs_dir, "perf-probe", epochs, [timer], progress=False, checkpoint=False,
+                              logger=False)
     before = exp.backbone.forwards
     trainer.fit(task, datamodule=exp.datamodule)
     val = trainer.validate(task, datamodule=exp.datamodule, verbose=False)[0]["val/top1"]
@@ -60,26 +59,25 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo preset's probe schedule")
     parser.add_argument("--out", default="results/perf/probe")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp, cold_feature_cache():  # features measured from cold
-        preset = load_preset("demo")
-        args.epochs = args.epochs or preset["fgvc"]["max_epochs"]
-        preset.update(data_root=f"{tmp}/data", num_workers=0)
+    with tempfile.TemporaryDirectory() as tmp, cold_feature_cache() as features:  # features measured from cold
+        preset = load_bench_preset("demo").override(data_root=f"{tmp}/data", num_workers=0)
+        epochs = args.epochs or preset.fgvc.max_epochs
         backbone = load_backbone("demo")  # the pretrained demo DiT: the bf16-vs-float32 accuracy check needs real features
         exp = build_experiment("fgvc", "cub", preset, backbone)
         cases = {
-            "float32, no cache": run(exp, False, "32", args.epochs, tmp),
-            "float32, feature cache": run(exp, True, "32", args.epochs, tmp),
-            "bf16, no cache": run(exp, False, "bf16", args.epochs, tmp),
+            "float32, no cache": run(exp, False, "32", epochs, tmp, features),
+            "float32, feature cache": run(exp, True, "32", epochs, tmp, features),
+            "bf16, no cache": run(exp, False, "bf16", epochs, tmp, features),
         }
     uncached, cached = cases["float32, no cache"], cases["float32, feature cache"]
-    result = {"dataset": "synthetic cub layout (demo preset sizes)", "epochs": args.epochs, "cases": cases,
+    result = {"dataset": "synthetic cub layout (demo preset sizes)", "epochs": epochs, "cases": cases,
               "cached_epoch_speedup": uncached["later_epoch_median"] / cached["later_epoch_median"],
               "bf16_val_top1_minus_fp32": cases["bf16, no cache"]["val_top1"] - uncached["val_top1"],
-              "bf16_test_top1_minus_fp32": cases["bf16, no cache"]["test_top1"] - uncached["test_top1"]}
-    atomic_write_json(f"{args.out}.json", result)
+              "bf16_test_top1_minus_fp32": cases["bf16, no cache"]["test_top1"] - uncached["test_top1"],
+              "run": run_record(preset, backbone)}
     rows = [[name, c["first_epoch"], c["later_epoch_median"], c["forwards"], c["val_top1"], c["test_top1"]]
             for name, c in cases.items()]
-    md = ["# Probe training: feature cache and precision (demo preset)\n",
+    md = ["# Probe training: feature cache and precision (demo preset)\n", run_header(result["run"]),
           markdown_table(["case", "epoch 1 (s)", "later epochs, median (s)", "backbone forwards", "val top-1 (%)",
                           "test top-1 (%)"],
                          rows),
@@ -88,7 +86,7 @@ def main(argv=None) -> dict:
           f"- bf16 autocast changes top-1 by {result['bf16_val_top1_minus_fp32']:+.2f} points on val "
           f"({len(exp.datamodule.sets['val'])} images) and "
           f"{result['bf16_test_top1_minus_fp32']:+.2f} on test ({len(exp.datamodule.sets['test'])} images)"]
-    atomic_write_text(f"{args.out}.md", "\n".join(md) + "\n")
+    write_report(Path(args.out).parent, Path(args.out).name, result, "\n".join(md) + "\n")
     print("\n".join(md))
     return result
 

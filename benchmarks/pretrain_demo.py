@@ -22,9 +22,8 @@ from aselect_bench.backbones.loading import _from_diffusers
 from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.data.synth_fgvc import render_samples
 from aselect_bench.data.transforms import RESIZE_RATIO
-from aselect_bench.io import atomic_write_json, atomic_write_text
 from aselect_bench.pretrain import load_demo_backbone, pretrain_demo
-from aselect_bench.reports import markdown_table
+from aselect_bench.reports import markdown_table, write_report
 
 NUM_CLASSES = 12
 L2_GRID = (1e-4, 1e-3, 1e-2)
@@ -184,9 +183,8 @@ def main(argv=None) -> dict:
     }
     result["summary"] = {name: summarise(g, blocks) for name, g in result["grid"].items()}
     result["seconds"] = time.perf_counter() - start
-    atomic_write_json(f"{args.out}.json", result)
     text = markdown(result, timesteps, blocks)
-    atomic_write_text(f"{args.out}.md", text)
+    write_report(Path(args.out).parent, Path(args.out).name, result, text)
     print(text)
     return result
 

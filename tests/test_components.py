@@ -24,7 +24,7 @@ def test_component_grid_costs_one_pass_per_distinct_timestep(tmp_path, monkeypat
     assert result["one_separate_run"]["forwards"] == n  # from cold: not served by the fused run's cache
     assert result["separate_forwards"] == 6 * n
     for tap, row in result["grid"].items():  # each tap at its own HFR argmax
-        assert str(row["timestep"]) == max(result["hfr_curves"][tap], key=result["hfr_curves"][tap].get)
+        assert row["timestep"] == max(result["hfr_curves"][tap], key=result["hfr_curves"][tap].get)
     assert result["best_tap"] == max(result["grid"], key=lambda t: result["grid"][t]["val_top1"])
     stem = write_components(result, tmp_path / "out")
     assert json.loads(stem.with_suffix(".json").read_text())["best_tap"] == result["best_tap"]

@@ -104,12 +104,15 @@ class PeakedBackbone:
     """Features whose HFR is known: a constant plus a frequency-0.5 cosine whose amplitude peaks at t = 700."""
 
     num_train_timesteps = 1000
-    forwards = 0
+
+    def __init__(self):
+        self.forwards = 0  # like Backbone: images passed through the transformer
 
     def encode(self, images):
         return images
 
     def extract_x0(self, x0, t, taps, noise=None):
+        self.forwards += len(x0)
         amplitude = 1 - abs(t - 700) / 1000
         cols = torch.arange(16.0)[None, :].expand(16, 16)
         grid = (1 + amplitude * torch.cos(math.pi * cols))[None, None].expand(len(x0), 2, 16, 16)

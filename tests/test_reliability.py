@@ -34,14 +34,13 @@ def test_checkpoint_whose_shapes_do_not_match_its_config(tmp_path):
 
 
 def test_same_seed_same_metrics_on_the_demo_architecture(tmp_path):
-    from aselect_bench.config import load_preset
     from aselect_bench.experiments import build_experiment, hfr_selector
+    from aselect_bench.settings import load_bench_preset
 
-    preset = load_preset("demo")
-    preset.update(data_root=str(tmp_path / "data"), num_workers=0)
-    preset["synth"]["fgvc"] = dict(num_classes=10, train_per_class=6, test_per_class=2, image_size=32)
-    preset["fgvc"].update(max_epochs=2, batch_size=16)
-    preset["hfr"].update(num_images=8, candidates=[0, 100, 500])
+    preset = load_bench_preset("demo").override(**{
+        "data_root": str(tmp_path / "data"), "num_workers": 0, "fgvc.max_epochs": 2, "fgvc.batch_size": 16,
+        "synth.fgvc": dict(num_classes=10, train_per_class=6, test_per_class=2, image_size=32),
+        "hfr.num_images": 8, "hfr.candidates": [0, 100, 500]})
     backbone = load_backbone("demo", pretrained=False)  # the demo architecture; weights do not matter here
     runs = []
     for i in range(2):

@@ -9,17 +9,17 @@ import pytest
 from aselect_bench import load_backbone
 from aselect_bench.analyses.compare import run_comparison, spearman, write_comparison
 from aselect_bench.experiments import FGVCExperiment
+from aselect_bench.settings import preset_from_dict
 from tests.conftest import BlobsDataModule
 
-PRESET = {
-    "name": "unit", "seed": 0, "num_workers": 0,
-    "hfr": {"candidates": [0, 300, 999], "num_images": 6, "cutoff": 0.15, "mode": "radial", "remove_mean": False,
-            "noise_draws": 1},
+PRESET = preset_from_dict({
+    "name": "unit", "backbone": "tiny-dit", "seed": 0, "num_workers": 0,
+    "hfr": {"candidates": [0, 300, 999], "num_images": 6},
     "fgvc": {"tap": "blocks.1.out", "head": "linear", "linear_norm": "batchnorm", "head_width": 16, "head_depth": 1,
              "head_heads": 2,
              "lr": 5e-2, "weight_decay": 0.0, "warmup_fraction": 0.0, "label_smoothing": 0.0, "max_epochs": 2,
-             "batch_size": 8, "train_augment": False},
-}
+             "batch_size": 8, "train_augment": False, "datasets": ["blobs"]},
+})
 
 
 class BlobsExperiment(FGVCExperiment):
@@ -39,7 +39,7 @@ def metrics_only(result):
 
 def test_interrupted_comparison_resumes_without_recomputing(tmp_path, monkeypatch):
     backbone = load_backbone("tiny-dit", pretrained=False)
-    reference = run_comparison(BlobsExperiment(PRESET, backbone), [0, 300, 999], state_root=tmp_path / "ref",
+    reference = run_comparison(BlobsExperiment(PRESET, backbone), state_root=tmp_path / "ref",
                                runs_dir=tmp_path / "runs", variants=False, progress=False)
 
     exp = BlobsExperiment(PRESET, backbone)
@@ -52,49 +52,63 @@ def test_interrupted_comparison_resumes_without_recomputing(tmp_path, monkeypatc
 
     monkeypatch.setattr(exp, "fit", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        run_comparison(exp, [0, 300, 999], state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
+        run_comparison(exp, state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
                        variants=False, progress=False)
     assert exp.calls == [0, 300]
 
     resumed_exp = BlobsExperiment(PRESET, backbone)
-    resumed = run_comparison(resumed_exp, [0, 300, 999], state_root=tmp_path / "state",
+    resumed = run_comparison(resumed_exp, state_root=tmp_path / "state",
                              runs_dir=tmp_path / "runs", variants=False, progress=False)
     chosen = resumed["aselect"]["timestep"]
     assert resumed_exp.calls == [999, chosen]  # only the unfinished candidate, then A-SelecT's training
     assert metrics_only(resumed) == metrics_only(reference)
     again = BlobsExperiment(PRESET, backbone)
-    run_comparison(again, [0, 300, 999], state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
+    run_comparison(again, state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
                    variants=False, progress=False)
     assert again.calls == []  # everything finished is reused
 
-    changed = {**PRESET, "fgvc": {**PRESET["fgvc"], "lr": 1e-2}}
+    changed = PRESET.override(**{"fgvc.lr": 1e-2})
     fresh = BlobsExperiment(changed, backbone)
-    run_comparison(fresh, [0], state_root=tmp_path / "state", runs_dir=tmp_path / "runs", variants=False,
+    run_comparison(fresh, state_root=tmp_path / "state", runs_dir=tmp_path / "runs", variants=False,
                    progress=False, only=[0])
     assert fresh.calls == [0]  # a changed configuration never reuses stale results
+
+
+def test_another_candidate_grid_gets_a_fresh_scan_and_is_recorded(tmp_path):
+    backbone = load_backbone("tiny-dit", pretrained=False)
+    first = run_comparison(BlobsExperiment(PRESET, backbone), state_root=tmp_path / "state",
+                           runs_dir=tmp_path / "runs", variants=False, progress=False)
+    grid = PRESET.override(**{"hfr.candidates": [0, 500]})
+    exp = BlobsExperiment(grid, backbone)
+    second = run_comparison(exp, state_root=tmp_path / "state", runs_dir=tmp_path / "runs", variants=False,
+                            progress=False)
+    assert exp.calls[:2] == [0, 500]  # nothing of the 3-candidate comparison is reused
+    assert second["fingerprint"] != first["fingerprint"]
+    assert set(second["hfr"]) == {0, 500} and second["aselect"]["stages"]["scan"]["forwards"] == 6 * 2
+    assert second["run"]["overrides"] == {"hfr.candidates": [0, 500]} and second["run"]["preset"] == "unit"
 
 
 def test_comparison_accounting_variants_fused_and_files(tmp_path):
     backbone = load_backbone("tiny-dit", pretrained=False)
     exp = BlobsExperiment(PRESET, backbone)
-    result = run_comparison(exp, [0, 300, 999], state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
+    result = run_comparison(exp, state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
                             variants=True, fused=True, progress=False)
     ex, a = result["exhaustive"], result["aselect"]
     assert ex["forwards"] == sum(r["forwards"] for r in ex["per_timestep"].values())
     assert a["forwards"] == a["stages"]["scan"]["forwards"] + a["stages"]["train"]["forwards"]
     assert a["stages"]["scan"]["forwards"] == 6 * 3  # 6 calibration images x 3 candidates
     # each strategy pays for its own features: A-SelecT's training is not helped by the exhaustive cache
-    assert a["stages"]["train"]["forwards"] == ex["per_timestep"][str(a["timestep"])]["forwards"] > 0
+    assert a["stages"]["train"]["forwards"] == ex["per_timestep"][a["timestep"]]["forwards"] > 0
     assert result["saving_forwards"] == pytest.approx(ex["forwards"] / a["forwards"])
-    assert ex["best_timestep"] == max([0, 300, 999], key=lambda t: ex["per_timestep"][str(t)]["val"])
+    assert ex["best_timestep"] == max([0, 300, 999], key=lambda t: ex["per_timestep"][t]["val"])
     assert result["regret"] == pytest.approx(ex["test_at_best"] - a["test"])
     # A-SelecT's training reproduces the exhaustive run at the same timestep (same seed and data)
-    assert a["test"] == ex["per_timestep"][str(a["timestep"])]["test"]
+    assert a["test"] == ex["per_timestep"][a["timestep"]]["test"]
     assert len(result["variants"]) == 12
-    default = result["variants"]["radial-K1"]
+    default = result["variants"]["tokens1d-K1"]
     assert default["timestep"] == a["timestep"] and default["hfr"] == result["hfr"]
     fused = result["fused_exhaustive"]
-    assert set(fused["per_timestep"]) == {"0", "300", "999"}
+    assert set(fused["per_timestep"]) == {0, 300, 999}
     stem = write_comparison(result, tmp_path / "out", tensorboard_dir=tmp_path / "tb")
     saved = json.loads(stem.with_suffix(".json").read_text())
     assert saved["task"] == "fgvc" and set(saved) >= {"saving_seconds", "saving_forwards", "regret",

@@ -5,9 +5,12 @@
 - fused exhaustive (optional, classification): one data loop with one head per candidate;
 - HFR variants (ablation): other HFR settings scanned on the same images, scored on the shared curve.
 
-Every finished piece is written atomically under a folder keyed by a fingerprint of the configuration,
-so an interrupted comparison resumes without recomputing anything, and a changed configuration never
-reuses stale results. Costs: wall seconds and ``forwards`` (images passed through the backbone).
+Every finished piece is written atomically under a folder keyed by a fingerprint of everything that
+changes it (the preset with its overrides and candidate grid, the backbone's weights and precision, the
+data), so an interrupted comparison resumes without recomputing anything and a changed configuration never
+reuses stale results. Costs (:mod:`aselect_bench.costs`): wall seconds and ``forwards`` (images passed
+through the backbone). Each strategy trains from its own cold feature cache. Timesteps are ``int`` keys in
+memory.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
-from aselect_bench.hfr import MODES, scan_hfr_variants, summarize_scan
+from aselect_bench.costs import Cost
+from aselect_bench.experiments.base import exhaustive_summary
+from aselect_bench.hfr import DEFAULTS, MODES, scan_hfr_variants, summarize_scan
 from aselect_bench.io import atomic_write_json, read_json
+from aselect_bench.reports import run_record
 
 
 def fingerprint(obj) -> str:
@@ -38,6 +42,11 @@ def spearman(xs: list[float], ys: list[float]) -> float | None:
     return None if math.isnan(value) else value
 
 
+def int_keys(mapping: dict) -> dict:
+    """``{"50": v}`` (as JSON stores timesteps) -> ``{50: v}``."""
+    return {int(k): v for k, v in mapping.items()}
+
+
 class Store:
     """Finished pieces of one comparison as JSON files under ``root`` (atomic writes, resumable)."""
 
@@ -50,114 +59,89 @@ class Store:
             return read_json(path), True
         value = fn()
         atomic_write_json(path, value)
-        return value, False
+        return json.loads(json.dumps(value)), False  # the same form a resumed run reads back
 
 
 def variant_grid() -> dict[str, dict]:
-    """The ablation: mode x remove_mean x noise_draws (1, 8) at the paper's cutoff 0.15."""
+    """The ablation: mode x remove_mean x noise_draws (1, 8) at the default cutoff."""
     grid = {}
     for draws in (1, 8):
         for mode in MODES:
             for remove_mean in (False, True):
                 name = f"{mode}{'-demean' if remove_mean else ''}-K{draws}"
-                grid[name] = dict(cutoff=0.15, mode=mode, remove_mean=remove_mean, noise_draws=draws)
+                grid[name] = dict(cutoff=DEFAULTS.cutoff, mode=mode, remove_mean=remove_mean, noise_draws=draws)
     return grid
 
 
-def run_comparison(exp, candidates, out_dir="results/compare", state_root="runs/compare", runs_dir="runs",
-                   variants: bool = True, fused: bool = False, only=None, progress: bool = True) -> dict | None:
-    """Run (or resume) the comparison for experiment ``exp`` (see :mod:`aselect_bench.experiments`).
+def run_comparison(exp, state_root="runs/compare", runs_dir="runs", variants: bool = True, fused: bool = False,
+                   only=None, progress: bool = True) -> dict | None:
+    """Run (or resume) the comparison for experiment ``exp`` on its preset's candidate grid.
 
     ``only``: train just these candidates of the exhaustive sweep and stop (split a sweep over jobs,
     e.g. a SLURM array; a later run without ``only`` merges). Returns the comparison dict (or None).
     """
-    candidates = [int(t) for t in candidates]
-    config = dict(exp.describe(), hfr=exp.preset["hfr"])
-    config.pop("candidates", None)
+    config = exp.describe()
     fp = fingerprint(config)
-    label = f"{exp.task}-{exp.dataset}-{exp.preset['name']}"
+    label = f"{exp.task}-{exp.dataset}-{exp.preset.name}"
     store = Store(Path(state_root) / label / fp)
     atomic_write_json(store.root / "config.json", config)
-    with private_feature_cache(store.root / "features"):  # costs measured from cold, not helped by other runs
-        return _compare(exp, candidates, store, fp, runs_dir, label, variants, fused, only, progress)
-
-
-@contextmanager
-def private_feature_cache(folder: Path):
-    """Point the feature cache at ``folder`` for the duration (restored afterwards)."""
-    old = os.environ.get("ASELECT_FEATURE_CACHE")
-    os.environ["ASELECT_FEATURE_CACHE"] = str(folder)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("ASELECT_FEATURE_CACHE", None)
-        else:
-            os.environ["ASELECT_FEATURE_CACHE"] = old
-
-
-def _compare(exp, candidates, store, fp, runs_dir, label, variants, fused, only, progress):
-    """The body of :func:`run_comparison`, inside its private feature cache."""
     log_root = Path(runs_dir) / "compare" / label
+    candidates = list(exp.preset.hfr.candidates)
 
-    def train(t: int, name: str):
-        run = exp.fit(timestep=t, log_dir=log_root, name=name, progress=progress)
+    def train(t: int, name: str, cache: str):  # each strategy trains from its own cold feature cache
+        run = exp.fit(timestep=t, log_dir=log_root, name=name, progress=progress,
+                      feature_cache_root=store.root / cache)
         return {"val": run.val, "test": run.test, "seconds": run.seconds, "forwards": run.forwards}
 
     per_timestep, reused = {}, 0
     for t in (only or candidates):
         print(f"exhaustive: t={t}")
-        per_timestep[str(t)], was_reused = store.get_or_run(f"exhaustive/t{t:04d}", lambda t=t: train(t, f"exhaustive-t{t}"))
+        per_timestep[t], was_reused = store.get_or_run(f"exhaustive/t{t:04d}",
+                                                       lambda t=t: train(t, f"exhaustive-t{t}", "features"))
         reused += was_reused
     if only:
         print(f"trained {len(only) - reused} candidate(s), reused {reused}; state in {store.root}")
         return None
 
-    scan, _ = store.get_or_run("aselect/scan", lambda: _scan(exp, candidates, {"hfr": exp.hfr_settings()},
-                                                             exp.preset["hfr"]["noise_draws"], progress)["hfr"])
+    scan, _ = store.get_or_run("aselect/scan", lambda: _scan(exp, {"hfr": exp.preset.hfr.band()},
+                                                             exp.preset.hfr.noise_draws, progress)["hfr"])
     chosen = scan["timestep"]
-    with private_feature_cache(store.root / "features-aselect"):  # A-SelecT pays for its own features
-        aselect_train, _ = store.get_or_run("aselect/train", lambda: train(chosen, f"aselect-t{chosen}"))
-    best_t = max(candidates, key=lambda t: per_timestep[str(t)]["val"])
-    exhaustive = {
-        "per_timestep": per_timestep, "best_timestep": best_t, "test_at_best": per_timestep[str(best_t)]["test"],
-        "seconds": sum(r["seconds"] for r in per_timestep.values()),
-        "forwards": sum(r["forwards"] for r in per_timestep.values()),
-    }
-    aselect = {
-        "timestep": chosen, "val": aselect_train["val"], "test": aselect_train["test"],
-        "seconds": scan["seconds"] + aselect_train["seconds"], "forwards": scan["forwards"] + aselect_train["forwards"],
-        "stages": {"scan": {"seconds": scan["seconds"], "forwards": scan["forwards"]},
-                   "train": {"seconds": aselect_train["seconds"], "forwards": aselect_train["forwards"]}},
-    }
-    hfr = scan["hfr"]
+    aselect_train, _ = store.get_or_run("aselect/train", lambda: train(chosen, f"aselect-t{chosen}", "features-aselect"))
+    exhaustive = exhaustive_summary(per_timestep)
+    stages = {"scan": Cost(scan["seconds"], scan["forwards"]),
+              "train": Cost(aselect_train["seconds"], aselect_train["forwards"])}
+    total = stages["scan"] + stages["train"]
+    aselect = {"timestep": chosen, "val": aselect_train["val"], "test": aselect_train["test"], **total.to_json(),
+               "stages": {name: cost.to_json() for name, cost in stages.items()},
+               **{k: scan[k] for k in ("support", "runner_up", "margin") if k in scan}}
+    hfr = int_keys(scan["hfr"])
     result = {
-        "task": exp.task, "dataset": exp.dataset, "preset": exp.preset["name"], "metric": exp.metric_name,
-        "backbone": exp.backbone.name, "tap": exp.hfr_tap, "candidates": candidates, "hfr": hfr,
-        "exhaustive": exhaustive, "aselect": aselect,
+        "task": exp.task, "dataset": exp.dataset, "preset": exp.preset.name, "metric": exp.metric_name,
+        "splits": exp.split_names(), "backbone": exp.backbone.name, "tap": exp.hfr_tap, "candidates": candidates,
+        "hfr": hfr, "exhaustive": exhaustive, "aselect": aselect,
         "saving_seconds": exhaustive["seconds"] / aselect["seconds"],
         "saving_forwards": exhaustive["forwards"] / aselect["forwards"],
         "ideal_saving": len(candidates),
         "scan_share_of_one_training": scan["seconds"] / aselect_train["seconds"],
         "regret": exhaustive["test_at_best"] - aselect["test"],
-        "spearman_hfr_val": spearman([hfr[str(t)] for t in candidates], [per_timestep[str(t)]["val"] for t in candidates]),
-        "fingerprint": fp,
+        "spearman_hfr_val": spearman([hfr[t] for t in candidates], [per_timestep[t]["val"] for t in candidates]),
+        "hfr_settings": exp.preset.hfr.to_json(), "fingerprint": fp, "run": run_record(exp.preset, exp.backbone),
     }
     if fused and exp.supports_fused:
-        with private_feature_cache(store.root / "features-fused"):
-            result["fused_exhaustive"], _ = store.get_or_run("fused", lambda: exp.fit_fused(candidates, log_root,
-                                                                                            progress))
+        fused_result, _ = store.get_or_run("fused", lambda: exp.fit_fused(
+            candidates, log_root, progress, feature_cache_root=store.root / "features-fused"))
+        result["fused_exhaustive"] = {**fused_result, "per_timestep": int_keys(fused_result["per_timestep"])}
     if variants:
         result["variants"] = _variants(exp, store, candidates, per_timestep, exhaustive, progress)
     return result
 
 
-def _scan(exp, candidates, variants: dict, noise_draws: int, progress: bool) -> dict:
-    """One timed scan reading several HFR variants: ``{variant: selection json}``."""
+def _scan(exp, variants: dict, noise_draws: int, progress: bool) -> dict:
+    """One timed scan of the preset's grid reading several HFR variants: ``{variant: selection json}``."""
     images = exp.calibration_images()
     per_variant, seconds, forwards = scan_hfr_variants(
-        exp.backbone, images, candidates, [exp.hfr_tap], variants, noise_draws=noise_draws,
-        seed=exp.preset["seed"], progress=progress)
+        exp.backbone, images, exp.preset.hfr.candidates, [exp.hfr_tap], variants, noise_draws=noise_draws,
+        seed=exp.preset.seed, progress=progress)
     return {name: summarize_scan(per_image[exp.hfr_tap], exp.hfr_tap, seconds, forwards,
                                  {**variants[name], "noise_draws": noise_draws}).to_json()
             for name, per_image in per_variant.items()}
@@ -171,55 +155,52 @@ def _variants(exp, store, candidates, per_timestep, exhaustive, progress) -> dic
         group = {name: {k: v for k, v in s.items() if k != "noise_draws"}
                  for name, s in grid.items() if s["noise_draws"] == draws}
         scans, _ = store.get_or_run(f"variants/K{draws}", lambda group=group, draws=draws: _scan(
-            exp, candidates, group, draws, progress))
+            exp, group, draws, progress))
         for name, scan in scans.items():
-            t = scan["timestep"]
-            curve = [scan["hfr"][str(c)] for c in candidates]
-            out[name] = {**grid[name], "timestep": t, "val": per_timestep[str(t)]["val"],
-                         "test": per_timestep[str(t)]["test"], "regret": exhaustive["test_at_best"] - per_timestep[str(t)]["test"],
-                         "spearman_hfr_val": spearman(curve, [per_timestep[str(c)]["val"] for c in candidates]),
-                         "scan_seconds": scan["seconds"], "scan_forwards": scan["forwards"], "hfr": scan["hfr"]}
+            t, hfr = scan["timestep"], int_keys(scan["hfr"])
+            out[name] = {**grid[name], "timestep": t, "val": per_timestep[t]["val"], "test": per_timestep[t]["test"],
+                         "regret": exhaustive["test_at_best"] - per_timestep[t]["test"],
+                         "spearman_hfr_val": spearman([hfr[c] for c in candidates],
+                                                      [per_timestep[c]["val"] for c in candidates]),
+                         "scan_seconds": scan["seconds"], "scan_forwards": scan["forwards"], "hfr": hfr,
+                         **{k: scan[k] for k in ("support", "runner_up", "margin") if k in scan}}
     return out
 
 
 def write_comparison(result: dict, out_dir="results/compare", tensorboard_dir=None) -> Path:
     """``<task>-<dataset>-<preset>.json``, ``.md`` and ``.png`` (atomic), and the same in TensorBoard."""
-    from aselect_bench.io import atomic_write_text
-    from aselect_bench.plots import comparison_figure, cost_figure, save_figure
+    from aselect_bench.plots import comparison_figure, cost_figure
+    from aselect_bench.reports import write_report
 
-    stem = Path(out_dir) / f"{result['task']}-{result['dataset']}-{result['preset']}"
-    atomic_write_json(stem.with_suffix(".json"), result)
-    atomic_write_text(stem.with_suffix(".md"), comparison_markdown(result))
-    save_figure(comparison_figure(result), stem.with_suffix(".png"))
-    if tensorboard_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        with SummaryWriter(str(Path(tensorboard_dir) / "comparison")) as writer:
-            for t in result["candidates"]:
-                row = result["exhaustive"]["per_timestep"][str(t)]
-                writer.add_scalar(f"compare/val_{result['metric']}", row["val"], global_step=t)
-                writer.add_scalar(f"compare/test_{result['metric']}", row["test"], global_step=t)
-                writer.add_scalar("compare/hfr", result["hfr"][str(t)], global_step=t)
-            writer.add_figure("compare/curves", comparison_figure(result))
-            writer.add_figure("compare/cost", cost_figure(result))
-            writer.add_scalar("compare/saving_seconds", result["saving_seconds"])
-            writer.add_scalar("compare/saving_forwards", result["saving_forwards"])
-            writer.add_scalar("compare/regret", result["regret"])
-    return stem
+    name = f"{result['task']}-{result['dataset']}-{result['preset']}"
+    per_t, m = result["exhaustive"]["per_timestep"], result["metric"]
+    scalars = {f"compare/val_{m}": {t: per_t[t]["val"] for t in result["candidates"]},
+               f"compare/test_{m}": {t: per_t[t]["test"] for t in result["candidates"]},
+               "compare/hfr": result["hfr"], **{f"compare/{k}": result[k]
+                                               for k in ("saving_seconds", "saving_forwards", "regret")}}
+    return write_report(out_dir, name, result, comparison_markdown(result),
+                        {f"{name}.png": comparison_figure(result), f"{name}-cost.png": cost_figure(result)},
+                        tensorboard_dir=None if tensorboard_dir is None else Path(tensorboard_dir) / "comparison",
+                        scalars=scalars)
 
 
 def comparison_markdown(result: dict) -> str:
-    """The comparison as Markdown: summary, cost, per-timestep table, and the HFR variants."""
-    from aselect_bench.reports import markdown_table
+    """The comparison as Markdown: how it was run, summary, cost, per-timestep table, and the HFR variants."""
+    from aselect_bench.reports import markdown_table, run_header
 
     m, ex, a = result["metric"], result["exhaustive"], result["aselect"]
+    val, test = (result["splits"][s] for s in ("val", "test"))
     rho = result["spearman_hfr_val"]
+    support = (f"; bootstrap support {100 * a['support']:.0f}% (runner-up t={a['runner_up']}, margin "
+               f"{a['margin']:.4f})" if "support" in a else "")
     lines = [
         f"# Exhaustive search vs A-SelecT: {result['task']} / {result['dataset']} / preset `{result['preset']}`\n",
+        run_header(result["run"]) if "run" in result else "",
         f"Backbone `{result['backbone']}`, HFR tap `{result['tap']}`, {len(result['candidates'])} candidate "
-        f"timesteps. Metric: {m} in percent.\n",
-        markdown_table(["strategy", "timestep", f"val {m}", f"test {m}", "seconds", "forwards"], [
-            ["exhaustive (best val)", ex["best_timestep"], ex["per_timestep"][str(ex["best_timestep"])]["val"],
+        f"timesteps. Metric: {m} in percent; every choice (timestep, epoch) is made on the {val} split, the "
+        f"{test} split is only reported.\n",
+        markdown_table(["strategy", "timestep", f"{val} {m}", f"{test} {m}", "seconds", "forwards"], [
+            [f"exhaustive (best {val})", ex["best_timestep"], ex["per_timestep"][ex["best_timestep"]]["val"],
              ex["test_at_best"], ex["seconds"], ex["forwards"]],
             ["A-SelecT (scan + 1 training)", a["timestep"], a["val"], a["test"], a["seconds"], a["forwards"]],
         ] + ([["fused exhaustive (1 loop, 1 head per t)", result["fused_exhaustive"]["best_timestep"], None,
@@ -229,19 +210,19 @@ def comparison_markdown(result: dict) -> str:
         f"(ideal: {result['ideal_saving']}x, the number of candidates)",
         f"- A-SelecT stages: scan {a['stages']['scan']['seconds']:.1f}s / {a['stages']['scan']['forwards']} forwards, "
         f"training {a['stages']['train']['seconds']:.1f}s / {a['stages']['train']['forwards']} forwards "
-        f"(scan = {100 * result['scan_share_of_one_training']:.1f}% of one training)",
-        f"- regret (exhaustive test at best - A-SelecT test): **{result['regret']:.2f}** points",
-        f"- Spearman(HFR, val {m}) over the grid: **{'n/a' if rho is None else f'{rho:.3f}'}**\n",
+        f"(scan = {100 * result['scan_share_of_one_training']:.1f}% of one training){support}",
+        f"- regret (exhaustive {test} at best - A-SelecT {test}): **{result['regret']:.2f}** points",
+        f"- Spearman(HFR, {val} {m}) over the grid: **{'n/a' if rho is None else f'{rho:.3f}'}**\n",
         "## Per timestep\n",
-        markdown_table(["timestep", "mean HFR", f"val {m}", f"test {m}", "seconds", "forwards"], [
-            [int(t), result["hfr"][str(t)], ex["per_timestep"][str(t)]["val"], ex["per_timestep"][str(t)]["test"],
-             ex["per_timestep"][str(t)]["seconds"], ex["per_timestep"][str(t)]["forwards"]]
+        markdown_table(["timestep", "mean HFR", f"{val} {m}", f"{test} {m}", "seconds", "forwards"], [
+            [t, result["hfr"][t], ex["per_timestep"][t]["val"], ex["per_timestep"][t]["test"],
+             ex["per_timestep"][t]["seconds"], ex["per_timestep"][t]["forwards"]]
             for t in result["candidates"]]),
     ]
     if "variants" in result:
         lines += ["\n## HFR variants (ablation; scored on the exhaustive curve above)\n",
-                  markdown_table(["variant", "mode", "remove_mean", "noise_draws", "timestep", f"test {m}",
-                                  "regret", "Spearman(HFR, val)"], [
+                  markdown_table(["variant", "mode", "remove_mean", "noise_draws", "timestep", f"{test} {m}",
+                                  "regret", f"Spearman(HFR, {val})"], [
                       [name, v["mode"], v["remove_mean"], v["noise_draws"], v["timestep"], v["test"], v["regret"],
                        v["spearman_hfr_val"]] for name, v in result["variants"].items()])]
     return "\n".join(lines) + "\n"

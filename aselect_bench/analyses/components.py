@@ -7,29 +7,15 @@ distinct timestep. Each tap's timestep is its own HFR argmax (one scan reads all
 
 from __future__ import annotations
 
-import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import lightning as L
-
-from aselect_bench.analyses.compare import private_feature_cache, spearman
+from aselect_bench.analyses.compare import spearman
 from aselect_bench.backbones import COMPONENTS, grid_taps
-from aselect_bench.experiments.fgvc import fused_probe
+from aselect_bench.cache import cold_feature_cache
+from aselect_bench.costs import measure_cost
+from aselect_bench.experiments.base import best_on_validation
 from aselect_bench.hfr import scan_hfr, summarize_scan
-from aselect_bench.io import cache_dir
-from aselect_bench.tasks.fit import DETERMINISTIC
-from aselect_bench.tasks.fused import pair_key
-
-
-@contextmanager
-def cold_feature_cache():
-    """A private, empty feature cache for the duration (deleted afterwards: a grid's features are large)."""
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="components-", dir=cache_dir()) as folder:
-        with private_feature_cache(Path(folder)):
-            yield
+from aselect_bench.reports import run_record
 
 
 def default_blocks(num_blocks: int) -> list[int]:
@@ -40,10 +26,10 @@ def default_blocks(num_blocks: int) -> list[int]:
 
 
 def authors_tap(backbone) -> str:
-    from aselect_bench.backbones import PRESETS
+    """The authors' pick, ``blocks.9.query``, where the model is that deep; else the backbone's default tap."""
+    from aselect_bench.backbones.registry import default_tap
 
-    preset = PRESETS.get(backbone.name)
-    return "blocks.9.query" if backbone.num_blocks > 9 else (preset.default_tap if preset else "blocks.0.out")
+    return "blocks.9.query" if backbone.num_blocks > 9 else default_tap(backbone.name)
 
 
 def run_components(exp, blocks=None, components=COMPONENTS, timestep: int | None = None, runs_dir="runs",
@@ -52,55 +38,45 @@ def run_components(exp, blocks=None, components=COMPONENTS, timestep: int | None
     backbone, preset = exp.backbone, exp.preset
     blocks = list(blocks) if blocks is not None else default_blocks(backbone.num_blocks)
     taps = grid_taps(blocks, components)
-    start, forwards0 = time.perf_counter(), backbone.forwards
-    candidates = preset["hfr"]["candidates"] if timestep is None else [timestep]
-    settings = dict(cutoff=preset["hfr"]["cutoff"], mode=preset["hfr"]["mode"], remove_mean=preset["hfr"]["remove_mean"])
-    per_image, scan_seconds, scan_forwards = scan_hfr(
-        backbone, exp.calibration_images(), candidates, taps, noise_draws=preset["hfr"]["noise_draws"],
-        seed=preset["seed"], progress=progress, **settings)
-    scans = {tap: summarize_scan(per_image[tap], tap, scan_seconds, scan_forwards, settings) for tap in taps}
-    chosen = {tap: scans[tap].timestep for tap in taps}
-
-    with cold_feature_cache():  # the cost is measured from cold, not helped by earlier runs' features
-        L.seed_everything(preset["seed"], workers=True, verbose=False)
-        task = fused_probe(preset, backbone, [(tap, chosen[tap]) for tap in taps], exp.datamodule.num_classes)
-        log_name = f"{preset['name']}-{exp.dataset}"
-        trainer = L.Trainer(accelerator="auto", devices=1, max_epochs=exp.max_epochs, enable_checkpointing=False,
-                            logger=L.pytorch.loggers.TensorBoardLogger(str(Path(runs_dir) / "components"),
-                                                                       name=log_name),
-                            enable_progress_bar=progress, enable_model_summary=False, deterministic=DETERMINISTIC,
-                            num_sanity_val_steps=0)
-        trainer.fit(task, datamodule=exp.datamodule)
-        trainer.test(task, datamodule=exp.datamodule, verbose=False)
-    val = task.best_val_top1()
+    candidates = list(preset.hfr.candidates) if timestep is None else [timestep]
+    log_dir, log_name = Path(runs_dir) / "components", f"{preset.name}-{exp.dataset}"
+    with measure_cost(backbone) as cost:
+        per_image, scan_seconds, scan_forwards = scan_hfr(
+            backbone, exp.calibration_images(), candidates, taps, noise_draws=preset.hfr.noise_draws,
+            seed=preset.seed, progress=progress, **preset.hfr.band())
+        scans = {tap: summarize_scan(per_image[tap], tap, scan_seconds, scan_forwards, preset.hfr.band())
+                 for tap in taps}
+        chosen = {tap: scans[tap].timestep for tap in taps}
+        with cold_feature_cache() as features:  # the cost is measured from cold, not helped by earlier runs
+            rows, _ = exp.fit_pairs([(tap, chosen[tap]) for tap in taps], log_dir, log_name, progress, features)
     grid = {tap: {"timestep": chosen[tap], "hfr": scans[tap].curve[chosen[tap]],
-                  "val_top1": val[pair_key(tap, chosen[tap])], "test_top1": task.test_top1[pair_key(tap, chosen[tap])]}
+                  "val_top1": rows[(tap, chosen[tap])]["val"], "test_top1": rows[(tap, chosen[tap])]["test"]}
             for tap in taps}
     result = {
-        "preset": preset["name"], "dataset": exp.dataset, "backbone": backbone.name, "blocks": blocks,
-        "components": list(components), "timestep_mode": "hfr per tap" if timestep is None else f"fixed {timestep}",
-        "fixed_timestep": timestep,
+        "preset": preset.name, "dataset": exp.dataset, "splits": exp.split_names(), "backbone": backbone.name,
+        "blocks": blocks, "components": list(components),
+        "timestep_mode": "hfr per tap" if timestep is None else f"fixed {timestep}", "fixed_timestep": timestep,
         "candidates": candidates, "grid": grid,
-        "best_tap": max(taps, key=lambda t: grid[t]["val_top1"]), "authors_tap": authors_tap(backbone),
+        "best_tap": best_on_validation({tap: {"val": row["val_top1"]} for tap, row in grid.items()}),
+        "authors_tap": authors_tap(backbone),
         "spearman_hfr_val": spearman([grid[t]["hfr"] for t in taps], [grid[t]["val_top1"] for t in taps]),
-        "forwards": backbone.forwards - forwards0, "scan_forwards": scan_forwards,
-        "seconds": time.perf_counter() - start, "distinct_timesteps": len(set(chosen.values())),
-        "hfr_curves": {tap: {str(t): v for t, v in scans[tap].curve.items()} for tap in taps},
+        "forwards": cost.forwards, "scan_forwards": scan_forwards, "seconds": cost.seconds,
+        "distinct_timesteps": len(set(chosen.values())),
+        "hfr_curves": {tap: scans[tap].curve for tap in taps}, "run": run_record(preset, backbone),
     }
     if measure_separate:  # one separate probe run, measured, times the number of taps
         ref_tap = result["authors_tap"] if result["authors_tap"] in grid else taps[0]
-        before = backbone.forwards
-        with cold_feature_cache():  # not served by the fused run's cached features
-            run = exp.fit(chosen[ref_tap], Path(runs_dir) / "components", f"{log_name}-separate", progress=progress,
-                          tap=ref_tap)
-        result["one_separate_run"] = {"tap": ref_tap, "forwards": backbone.forwards - before, "seconds": run.seconds,
+        with cold_feature_cache() as features:  # not served by the fused run's cached features
+            run = exp.fit(chosen[ref_tap], log_dir, f"{log_name}-separate", progress=progress, tap=ref_tap,
+                          feature_cache_root=features)
+        result["one_separate_run"] = {"tap": ref_tap, "forwards": run.forwards, "seconds": run.seconds,
                                       "val_top1": run.val, "test_top1": run.test}
         result["separate_forwards"] = result["one_separate_run"]["forwards"] * len(taps)
     return result
 
 
 def components_markdown(r: dict) -> str:
-    from aselect_bench.reports import markdown_table
+    from aselect_bench.reports import markdown_table, run_header
 
     def table(key, fmt):
         rows = []
@@ -116,6 +92,7 @@ def components_markdown(r: dict) -> str:
 
     rho = r["spearman_hfr_val"]
     lines = [f"# Which block and component: {r['dataset']} / preset `{r['preset']}` ({r['backbone']})\n",
+             run_header(r["run"]) if "run" in r else "",
              f"Timestep: {r['timestep_mode']} over {len(r['candidates'])} candidates. **Bold**: the best tap by "
              f"validation top-1 (`{r['best_tap']}`); _italic_: the authors' pick (`{r['authors_tap']}`).\n",
              f"- cost: {r['forwards']} backbone forwards for all {len(r['grid'])} taps (HFR scan included, "
@@ -132,20 +109,12 @@ def components_markdown(r: dict) -> str:
 
 
 def write_components(r: dict, out_dir="results/components", tensorboard_dir=None) -> Path:
-    from aselect_bench.io import atomic_write_json, atomic_write_text
-    from aselect_bench.plots import components_heatmap, save_figure
+    """``<preset>-<dataset>[-t<T>].json``, ``.md`` and the heatmap ``.png`` (atomic), and TensorBoard scalars."""
+    from aselect_bench.plots import components_heatmap
+    from aselect_bench.reports import write_report
 
     fixed = r.get("fixed_timestep")
-    stem = Path(out_dir) / f"{r['preset']}-{r['dataset']}{'' if fixed is None else f'-t{fixed}'}"
-    atomic_write_json(stem.with_suffix(".json"), r)
-    atomic_write_text(stem.with_suffix(".md"), components_markdown(r))
-    save_figure(components_heatmap(r), stem.with_suffix(".png"))
-    if tensorboard_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        with SummaryWriter(str(tensorboard_dir)) as writer:
-            writer.add_figure("components/heatmap", components_heatmap(r))
-            for tap, row in r["grid"].items():
-                writer.add_scalar(f"components/val_top1/{tap}", row["val_top1"])
-                writer.add_scalar(f"components/hfr/{tap}", row["hfr"])
-    return stem
+    name = f"{r['preset']}-{r['dataset']}{'' if fixed is None else f'-t{fixed}'}"
+    scalars = {f"components/{key}/{tap}": row[key] for tap, row in r["grid"].items() for key in ("val_top1", "hfr")}
+    return write_report(out_dir, name, r, components_markdown(r), {f"{name}.png": components_heatmap(r)},
+                        tensorboard_dir=tensorboard_dir, scalars=scalars)

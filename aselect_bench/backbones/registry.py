@@ -84,3 +84,9 @@ PRESETS: dict[str, Preset] = {
         Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.mlp", seg_blocks=(1, 2, 4, 5), build=_demo_build),
     ]
 }
+
+
+def default_tap(name: str) -> str:
+    """The probe's default tap for backbone ``name`` (a preset's own; ``blocks.0.out`` for folders and hub ids)."""
+    preset = PRESETS.get(name)
+    return preset.default_tap if preset is not None else "blocks.0.out"

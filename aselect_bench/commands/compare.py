@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aselect_bench.commands.select import parse_candidates
+from aselect_bench.commands.options import add_preset_arguments, parse_candidates
 
 
 def add_parser(sub) -> None:
@@ -17,18 +17,12 @@ def add_parser(sub) -> None:
                     "arguments: the FGVC demo (cub layout) end to end.")
     p.add_argument("--task", choices=("fgvc", "ade20k"), default="fgvc")
     p.add_argument("--dataset", default="cub", help="FGVC dataset name (ignored for ade20k)")
-    p.add_argument("--preset", default="demo", help="demo, paper, or a YAML path")
-    p.add_argument("--data-root", help="folder with one sub-folder per dataset (default: the preset's)")
-    p.add_argument("--backbone", help="override the preset's backbone")
-    p.add_argument("--candidates", type=parse_candidates, help="timesteps (default: the preset's 21)")
+    add_preset_arguments(p)
     p.add_argument("--only", type=parse_candidates,
                    help="train only these candidates of the exhaustive sweep and stop (one job of a split sweep; "
                         "a later run without --only merges)")
-    p.add_argument("--max-epochs", type=int, help="override the preset's training epochs (both strategies alike)")
     p.add_argument("--fused", action="store_true", help="also run the fused exhaustive baseline (classification)")
     p.add_argument("--no-variants", action="store_true", help="skip the HFR-variant ablation scans")
-    p.add_argument("--strict", action="store_true",
-                   help="stop at the first unreadable image (default: skip it with a warning and count it)")
     p.add_argument("--out", default="results/compare", help="results folder")
     p.add_argument("--state", default="runs/compare", help="where finished pieces are kept for resuming")
     p.add_argument("--runs", default="runs", help="TensorBoard log folder")
@@ -39,25 +33,18 @@ def run(args: argparse.Namespace):
     from pathlib import Path
 
     from aselect_bench.analyses.compare import run_comparison, write_comparison
-    from aselect_bench.backbones import load_backbone
-    from aselect_bench.config import load_preset
-    from aselect_bench.experiments import build_experiment
+    from aselect_bench.commands.options import preset_from_args
+    from aselect_bench.experiments import build_experiment, preset_backbone
 
-    preset = load_preset(args.preset)
-    if args.max_epochs:
-        preset[args.task]["max_epochs"] = args.max_epochs
-    if args.strict:
-        preset["strict"] = True
-    backbone = load_backbone(args.backbone or preset[args.task].get("backbone") or preset["backbone"])
+    preset = preset_from_args(args, args.task)
     dataset = "ade20k" if args.task == "ade20k" else args.dataset
-    exp = build_experiment(args.task, dataset, preset, backbone, args.data_root)
-    candidates = args.candidates or preset["hfr"]["candidates"]
-    result = run_comparison(exp, candidates, state_root=args.state, runs_dir=args.runs, variants=not args.no_variants,
+    exp = build_experiment(args.task, dataset, preset, preset_backbone(preset, args.task))
+    result = run_comparison(exp, state_root=args.state, runs_dir=args.runs, variants=not args.no_variants,
                             fused=args.fused, only=args.only)
     if result is None:
         return None
     stem = write_comparison(result, args.out, tensorboard_dir=Path(args.runs) / "compare" /
-                            f"{args.task}-{dataset}-{preset['name']}")
+                            f"{args.task}-{dataset}-{preset.name}")
     print(f"saving {result['saving_seconds']:.2f}x time / {result['saving_forwards']:.2f}x forwards "
           f"(ideal {result['ideal_saving']}x), regret {result['regret']:.2f}, "
           f"Spearman(HFR, val) {result['spearman_hfr_val']}  -> {stem}.md")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from aselect_bench.commands.options import add_preset_arguments
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("components", help="probe every (block, component) tap of a grid in one fused run",
                        description="One backbone pass per batch serves every tap; one head per tap trains in the "
                                    "same loop (features cached when views are fixed). Writes "
                                    "results/components/<preset>-<dataset>[-t<timestep>].json/.md/.png.")
-    p.add_argument("--preset", default="demo")
+    add_preset_arguments(p)
     p.add_argument("--dataset", default="cub")
-    p.add_argument("--data-root")
-    p.add_argument("--backbone", help="override the preset's backbone")
     p.add_argument("--blocks", help="comma-separated blocks (default: all of a small model, a spread of a deep one)")
     p.add_argument("--timestep", type=int, help="a fixed timestep for every tap (default: each tap's HFR argmax)")
     p.add_argument("--no-separate", action="store_true", help="skip measuring one separate probe run for the cost")
@@ -26,18 +26,16 @@ def run(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
     from aselect_bench.analyses.components import run_components, write_components
-    from aselect_bench.backbones import load_backbone
-    from aselect_bench.config import load_preset
-    from aselect_bench.experiments import build_experiment
+    from aselect_bench.commands.options import preset_from_args
+    from aselect_bench.experiments import build_experiment, preset_backbone
 
-    preset = load_preset(args.preset)
-    backbone = load_backbone(args.backbone or preset["backbone"])
-    exp = build_experiment("fgvc", args.dataset, preset, backbone, args.data_root)
+    preset = preset_from_args(args, "fgvc")
+    exp = build_experiment("fgvc", args.dataset, preset, preset_backbone(preset, "fgvc"))
     blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else None
     result = run_components(exp, blocks, timestep=args.timestep, runs_dir=args.runs,
                             measure_separate=not args.no_separate)
     suffix = "" if args.timestep is None else f"-t{args.timestep}"
-    stem = write_components(result, args.out, Path(args.runs) / "components" / f"{preset['name']}-{args.dataset}{suffix}")
+    stem = write_components(result, args.out, Path(args.runs) / "components" / f"{preset.name}-{args.dataset}{suffix}")
     print(f"best tap {result['best_tap']} ({result['grid'][result['best_tap']]['val_top1']:.1f}% val); "
           f"Spearman(HFR, val) {result['spearman_hfr_val']}; {result['forwards']} forwards -> {stem}.md")
     return result

@@ -4,28 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from aselect_bench.hfr import DEFAULT_CANDIDATES, MODES
-
-
-def parse_candidates(text: str) -> list[int]:
-    """``"0,50,...,950"`` style lists; ``a:b:s`` ranges are accepted too (``0:1000:50``)."""
-    from argparse import ArgumentTypeError as UserError  # argparse prints it as one usage error
-
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if ":" in part:
-                out.extend(range(*[int(x) for x in part.split(":")]))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise UserError(f"bad candidate {part!r}: give integers separated by commas, e.g. 0,50,100") from None
-    if not out:
-        raise UserError("the candidate list is empty: give timesteps such as 0,50,...,950")
-    return out
+from aselect_bench.commands.options import parse_candidates
+from aselect_bench.hfr import DEFAULTS, MODES
 
 
 def add_parser(sub) -> None:
@@ -37,11 +17,15 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", required=True, help="cub, nabirds, flowers, dogs, cars, aircraft or ade20k")
     p.add_argument("--data-root", required=True, help="the folder holding the dataset's files as distributed")
     p.add_argument("--tap", default=None, help="feature tap 'blocks.<i>.<component>' (default: the preset's)")
-    p.add_argument("--candidates", type=parse_candidates, default=list(DEFAULT_CANDIDATES),
-                   help="comma-separated timesteps (default: 0,50,...,950,999)")
-    p.add_argument("--num-images", type=int, default=64, help="calibration images (default 64)")
-    p.add_argument("--cutoff", type=float, default=0.15, help="low-band radius in cycles/token (default 0.15)")
-    p.add_argument("--mode", choices=MODES, default="radial", help="low band shape (default radial)")
+    p.add_argument("--candidates", type=parse_candidates, default=list(DEFAULTS.candidates),
+                   help="comma-separated timesteps or a:b:step ranges (default: 0,50,...,950,999)")
+    p.add_argument("--num-images", type=int, default=DEFAULTS.num_images,
+                   help=f"calibration images (default {DEFAULTS.num_images})")
+    p.add_argument("--cutoff", type=float, default=DEFAULTS.cutoff,
+                   help=f"low-band edge in cycles/token (default {DEFAULTS.cutoff})")
+    p.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
+                   help=f"low band shape (default {DEFAULTS.mode}: a 1-D FFT over the token sequence, the authors' "
+                        f"LOW_FREQ_1D)")
     p.add_argument("--remove-mean", action="store_true", help="subtract each channel's spatial mean first")
     p.add_argument("--noise-draws", type=int, default=1, help="average features over K noise draws (default 1)")
     p.add_argument("--seed", type=int, default=0)
@@ -65,13 +49,14 @@ def calibration_images(dataset: str, root, image_size: int, num_images: int, see
 
 
 def run(args: argparse.Namespace) -> dict:
-    from aselect_bench.backbones import PRESETS, load_backbone, parse_tap
+    from aselect_bench.backbones import load_backbone, parse_tap
+    from aselect_bench.backbones.registry import default_tap
     from aselect_bench.hfr import check_candidates, select_timestep
     from aselect_bench.io import atomic_write_json
     from aselect_bench.reports import markdown_table
 
     backbone = load_backbone(args.backbone)
-    tap = args.tap or (PRESETS[args.backbone].default_tap if args.backbone in PRESETS else "blocks.0.out")
+    tap = args.tap or default_tap(args.backbone)
     parse_tap(tap, backbone.num_blocks, backbone.family.components)  # every check before the long work
     check_candidates(args.candidates, backbone.num_train_timesteps)
     images = calibration_images(args.dataset, args.data_root, backbone.image_size, args.num_images, args.seed)

@@ -14,21 +14,24 @@ from aselect_bench.experiments.base import (
     ensure_synthetic_dataset,
     hfr_selector,
     prepare_dataset,
+    preset_backbone,
 )
 from aselect_bench.experiments.fgvc import FGVCExperiment, fgvc_datamodule, fgvc_probe, fused_probe
+from aselect_bench.settings import BenchPreset
 
 __all__ = ["Experiment", "FGVCExperiment", "ADE20KExperiment", "build_experiment", "dataset_path",
            "ensure_synthetic_dataset", "hfr_selector", "fgvc_datamodule", "fgvc_probe", "fused_probe", "ade20k_datamodule",
-           "prepare_dataset"]
+           "prepare_dataset", "preset_backbone"]
 
 
-def build_experiment(task: str, dataset: str, preset: dict, backbone, data_root=None) -> Experiment:
-    """The experiment for ``task`` (``fgvc`` or ``ade20k``) on ``dataset``, its data ready."""
+def build_experiment(task: str, dataset: str, preset: BenchPreset, backbone) -> Experiment:
+    """The experiment for ``task`` (``fgvc`` or ``ade20k``) on ``dataset`` under ``preset``, its data ready
+    (``preset.data_root``; synthetic data written first when the preset is synthetic)."""
     if task == "fgvc":
-        root = prepare_dataset(preset, "fgvc", dataset, data_root)
+        root = prepare_dataset(preset, "fgvc", dataset)
         return FGVCExperiment(preset, dataset, backbone, fgvc_datamodule(preset, dataset, backbone, root))
     if task == "ade20k":
-        root = prepare_dataset(preset, "ade20k", "ade20k", data_root)
+        root = prepare_dataset(preset, "ade20k", "ade20k")
         return ADE20KExperiment(preset, backbone, ade20k_datamodule(preset, backbone, root))
     raise UserError(f"unknown task {task!r}: use fgvc or ade20k")
 

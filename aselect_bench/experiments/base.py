@@ -7,32 +7,34 @@ datamodule); :func:`aselect_bench.experiments.build_experiment` does the I/O tha
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from aselect_bench.callbacks import HFRTimestepSelector
 from aselect_bench.errors import UserError
 from aselect_bench.io import atomic_write_json, read_json
+from aselect_bench.settings import BenchPreset
 
 
-def dataset_path(preset: dict, task: str, name: str, data_root=None) -> Path:
+def dataset_path(preset: BenchPreset, task: str, name: str, data_root=None) -> Path:
     """Where dataset ``name`` lives (no I/O): ``<data_root>/<name>``, or ``<data_root>/<task>/<name>`` for
     a synthetic preset."""
-    base = Path(data_root or preset.get("data_root") or "data")
-    return base / task / name if preset.get("synthetic") else base / name
+    base = Path(data_root or preset.data_root or "data")
+    return base / task / name if preset.synthetic else base / name
 
 
-def ensure_synthetic_dataset(preset: dict, task: str, name: str, root: Path) -> None:
+def ensure_synthetic_dataset(preset: BenchPreset, task: str, name: str, root: Path) -> None:
     """Write the synthetic dataset ``name`` at ``root`` in its original layout unless an identical one is
     there (same generator version and sizes); a stale synthetic copy is deleted first."""
     if task == "fgvc":
         from aselect_bench.data import synth_fgvc as generator
 
-        args = dict(layout=name, seed=preset["seed"] + sorted(preset["fgvc"]["datasets"]).index(name),
-                    **preset["synth"]["fgvc"])
+        args = dict(layout=name, seed=preset.seed + sorted(preset.fgvc.datasets).index(name),
+                    **asdict(preset.synth.fgvc))
     else:
         from aselect_bench.data import synth_ade20k as generator
 
-        args = dict(seed=preset["seed"], **preset["synth"]["ade20k"])
+        args = dict(seed=preset.seed, **asdict(preset.synth.ade20k))
     expected = {"generator_version": generator.GENERATOR_VERSION, **args}
     marker = root / ".aselect_synth.json"
     if marker.exists() and {k: v for k, v in read_json(marker).items() if k in expected} == expected:
@@ -48,10 +50,10 @@ def ensure_synthetic_dataset(preset: dict, task: str, name: str, root: Path) -> 
         atomic_write_json(marker, expected)
 
 
-def prepare_dataset(preset: dict, task: str, name: str, data_root=None) -> Path:
+def prepare_dataset(preset: BenchPreset, task: str, name: str, data_root=None) -> Path:
     """The dataset's folder, generated first for a synthetic preset; a missing real dataset is one clear error."""
     root = dataset_path(preset, task, name, data_root)
-    if preset.get("synthetic"):
+    if preset.synthetic:
         ensure_synthetic_dataset(preset, task, name, root)
     elif not root.exists():
         raise UserError(f"dataset folder {root} does not exist: put the {name} files as distributed under "
@@ -59,10 +61,32 @@ def prepare_dataset(preset: dict, task: str, name: str, data_root=None) -> Path:
     return root
 
 
-def hfr_selector(preset: dict, **overrides) -> HFRTimestepSelector:
-    """The preset's HFR scan settings as a callback (``overrides`` replace single settings)."""
-    settings = {**preset["hfr"], **overrides}
-    return HFRTimestepSelector(seed=preset["seed"], **settings)
+def preset_backbone(preset: BenchPreset, task: str):
+    """The backbone the preset runs ``task`` on (the task's own override, else the preset's), at the preset's
+    precision (``auto``: bf16 where native)."""
+    from aselect_bench.backbones import load_backbone
+
+    return load_backbone(getattr(preset, task).backbone or preset.backbone).set_precision(preset.precision)
+
+
+def best_on_validation(rows: dict):
+    """The key of ``rows`` ``{key: {"val": ...}}`` with the best validation metric (the first in order on ties)."""
+    return max(rows, key=lambda k: rows[k]["val"])
+
+
+def exhaustive_summary(per_timestep: dict, cost=None) -> dict:
+    """An exhaustive sweep's outcome from ``{t: {"val", "test", ...}}``: the best timestep on validation, its
+    test metric, and the cost (``cost``, else the sum of the rows' ``seconds``/``forwards``)."""
+    best = best_on_validation(per_timestep)
+    seconds = cost.seconds if cost is not None else sum(r["seconds"] for r in per_timestep.values())
+    forwards = cost.forwards if cost is not None else sum(r["forwards"] for r in per_timestep.values())
+    return {"per_timestep": per_timestep, "best_timestep": best, "test_at_best": per_timestep[best]["test"],
+            "seconds": seconds, "forwards": forwards}
+
+
+def hfr_selector(preset: BenchPreset, **kwargs) -> HFRTimestepSelector:
+    """The preset's HFR scan as a callback (``kwargs``: the callback's own options, e.g. ``progress``)."""
+    return HFRTimestepSelector.from_settings(preset.hfr, seed=preset.seed, **kwargs)
 
 
 class Experiment:
@@ -73,26 +97,34 @@ class Experiment:
     """
 
     supports_fused = False
+    test_checkpoint = "best"  # the checkpoint the test split is scored at: "best" on validation, or "last"
 
-    def __init__(self, task: str, dataset: str, preset: dict, backbone, datamodule, max_epochs: int,
+    def __init__(self, task: str, dataset: str, preset: BenchPreset, backbone, datamodule, max_epochs: int,
                  hfr_tap: str, metric_name: str):
         self.task, self.dataset, self.preset, self.backbone = task, dataset, preset, backbone
         self.datamodule, self.max_epochs, self.hfr_tap, self.metric_name = datamodule, max_epochs, hfr_tap, metric_name
 
     def describe(self) -> dict:
-        """Everything that determines a result (for fingerprints)."""
-        return {"task": self.task, "dataset": self.dataset, "preset": self.preset,
-                "backbone": self.backbone.fingerprint, "hfr_tap": self.hfr_tap}
+        """Everything that determines a result (for fingerprints): the preset with its overrides (HFR settings
+        and candidate grid included), the backbone's weights and precision, the data, the HFR tap."""
+        view = getattr(self.datamodule, "view_fingerprint", lambda stage: None)
+        return {"task": self.task, "dataset": self.dataset, "preset": self.preset.to_json(),
+                "backbone": self.backbone.fingerprint, "precision": str(self.backbone.autocast_dtype),
+                "data": {stage: view(stage) for stage in ("val", "test")}, "hfr_tap": self.hfr_tap}
 
-    def hfr_settings(self) -> dict:
-        hfr = self.preset["hfr"]
-        return dict(cutoff=hfr["cutoff"], mode=hfr["mode"], remove_mean=hfr["remove_mean"])
+    def split_names(self) -> dict:
+        """What the ``val`` and ``test`` stages hold, in plain words (ADE20K: ``selection``/``validation``)."""
+        return dict(getattr(self.datamodule, "SPLIT_NAMES", {"val": "validation", "test": "test"}))
 
     def calibration_images(self):
-        return self.datamodule.calibration_images(self.preset["hfr"]["num_images"], seed=self.preset["seed"])
+        return self.datamodule.calibration_images(self.preset.hfr.num_images, seed=self.preset.seed)
 
-    def make_task(self, timestep, **kwargs):
+    def make_task(self, timestep, tap=None, feature_cache_root=None):
         raise NotImplementedError
+
+    def trainer_options(self) -> dict:
+        """Extra Trainer settings of this task (e.g. an iteration-based schedule)."""
+        return {}
 
     def fit(self, timestep, log_dir, name: str, progress: bool = True, selector=None, **task_kwargs):
         """Train at ``timestep`` (or let ``selector`` choose it) and test the best validation epoch."""
@@ -100,10 +132,11 @@ class Experiment:
 
         from aselect_bench.tasks.fit import fit_and_test
 
-        L.seed_everything(self.preset["seed"], workers=True, verbose=False)  # the head's init is seeded too
+        L.seed_everything(self.preset.seed, workers=True, verbose=False)  # the head's init is seeded too
         self.last_task = self.make_task(timestep, **task_kwargs)
         return fit_and_test(self.last_task, self.datamodule, log_dir, name, self.max_epochs, selector,
-                            seed=self.preset["seed"], progress=progress, monitor=f"val/{self.metric_name}",
-                            test_metric=f"test/{self.metric_name}")
+                            seed=self.preset.seed, progress=progress, monitor=f"val/{self.metric_name}",
+                            test_metric=f"test/{self.metric_name}", test_checkpoint=self.test_checkpoint,
+                            **self.trainer_options())
 
 

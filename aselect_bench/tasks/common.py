@@ -29,7 +29,7 @@ class FrozenBackboneTask(L.LightningModule):
     """
 
     def __init__(self, backbone, taps: list[str], timestep: int | None, lr: float, weight_decay: float,
-                 warmup_fraction: float, seed: int, cache_features: bool = False):
+                 warmup_fraction: float, seed: int, cache_features: bool = False, feature_cache_root=None):
         super().__init__()
         self.backbone = resolve_backbone(backbone)
         parse_taps(taps, self.backbone.num_blocks, self.backbone.family.components)  # fail early on a bad tap
@@ -37,7 +37,7 @@ class FrozenBackboneTask(L.LightningModule):
         self.hfr_tap = self.taps[0]  # the tap whose HFR the timestep scan reads
         self.timestep = None if timestep is None else self.backbone.noise.check_timestep(timestep)
         self.lr, self.weight_decay, self.warmup_fraction, self.seed = lr, weight_decay, warmup_fraction, seed
-        self.cache_features = cache_features
+        self.cache_features, self.feature_cache_root = cache_features, feature_cache_root
         self._feature_caches = {}
 
     @property
@@ -94,7 +94,8 @@ class FrozenBackboneTask(L.LightningModule):
             if key not in self._feature_caches:
                 self._feature_caches[key] = FeatureCache(
                     {"backbone": self.backbone.fingerprint, "tap": tap, "timestep": timestep, "seed": self.seed,
-                     "view": view, "precision": str(self.backbone.autocast_dtype)}, datamodule.split_size(stage))
+                     "view": view, "precision": str(self.backbone.autocast_dtype)}, datamodule.split_size(stage),
+                    root=self.feature_cache_root)
             out[tap] = self._feature_caches[key]
         return out
 

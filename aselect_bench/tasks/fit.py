@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -10,10 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-#: The Trainers' ``deterministic`` mode: deterministic kernels wherever they exist, a warning (not an error) for
-#: the CUDA ops that have none (``cross_entropy`` over pixels, ``interpolate``'s and adaptive pooling's backward:
-#: the segmentation path). ``True`` would stop every segmentation fit on a GPU; on the CPU the two are the same.
-DETERMINISTIC = "warn"
+from aselect_bench.costs import measure_cost
 
 
 @dataclass
@@ -34,35 +30,49 @@ class RunResult:
         return asdict(self)
 
 
-def make_trainer(log_dir, name: str, max_epochs: int, callbacks=(), progress: bool = True, **trainer_kwargs):
-    """A Trainer that logs to TensorBoard under ``log_dir/name`` and keeps the best validation checkpoint."""
-    checkpoint = ModelCheckpoint(monitor=trainer_kwargs.pop("monitor", "val/top1"), mode="max", save_last=True,
-                                 filename="best-{epoch}")
+#: How every benchmark Trainer is seeded and kept repeatable: on the CPU every kernel is deterministic; on CUDA,
+#: ops without a deterministic kernel (2-D cross entropy, bilinear-interpolation and adaptive-pooling backward)
+#: warn instead of raising, so segmentation trains on a GPU.
+DETERMINISM = "warn"
+
+
+def make_trainer(log_dir, name: str, max_epochs: int, callbacks=(), progress: bool = True, checkpoint: bool = True,
+                 monitor: str = "val/top1", logger: bool = True, **trainer_kwargs):
+    """The suite's Trainer: logging to TensorBoard under ``log_dir/name`` (unless ``logger=False``); with
+    ``checkpoint`` it keeps the best validation checkpoint (by ``monitor``) and the last one. Returns
+    ``(trainer, checkpoint callback or None)``."""
+    saver = ModelCheckpoint(monitor=monitor, mode="max", save_last=True, filename="best-{epoch}") if checkpoint else None
     defaults = dict(accelerator="auto", devices=1, max_epochs=max_epochs, enable_progress_bar=progress,
-                    enable_model_summary=False, log_every_n_steps=5, deterministic=DETERMINISTIC,
-                    num_sanity_val_steps=0)
-    trainer = L.Trainer(logger=TensorBoardLogger(str(log_dir), name=name, default_hp_metric=False),
-                        callbacks=[checkpoint, *callbacks], **{**defaults, **trainer_kwargs})
-    return trainer, checkpoint
+                    enable_model_summary=False, log_every_n_steps=5, deterministic=DETERMINISM,
+                    num_sanity_val_steps=0, enable_checkpointing=checkpoint)
+    trainer = L.Trainer(logger=TensorBoardLogger(str(log_dir), name=name, default_hp_metric=False) if logger else False,
+                        default_root_dir=str(log_dir),
+                        callbacks=[*([saver] if saver else []), *callbacks], **{**defaults, **trainer_kwargs})
+    return trainer, saver
 
 
 def fit_and_test(task, datamodule, log_dir, name: str, max_epochs: int, selector=None, seed: int = 0,
                  progress: bool = True, monitor: str = "val/top1", test_metric: str = "test/top1",
-                 **trainer_kwargs) -> RunResult:
-    """Fit ``task`` (the selector picks its timestep first, if given), test the best validation checkpoint."""
+                 test_checkpoint: str = "best", **trainer_kwargs) -> RunResult:
+    """Fit ``task`` (the selector picks its timestep first, if given), then test it at ``test_checkpoint``:
+    the ``best`` validation checkpoint or the ``last`` weights. ``val`` is the best validation score
+    (``best``) or the last one (``last``)."""
     L.seed_everything(seed, workers=True, verbose=False)
-    start, forwards0 = time.perf_counter(), task.backbone.forwards
     callbacks = [selector] if selector is not None else []
-    trainer, checkpoint = make_trainer(log_dir, name, max_epochs, callbacks, progress, monitor=monitor,
-                                       **trainer_kwargs)
-    trainer.fit(task, datamodule=datamodule)
-    best = checkpoint.best_model_path or None
-    test = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    with measure_cost(task.backbone) as cost:
+        trainer, checkpoint = make_trainer(log_dir, name, max_epochs, callbacks, progress, monitor=monitor,
+                                           **trainer_kwargs)
+        trainer.fit(task, datamodule=datamodule)
+        best = checkpoint.best_model_path or None
+        last_val = float(trainer.callback_metrics[monitor]) if monitor in trainer.callback_metrics else float("nan")
+        test = trainer.test(task, datamodule=datamodule, ckpt_path=best if test_checkpoint == "best" else None,
+                            verbose=False)[0]
     scan = selector.result if selector is not None else None
+    val = float(checkpoint.best_model_score) if test_checkpoint == "best" else last_val
     return RunResult(
-        timestep=int(task.timestep), val=float(checkpoint.best_model_score), test=float(test[test_metric]),
-        seconds=time.perf_counter() - start, forwards=task.backbone.forwards - forwards0,
-        hfr={str(t): v for t, v in scan.curve.items()} if scan else {},
+        timestep=int(task.timestep), val=val, test=float(test[test_metric]),
+        seconds=cost.seconds, forwards=cost.forwards,
+        hfr=dict(scan.curve) if scan else {},
         scan_seconds=scan.seconds if scan else 0.0, scan_forwards=scan.forwards if scan else 0,
         log_dir=str(Path(trainer.log_dir or log_dir)),
     )

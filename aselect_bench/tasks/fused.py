@@ -29,9 +29,10 @@ class FusedProbeTask(FrozenBackboneTask):
     def __init__(self, backbone, pairs: list[tuple[str, int]], num_classes: int, head: str = "linear",
                  head_kwargs: dict | None = None, lr: float = 1e-3, weight_decay: float = 0.05,
                  warmup_fraction: float = 0.1, label_smoothing: float = 0.0, seed: int = 0,
-                 cache_features: bool = False):
+                 cache_features: bool = False, feature_cache_root=None):
         taps = sorted({tap for tap, _ in pairs})
-        super().__init__(backbone, taps, None, lr, weight_decay, warmup_fraction, seed, cache_features)
+        super().__init__(backbone, taps, None, lr, weight_decay, warmup_fraction, seed, cache_features,
+                         feature_cache_root)
         self.pairs = [(tap, self.backbone.noise.check_timestep(t)) for tap, t in pairs]
         self.by_timestep = defaultdict(list)
         for tap, t in self.pairs:

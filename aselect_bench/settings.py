@@ -1,0 +1,194 @@
+"""Typed benchmark presets: a YAML file (``configs/presets/<name>.yaml``, ``_base_`` inheritance) parsed once
+into frozen dataclasses, validated on load.
+
+A missing or unknown key stops with one line naming it; overrides (``--max-epochs``, ``--backbone``...)
+make a new :class:`BenchPreset` that records them, nothing is mutated. "Preset" here always means a
+*benchmark* preset; the backbone registry (``aselect_bench.backbones.registry``) names models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aselect_bench.config import CONFIG_DIR, load_yaml
+from aselect_bench.errors import UserError
+from aselect_bench.hfr import HFRSettings
+
+
+@dataclass(frozen=True)
+class FGVCSettings:
+    """The classification probe: datasets, tap, head, optimiser and schedule (``backbone``: an override of
+    the preset's backbone for FGVC only)."""
+
+    datasets: tuple[str, ...]
+    tap: str
+    head: str
+    head_width: int
+    head_depth: int
+    head_heads: int
+    linear_norm: str
+    lr: float
+    weight_decay: float
+    warmup_fraction: float
+    label_smoothing: float
+    train_augment: bool
+    max_epochs: int
+    batch_size: int
+    backbone: str | None = None
+
+
+@dataclass(frozen=True)
+class ADE20KSettings:
+    """The UperNet segmentation head, its data protocol and schedule (``blocks``/``crop_size`` ``None``: the
+    backbone's defaults)."""
+
+    num_classes: int
+    component: str
+    blocks: tuple[int, ...] | None
+    channels: int
+    aux_channels: int
+    lr: float
+    weight_decay: float
+    warmup_fraction: float
+    scale: tuple[int, int]
+    crop_size: int | None
+    batch_size: int
+    val_batch_size: int
+    inference: str
+    max_epochs: int
+    slide_crop: int | None = None
+    slide_stride: int | None = None
+    num_workers: int | None = None
+    backbone: str | None = None
+    warmup_iters: int | None = None  # mmseg's linear warm-up in iterations (1,500), instead of warmup_fraction
+    max_iters: int | None = None  # an iteration budget (mmseg's 160k) instead of max_epochs
+    val_every_iters: int | None = None  # evaluate the selection split every N iterations (mmseg: 16k)
+
+
+@dataclass(frozen=True)
+class SynthFGVC:
+    """Sizes of each generated fine-grained stand-in."""
+
+    num_classes: int
+    train_per_class: int
+    test_per_class: int
+    image_size: int
+
+
+@dataclass(frozen=True)
+class SynthADE20K:
+    """Sizes of the generated scene-parsing stand-in."""
+
+    num_train: int
+    num_val: int
+    image_size: int
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    nested: ClassVar[dict] = {"fgvc": SynthFGVC, "ade20k": SynthADE20K}
+    fgvc: SynthFGVC
+    ade20k: SynthADE20K
+
+
+@dataclass(frozen=True)
+class BenchPreset:
+    """A benchmark preset: backbone, data, HFR scan, FGVC probe and ADE20K head settings.
+
+    ``overrides``: the settings changed from the YAML file, ``{"fgvc.max_epochs": 3, ...}`` (recorded in
+    every result file). ``precision``: ``auto`` (bf16 where native), ``32``, ``bf16`` or ``16``.
+    """
+
+    nested: ClassVar[dict] = {"hfr": HFRSettings, "fgvc": FGVCSettings, "ade20k": ADE20KSettings,
+                              "synth": SynthSettings}
+    name: str
+    backbone: str
+    fgvc: FGVCSettings | None = None
+    ade20k: ADE20KSettings | None = None
+    hfr: HFRSettings = field(default_factory=HFRSettings)
+    seed: int = 0
+    num_workers: int = 2
+    precision: str = "auto"
+    synthetic: bool = False
+    data_root: str | None = None
+    strict: bool = False
+    synth: SynthSettings | None = None
+    overrides: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """Plain JSON (tuples as lists), the inverse of :func:`preset_from_dict`."""
+        return _jsonable(asdict(self))
+
+    def override(self, **changes: Any) -> BenchPreset:
+        """A new preset with ``changes`` applied; keys are dotted paths (``fgvc__max_epochs`` or
+        ``**{"fgvc.max_epochs": 3}``); ``None`` values are ignored (an option the user did not give)."""
+        changes = {k.replace("__", "."): v for k, v in changes.items() if v is not None}
+        if not changes:
+            return self
+        data = self.to_json()
+        for key, value in changes.items():
+            *parents, leaf = key.split(".")
+            node = data
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    raise UserError(f"cannot override {key!r}: preset {self.name!r} has no section {part!r}")
+                node = node[part]
+            if leaf not in node:
+                raise UserError(f"cannot override {key!r}: preset {self.name!r} has no setting {key!r}")
+            node[leaf] = _jsonable(value)
+        data["overrides"] = {**self.overrides, **{k: _jsonable(v) for k, v in changes.items()}}
+        return preset_from_dict(data, self.name)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _build(cls, data, where: str):
+    """``cls(**data)`` with nested dataclasses built recursively; unknown and missing keys are one clear error."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where} must be a mapping of settings, got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(names)}")
+    required = [n for n, f in names.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in data]
+    if missing:
+        raise UserError(f"{where}: missing key {missing[0]!r} (add it to the preset or its _base_ file)")
+    nested = getattr(cls, "nested", {})
+    values = {}
+    for key, value in data.items():
+        if key in nested and value is not None:
+            value = _build(nested[key], value, f"{where}.{key}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise UserError(f"{where}: {err}") from None
+
+
+def preset_from_dict(data: dict, name: str = "custom") -> BenchPreset:
+    """A validated :class:`BenchPreset` from a plain mapping (e.g. a merged YAML file)."""
+    data = {"name": name, **data}
+    return _build(BenchPreset, data, f"preset {data['name']!r}")
+
+
+def load_bench_preset(name: str) -> BenchPreset:
+    """The benchmark preset ``name`` (``demo``, ``paper``..., or a path to a YAML file), validated."""
+    path = Path(name) if str(name).endswith((".yaml", ".yml")) else CONFIG_DIR / "presets" / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (CONFIG_DIR / "presets").glob("*.yaml") if not p.stem.startswith("_"))
+        raise UserError(f"unknown preset {name!r}: use one of {', '.join(known)} or a path to a YAML file")
+    return preset_from_dict(load_yaml(path), path.stem)
