@@ -6,8 +6,9 @@
 #
 #   benchmarks/gpu_check.sh [--dry-run] [--with-perf]
 #
-# --dry-run   on a machine without CUDA: check the wheel folder, run the gpu tests (they skip), print the
-#             summary. Installs nothing.
+# --dry-run   on a machine without CUDA: check the wheel folder, run the gpu tests with the CPU in the GPU's
+#             place (ASELECT_TEST_DEVICE=cpu: proves the tests and this script work, not CUDA), print the
+#             summary. Installs nothing. PYTEST_ADDOPTS (e.g. "-k hfr_scan") narrows the tests, as pytest reads it.
 # --with-perf also run `benchmarks/perf_gpu.py` (results/perf/gpu.{json,md}, copied to $OUT/perf/).
 #
 # The GPU machine cannot reach a registry. Its python3 has torch, lightning, torchmetrics, timm, transformers,
@@ -84,6 +85,7 @@ if [ "$DRY_RUN" = 0 ]; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export ASELECT_CACHE="$WORK/cache"
+[ "$DRY_RUN" = 1 ] && export ASELECT_TEST_DEVICE=cpu
 
 start=$(date +%s)
 timeout 300 "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider --junitxml="$WORK/gpu.xml" tests/test_gpu.py
@@ -103,12 +105,12 @@ fi
 
 "$PYTHON" - "$WORK/gpu.xml" "$DRY_RUN" "$status" "$seconds" "$perf_status" "${OUT:-}" <<'EOF'
 import json
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import torch
+sys.path.insert(0, "benchmarks")
+from perf_gpu import device_info  # noqa: E402
 
 xml, dry_run, status, seconds, perf_status, out = sys.argv[1:7]
 counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -116,30 +118,23 @@ if Path(xml).exists():
     root = ET.parse(xml).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     counts = {k: int(suite.get(k, 0)) for k in counts}
-try:
-    driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                            capture_output=True, text=True, timeout=20).stdout.strip() or None
-except (OSError, subprocess.SubprocessError):
-    driver = None
 summary = {
-    "dry_run": dry_run == "1",
-    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (no CUDA device)",
-    "torch": torch.__version__, "cuda": torch.version.cuda, "driver": driver,
+    "dry_run": dry_run == "1", **device_info(),
     "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
     "failed": counts["failures"], "errors": counts["errors"], "skipped": counts["skipped"],
     "pytest_status": int(status), "seconds": int(seconds),
     "perf_status": int(perf_status) if perf_status else None,
 }
-text = (f"gpu_check{' (dry run)' if summary['dry_run'] else ''}: device {summary['device']}, torch {summary['torch']} "
-        f"(CUDA {summary['cuda']}, driver {summary['driver']}); gpu tests: {summary['passed']} passed, "
-        f"{summary['failed']} failed, {summary['errors']} errors, {summary['skipped']} skipped in {seconds}s"
-        + (f"; perf_gpu.py exit status {perf_status}" if perf_status else ""))
+text = (f"gpu_check{' (dry run: the gpu tests ran on the CPU)' if summary['dry_run'] else ''}: device "
+        f"{summary['device']}, torch {summary['torch']} (CUDA {summary['cuda']}, driver {summary['driver']}); gpu tests: "
+        f"{summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors, {summary['skipped']} "
+        f"skipped in {seconds}s" + (f"; perf_gpu.py exit status {perf_status}" if perf_status else ""))
 print(text)
 if out:
     Path(out).mkdir(parents=True, exist_ok=True)
     Path(out, "gpu_check.txt").write_text(text + "\n")
     Path(out, "gpu_check.json").write_text(json.dumps(summary, indent=2) + "\n")
 EOF
-# exit status: pytest's (5, "no tests ran", never happens: the gpu tests are collected even where they skip)
+# exit status: pytest's, or perf_gpu.py's when that failed
 if [ -n "$perf_status" ] && [ "$perf_status" != 0 ]; then exit "$perf_status"; fi
 exit "$status"

@@ -23,12 +23,14 @@ from aselect_bench.cache import LatentCache
 from aselect_bench.reports import markdown_table, write_report
 
 
-def matmul_peak(dtype, n: int = 4096, repeats: int = 3) -> float:
-    """Measured matrix-multiply throughput (FLOP/s) for ``dtype`` on this machine: the best of ``repeats``
+def matmul_peak(dtype, n: int = 4096, repeats: int = 3, device="cpu") -> float:
+    """Measured matrix-multiply throughput (FLOP/s) for ``dtype`` on ``device``: the best of ``repeats``
     ``n x n`` products after a warm-up (a peak, so the best time, not the typical one)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     a @ b
-    return 2 * n**3 / best_time(lambda: a @ b, repeats, warm_up=False)
+    sync()
+    return 2 * n**3 / best_time(lambda: (a @ b, sync()), repeats, warm_up=False)
 
 
 def transformer_flops(backbone, blocks_run: int, tokens: int) -> float:
