@@ -35,7 +35,7 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
     elif preset is not None and (not pretrained or preset.hub_id is None):
         backbone = _random_backbone(preset, seed)
     elif preset is not None:
-        backbone = _from_diffusers(preset.hub_id, name=preset.name)
+        backbone = _from_diffusers(preset.hub_id, name=preset.name, preset=preset)
     elif Path(source).expanduser().exists():
         backbone = _from_diffusers(str(Path(source).expanduser().resolve()), name=source)
     elif _looks_like_hub_id(source):
@@ -80,9 +80,9 @@ FOLDER_FAMILIES: dict[str, Callable[[FolderParts], Backbone]] = {
 }
 
 
-def _from_diffusers(where: str, name: str) -> Backbone:
+def _from_diffusers(where: str, name: str, preset: Preset | None = None) -> Backbone:
     """A Backbone from a local diffusers folder or a hub id (offline-safe), dispatched on its transformer class."""
-    parts = _folder_parts(_resolve_folder(where), source=where, name=name)
+    parts = _folder_parts(_resolve_folder(where), source=where, name=name, preset=preset)
     build = FOLDER_FAMILIES.get(parts.class_name)
     if build is None:
         raise UserError(
@@ -92,7 +92,7 @@ def _from_diffusers(where: str, name: str) -> Backbone:
     return build(parts)
 
 
-def _folder_parts(folder: Path, source: str, name: str) -> FolderParts:
+def _folder_parts(folder: Path, source: str, name: str, preset: Preset | None = None) -> FolderParts:
     """Split a pipeline folder (``transformer/``, ``vae/``, ``scheduler/``) or a bare transformer folder."""
     if (folder / "config.json").exists() and not (folder / "transformer").exists():
         transformer_dir, vae_dir, sched = folder, None, {}  # a bare transformer folder: pixel space
@@ -107,7 +107,8 @@ def _folder_parts(folder: Path, source: str, name: str) -> FolderParts:
             f"config.json (a bare transformer folder) of one of: {', '.join(FOLDER_FAMILIES)}"
         )
     return FolderParts(root=folder, transformer=transformer_dir, vae=vae_dir, scheduler=sched,
-                       class_name=folder_class(transformer_dir / "config.json"), source=source, name=name)
+                       class_name=folder_class(transformer_dir / "config.json"), source=source, name=name,
+                       preset=preset)
 
 
 def _resolve_folder(where: str) -> Path:
