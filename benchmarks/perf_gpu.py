@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from perf_extract import best_time, best_times, matmul_peak, transformer_flops
+from perf_extract import best_time, best_times, matmul_peak, transformer_flops  # the DiT formula (see render)
 
 from aselect_bench.backbones import load_backbone
 from aselect_bench.backbones.registry import PRESETS, default_tap
@@ -125,7 +125,7 @@ def measure_extraction(backbone, tap_block: int, size: Sizes, device, peaks: dic
             "encode": synced(lambda: backbone.encode(images), device),
         }, size.repeats)
         flops = transformer_flops(backbone, backbone.num_blocks, tokens) * size.batch
-        peak = peaks[{"32": "32", "bf16": "bf16", "16": "16"}[precision]]
+        peak = peaks[precision]
         out[precision] = {
             "tap_images_per_s": size.batch / seconds["tap"], "full_images_per_s": size.batch / seconds["full"],
             "encode_images_per_s": size.batch / seconds["encode"],
@@ -285,7 +285,9 @@ def render(r: dict) -> str:
     peaks = ", ".join(f"{k} {v:.3g}" for k, v in r["matmul_peak_tflops"].items() if v)
     lines = [f"# GPU performance{' (DRY RUN: tiny models on the CPU, not a measurement)' if r['dry_run'] else ''}\n",
              f"Device {r['device']}, torch {r['torch']} (CUDA {r['cuda']}, driver {r['driver']}). Random weights "
-             f"(speed does not depend on them). Matrix-product peak measured in this run (TFLOP/s): {peaks}.\n"]
+             f"(speed does not depend on them). Matrix-product peak measured in this run (TFLOP/s): {peaks}. "
+             f"TFLOP/s count a DiT block's matrix products (perf_extract.transformer_flops; for SD3 the image stream "
+             f"only, a lower bound).\n"]
     for preset, m in r["models"].items():
         lines.append(f"## {preset}: {m['image_size']} px, {m['num_blocks']} blocks, width {m['hidden_size']}, "
                      f"{m['tokens']} tokens, tap {m['tap']}, batch {m['batch']}\n")
