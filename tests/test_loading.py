@@ -106,6 +106,22 @@ def test_folders_of_another_class_are_refused(folders, folder):
     assert "DiTTransformer2DModel" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_legacy_transformer2d_folders_load_as_the_class_their_norm_stands_for(folders, tmp_path):
+    """The released DiT-XL/2 folders name ``Transformer2DModel`` (saved by diffusers 0.12): a DiT all the same."""
+    root, source = folders
+    config = json.loads((root / "intact" / "config.json").read_text())
+    (tmp_path / "dit").mkdir()
+    (tmp_path / "dit" / "config.json").write_text(json.dumps({**config, "_class_name": "Transformer2DModel"}))
+    (tmp_path / "dit" / WEIGHTS).symlink_to(root / "intact" / WEIGHTS)
+    loaded = load_backbone(str(tmp_path / "dit"))
+    assert torch.equal(loaded.transformer.proj_out_2.weight, source.transformer.proj_out_2.weight)
+    (tmp_path / "pixart").mkdir()
+    (tmp_path / "pixart" / "config.json").write_text(json.dumps(
+        {**config, "_class_name": "Transformer2DModel", "norm_type": "ada_norm_single"}))
+    with pytest.raises(UserError, match="holds a PixArtTransformer2DModel, which this suite cannot use"):
+        load_backbone(str(tmp_path / "pixart"))
+
+
 def test_a_config_without_a_class_name_is_refused(folders, tmp_path):
     root, _ = folders
     config = json.loads((root / "intact" / "config.json").read_text())

@@ -49,17 +49,25 @@ class FolderParts:
         return f"{self.source}@{folder_digest(self.transformer, self.vae)}"
 
 
+#: Folders saved before diffusers had per-model classes name the generic ``Transformer2DModel`` (the released
+#: DiT-XL/2 checkpoints do); diffusers itself loads them as the class their ``norm_type`` stands for.
+LEGACY_CLASSES = {"Transformer2DModel": {"ada_norm_zero": "DiTTransformer2DModel",
+                                         "ada_norm_single": "PixArtTransformer2DModel"}}
+
+
 def folder_class(config_file: Path) -> str:
-    """The ``_class_name`` a diffusers ``config.json`` declares (a one-line error when it has none)."""
+    """The model class a diffusers ``config.json`` declares (``_class_name``; a legacy ``Transformer2DModel`` as
+    the class its ``norm_type`` stands for), or a one-line error when it names none."""
     try:
-        name = json.loads(config_file.read_text()).get("_class_name")
+        config = json.loads(config_file.read_text())
+        name = config.get("_class_name")
     except (OSError, ValueError, AttributeError) as err:
         raise UserError(f"cannot read the model config {config_file}: {err}; re-save the model with diffusers' "
                         f"save_pretrained") from None
     if not isinstance(name, str) or not name:
         raise UserError(f"{config_file} names no diffusers model class (_class_name); use a folder written by "
                         f"diffusers' save_pretrained")
-    return name
+    return LEGACY_CLASSES.get(name, {}).get(config.get("norm_type"), name)
 
 
 def folder_digest(*folders: Path | None) -> str:
