@@ -97,6 +97,26 @@ def test_the_vae_loads_strictly_too(tmp_path):
         load_strict(AutoencoderKL, tmp_path)
 
 
+def test_legacy_attention_names_of_an_old_vae_checkpoint_load_as_diffusers_renames_them(tmp_path):
+    from diffusers import AutoencoderKL
+
+    vae = load_backbone("tiny-dit-latent", pretrained=False).vae
+    vae.save_pretrained(tmp_path)
+    old = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+
+    def rename(state):  # the names diffusers' AttentionBlock used before 0.14
+        for key in [k for k in state if ".attentions.0." in k]:
+            for new, legacy in old.items():
+                if f".{new}." in key:
+                    state[key.replace(f".{new}.", f".{legacy}.")] = state.pop(key)
+
+    _edit_checkpoint(tmp_path, rename)
+    assert any(".query." in k for k in load_file(tmp_path / WEIGHTS))
+    loaded = load_strict(AutoencoderKL, tmp_path)
+    for name, value in vae.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+
+
 @pytest.mark.parametrize("folder", ["unet", "unet-pipeline"])
 def test_folders_of_another_class_are_refused(folders, folder):
     root, _ = folders

@@ -114,17 +114,22 @@ def checkpoint_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def expected_shapes(cls, folder: Path) -> dict[str, tuple[int, ...]]:
-    """``{tensor name: shape}`` of the model ``folder``'s config describes (built on the meta device: no memory)."""
+def meta_model(cls, folder: Path):
+    """The model ``folder``'s config describes, built on the meta device (no memory, no initialisation)."""
     import torch
 
     with torch.device("meta"):
-        model = cls.from_config(cls.load_config(folder))
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        return cls.from_config(cls.load_config(folder))
 
 
-def weight_problems(expected: dict, found: dict) -> dict[str, list[str]]:
-    """Missing, unexpected and wrongly shaped tensors (``name: checkpoint shape vs model shape``), sorted."""
+def weight_problems(model, found: dict, files: list[Path]) -> dict[str, list[str]]:
+    """Missing, unexpected and wrongly shaped tensors (``name: checkpoint shape vs model shape``), sorted, of a
+    checkpoint ``{name: shape}`` for ``model``. Legacy names are first renamed as diffusers renames them on load
+    (an old VAE's ``query``/``key``/``value``/``proj_attn``; one-file checkpoints only, as diffusers does)."""
+    found = dict(found)
+    if len(files) == 1 and hasattr(model, "_fix_state_dict_keys_on_load"):
+        model._fix_state_dict_keys_on_load(found)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     mismatched = [f"{k} {list(found[k])} vs model {list(v)}" for k, v in expected.items()
                   if k in found and tuple(found[k]) != tuple(v)]
     return {"missing": sorted(set(expected) - set(found)), "unexpected": sorted(set(found) - set(expected)),
@@ -146,7 +151,7 @@ def load_strict(cls, folder: Path):
     """``cls.from_pretrained(folder)`` (eval mode) with every tensor from the checkpoint, or a :class:`UserError`."""
     folder = Path(folder)
     files = weight_files(folder)
-    refuse_problems(weight_problems(expected_shapes(cls, folder), checkpoint_shapes(files)), files, cls.__name__)
+    refuse_problems(weight_problems(meta_model(cls, folder), checkpoint_shapes(files), files), files, cls.__name__)
     try:
         model, info = cls.from_pretrained(folder, low_cpu_mem_usage=True, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as err:
