@@ -27,8 +27,9 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(DEVICE == "cuda" and not torch
 
 #: Every family's tiny preset (``tiny-sd3`` joins once the SD3 family exists).
 TINY_PRESETS = sorted(name for name in PRESETS if name.startswith("tiny-"))
-#: Relative error allowed against float32 on the CPU (cuDNN may use TF32 in the VAE's convolutions).
-TOLERANCE = {"32": 2e-3, "bf16": 5e-2}
+#: Relative error allowed against float32 on the CPU: cuDNN may use TF32 (10-bit mantissa) in the VAE's
+#: convolutions; a device bug (noise, labels or a tensor left behind) gives errors of order 1.
+TOLERANCE = {"32": 1e-2, "bf16": 5e-2}
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -66,7 +67,7 @@ def test_hfr_scan_on_cuda_picks_the_cpu_timestep(preset):
     on_gpu = select_timestep(gpu, images.to(DEVICE), candidates, tap)
     assert on_gpu.timestep == on_cpu.timestep
     for t in candidates:
-        assert abs(on_gpu.curve[t] - on_cpu.curve[t]) <= 1e-3 * abs(on_cpu.curve[t]) + 1e-6, t
+        assert abs(on_gpu.curve[t] - on_cpu.curve[t]) <= 5e-3 * abs(on_cpu.curve[t]) + 1e-6, t
 
 
 def fit_on_gpu(task, datamodule, tmp_path, monitor: str, max_epochs: int = 2) -> dict:
@@ -97,7 +98,7 @@ def test_the_feature_cache_filled_on_the_gpu_holds_the_cpu_features(tmp_path, bl
     task.cpu()
     task.cache_features = False  # the same features, computed again on the CPU
     expected = task.features(images, indices, "val")["blocks.1.out"]
-    assert relative_error(cache.get(indices), expected) < 2e-3  # the cache stores float16
+    assert relative_error(cache.get(indices), expected) < 5e-3  # the cache stores float16
 
 
 def test_segmentation_with_aux_head_and_slide_inference_trains_on_one_gpu(tmp_path):
