@@ -312,7 +312,8 @@ def render(r: dict) -> str:
                  f"{p['candidates']} candidates + one training) vs exhaustive ({p['candidates']} trainings)\n")
     lines.append(f"`paper` FGVC recipe: {p['epochs']} epochs at batch {p['recipe_batch']}; ADE20K: "
                  f"{ADE20K_SCHEDULE['iterations']} iterations at batch {ADE20K_SCHEDULE['batch']}. Training steps and "
-                 f"the scan only (evaluation passes left out of both). Cached features: one extraction pass, then the "
+                 f"the scan only (evaluation passes left out of both; ADE20K's scan is costed at the FGVC tap, a "
+                 f"rounding error beside 160k iterations). Cached features: one extraction pass, then the "
                  f"head alone" + ("" if any(v["fgvc_cache_allowed"] for v in p["per_model"].values()) else
                                   " (the `paper` recipe augments its training images, so it cannot cache them: the "
                                   "cached columns show what turning augmentation off would give)") + ".\n")
