@@ -11,7 +11,7 @@ DATASETS ?=
 DATA_ROOT ?=
 ARGS ?=
 
-.PHONY: setup test lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components results-demo tensorboard clean
+.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components results-demo tensorboard clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The CUDA tests only (tests/test_gpu.py; they skip where there is no CUDA device).
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu
 
 lint: $(STAMP)
 	$(BIN)/ruff check aselect_bench benchmarks tests

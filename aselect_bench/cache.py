@@ -19,15 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aselect_bench.io import atomic_write_json, cache_dir
-
-
-def file_identity(path) -> str:
-    """``path:size:mtime`` -- a file whose content changes gets a new identity (cheap: one ``stat``)."""
-    import os
-
-    st = os.stat(path)
-    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+from aselect_bench.io import atomic_write_json, cache_dir, file_identity  # noqa: F401 - file_identity re-exported
 
 
 def feature_cache_root() -> Path:

@@ -50,3 +50,14 @@ def cache_dir() -> Path:
     """The suite's cache folder: ``$ASELECT_CACHE``, default ``~/.cache/aselect_bench``."""
     root = os.environ.get("ASELECT_CACHE") or Path.home() / ".cache" / "aselect_bench"
     return Path(root).expanduser()
+
+
+def file_identity(path: str | os.PathLike) -> str:
+    """``path:size:mtime_ns`` -- a file whose content changes gets a new identity (cheap: one ``stat``)."""
+    st = os.stat(path)
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def hf_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for no network (the values ``huggingface_hub`` itself reads as true)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")

@@ -28,12 +28,14 @@ from aselect_bench.cache import LatentCache
 from aselect_bench.reports import markdown_table, write_report
 
 
-def matmul_peak(dtype, n: int = 4096, repeats: int = 3) -> float:
-    """Measured matrix-multiply throughput (FLOP/s) for ``dtype`` on this machine: the best of ``repeats``
+def matmul_peak(dtype, n: int = 4096, repeats: int = 3, device="cpu") -> float:
+    """Measured matrix-multiply throughput (FLOP/s) for ``dtype`` on ``device``: the best of ``repeats``
     ``n x n`` products after a warm-up (a peak, so the best time, not the typical one)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     a @ b
-    return 2 * n**3 / best_time(lambda: a @ b, repeats, warm_up=False)
+    sync()
+    return 2 * n**3 / best_time(lambda: (a @ b, sync()), repeats, warm_up=False)
 
 
 #: A CPU-sized SD3: SD3-medium's depth (24 joint blocks), text dims and 333-token context, width 384 (6 heads),
@@ -74,15 +76,21 @@ def best_time(fn, repeats: int, warm_up: bool = True) -> float:
     return best_times({"fn": fn}, repeats, warm_up)["fn"]
 
 
+def peak_rss(code: str) -> list[float]:
+    """Run ``code`` in a fresh Python process where ``hwm()`` returns its resident-memory high-water mark in MiB
+    (``VmHWM``; ``ru_maxrss`` would carry the parent's peak across ``exec``); the numbers it prints."""
+    hwm = ("def hwm():\n"
+           "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024\n")
+    out = subprocess.run([sys.executable, "-c", hwm + code], capture_output=True, text=True, check=True).stdout
+    return [float(v) for v in out.split()]
+
+
 def peak_memory(source: str, batch: int, precision: str) -> dict:
     """Peak resident memory (MiB) of a fresh process that loads ``source`` and extracts one batch: the
-    high-water mark after loading and after the batch (``VmHWM``; ``ru_maxrss`` would carry the parent's
-    peak across ``exec``)."""
-    code = (
+    high-water mark after loading and after the batch."""
+    peak, base = peak_rss(
         "import torch\n"
         "from aselect_bench.backbones import load_backbone\n"
-        "def hwm():\n"
-        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024\n"
         f"b = load_backbone({source!r}, pretrained=False).set_precision({precision!r})\n"
         "base = hwm()\n"
         f"x = torch.rand({batch}, 3, b.image_size, b.image_size) * 2 - 1\n"
@@ -90,8 +98,7 @@ def peak_memory(source: str, batch: int, precision: str) -> dict:
         "    b.extract(x, 500, ['blocks.{}.out'.format(b.num_blocks - 1)])\n"
         "print(hwm(), base)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    return {"peak": float(out[0]), "after_loading": float(out[1]), "extraction": float(out[0]) - float(out[1])}
+    return {"peak": peak, "after_loading": base, "extraction": peak - base}
 
 
 def measure_model(source, batch: int, exits: list[int], repeats: int, peaks: dict,

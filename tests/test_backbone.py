@@ -181,7 +181,7 @@ def test_missing_weights_offline_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="HF_HOME") as info:
         load_backbone("dit-xl-2-256")
     assert "facebook/DiT-XL-2-256" in str(info.value) and "transformer/" in str(info.value)
-    with pytest.raises(UserError, match="not a diffusers DiT folder"):
+    with pytest.raises(UserError, match="not a diffusers model folder"):
         load_backbone(str(tmp_path))
     with pytest.raises(UserError, match="unknown backbone"):
         load_backbone("no-such-preset")

@@ -38,6 +38,7 @@ def test_select_prints_the_curve_and_writes_json(cub_root, tmp_path):
     saved = json.loads(out.read_text())
     assert set(saved["hfr"]) == {"0", "500", "999"} and saved["forwards"] == 18
     assert saved["timestep"] == int(max(saved["hfr"], key=saved["hfr"].get))
+    assert saved["weights_id"] == "random-init-seed0"  # a random backbone is visible in the result
     assert f"chosen timestep: {saved['timestep']}" in result.stdout and "| timestep |" in result.stdout
 
 

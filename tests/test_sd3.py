@@ -355,3 +355,28 @@ def test_comparison_and_component_grid_with_a_tiny_sd3(tmp_path, monkeypatch):
                           runs_dir=tmp_path / "runs", progress=False, measure_separate=False)
     assert set(grid["grid"]) == {"blocks.3.query", "blocks.3.out"}
     assert all(0 <= row["val_top1"] <= 100 for row in grid["grid"].values())
+
+
+def test_sd3_folders_load_strictly(folders, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from aselect_bench.backbones.loading import FOLDER_FAMILIES
+
+    assert "SD3Transformer2DModel" in FOLDER_FAMILIES
+    shutil.copytree(folders / "bare", tmp_path / "bare")
+    weights = tmp_path / "bare" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state.pop("transformer_blocks.2.attn.add_q_proj.weight")
+    save_file(state, weights)
+    with pytest.raises(UserError, match="1 missing tensor") as info:
+        load_quietly(tmp_path / "bare")
+    assert "\n" not in str(info.value)
+    shutil.copytree(folders / "latent", tmp_path / "latent")
+    encoder = tmp_path / "latent" / "text_encoder_2" / "model.safetensors"
+    state = load_file(encoder)
+    state.pop(next(k for k in state if "final_layer_norm" in k))
+    save_file(state, encoder)
+    with pytest.raises(UserError, match="text_encoder_2 does not match its config"):
+        load_quietly(tmp_path / "latent")

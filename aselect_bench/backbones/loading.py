@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from aselect_bench.backbones import sd3
 from aselect_bench.backbones.backbone import Backbone
+from aselect_bench.backbones.checkpoints import FolderParts, folder_class, load_strict
 from aselect_bench.backbones.dit import DiTFamily
 from aselect_bench.backbones.noise import DDPMNoise
 from aselect_bench.backbones.registry import PRESETS, Preset
 from aselect_bench.errors import UserError
+from aselect_bench.io import hf_offline
 
 
 def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bool = True, seed: int = 0) -> Backbone:
@@ -22,8 +25,10 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
     ``source``: a preset name (``dit-xl-2-256``, ``dit-xl-2-512``, ``sd3-medium``, ``sd3.5-medium``,
     ``sd3.5-large``, ``tiny-dit``, ``tiny-dit-latent``, ``tiny-sd3``, ``demo``), a hub id in diffusers layout,
     or a local folder (a ``DiTPipeline`` or ``StableDiffusion3Pipeline`` folder with ``transformer/`` and
-    optionally ``vae/``, ``scheduler/``, text encoders; or a bare transformer folder: pixel space).
-    ``pretrained=False`` builds a preset's architecture with random weights (seeded by ``seed``).
+    optionally ``vae/``, ``scheduler/``, text encoders; or a bare transformer folder: pixel space). A folder's transformer class picks the
+    family (:data:`FOLDER_FAMILIES`; any other class is refused) and its weights load strictly (every tensor
+    from the checkpoint). ``pretrained=False`` builds a preset's architecture with random weights (seeded by
+    ``seed``, ``weights_id == "random-init-seed<seed>"``); the test presets (``tiny-*``) have no weights.
     """
     source = str(source)
     preset = PRESETS.get(source)
@@ -34,7 +39,7 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
     elif preset is not None:
         backbone = _from_diffusers(preset.hub_id, name=preset.name, preset=preset)
     elif Path(source).expanduser().exists():
-        backbone = _from_diffusers(str(Path(source).expanduser()), name=source)
+        backbone = _from_diffusers(str(Path(source).expanduser().resolve()), name=source)
     elif _looks_like_hub_id(source):
         backbone = _from_diffusers(source, name=source)
     else:
@@ -64,14 +69,37 @@ def _random_backbone(preset: Preset, seed: int) -> Backbone:
                     name=preset.name, weights_id=f"random-init-seed{seed}")
 
 
-def _from_diffusers(where: str, name: str, preset: Preset | None = None) -> Backbone:
-    """Load a DiT or an SD3 in diffusers layout from a local folder or a hub id (offline-safe)."""
+def _dit_from_folder(parts: FolderParts) -> Backbone:
+    """A DiT (``DiTTransformer2DModel``, optionally with its VAE) from a diffusers folder, strictly."""
     from diffusers import AutoencoderKL, DiTTransformer2DModel
 
-    folder = _resolve_folder(where)
-    if sd3.is_sd3_folder(folder):  # the family is told by the transformer config's class
-        size = preset.transformer.get("sample_size") if preset is not None else None
-        return sd3.backbone_from_folder(folder, name, _weights_id, sample_size=size)
+    transformer = load_strict(DiTTransformer2DModel, parts.transformer)
+    vae = load_strict(AutoencoderKL, parts.vae) if parts.vae else None
+    return Backbone(DiTFamily(transformer), DDPMNoise.from_config(parts.scheduler), vae,
+                    name=parts.name, weights_id=parts.weights_id)
+
+
+#: The one table of transformer classes a folder may hold: ``_class_name`` -> builder of its Backbone.
+FOLDER_FAMILIES: dict[str, Callable[[FolderParts], Backbone]] = {
+    "DiTTransformer2DModel": _dit_from_folder,
+    sd3.SD3_CLASS: sd3.backbone_from_parts,
+}
+
+
+def _from_diffusers(where: str, name: str, preset: Preset | None = None) -> Backbone:
+    """A Backbone from a local diffusers folder or a hub id (offline-safe), dispatched on its transformer class."""
+    parts = _folder_parts(_resolve_folder(where), source=where, name=name, preset=preset)
+    build = FOLDER_FAMILIES.get(parts.class_name)
+    if build is None:
+        raise UserError(
+            f"{parts.transformer / 'config.json'} holds a {parts.class_name}, which this suite cannot use as a "
+            f"backbone; supported transformer classes: {', '.join(FOLDER_FAMILIES)}"
+        )
+    return build(parts)
+
+
+def _folder_parts(folder: Path, source: str, name: str, preset: Preset | None = None) -> FolderParts:
+    """Split a pipeline folder (``transformer/``, ``vae/``, ``scheduler/``) or a bare transformer folder."""
     if (folder / "config.json").exists() and not (folder / "transformer").exists():
         transformer_dir, vae_dir, sched = folder, None, {}  # a bare transformer folder: pixel space
     elif (folder / "transformer" / "config.json").exists():
@@ -81,17 +109,12 @@ def _from_diffusers(where: str, name: str, preset: Preset | None = None) -> Back
         sched = json.loads(sched_file.read_text()) if sched_file.exists() else {}
     else:
         raise UserError(
-            f"{folder} is not a diffusers DiT folder: expected transformer/config.json (a DiTPipeline "
-            f"folder) or config.json (a bare DiTTransformer2DModel folder)"
+            f"{folder} is not a diffusers model folder: expected transformer/config.json (a pipeline folder) or "
+            f"config.json (a bare transformer folder) of one of: {', '.join(FOLDER_FAMILIES)}"
         )
-    try:
-        transformer = DiTTransformer2DModel.from_pretrained(transformer_dir)
-        vae = AutoencoderKL.from_pretrained(vae_dir) if vae_dir else None
-    except (OSError, ValueError, RuntimeError) as err:
-        raise UserError(f"could not load the DiT weights in {folder}: {err}. Re-save the folder with "
-                        f"diffusers' save_pretrained (config and weights must match)") from err
-    return Backbone(DiTFamily(transformer), DDPMNoise.from_config(sched), vae,
-                    name=name, weights_id=_weights_id(transformer_dir, vae_dir))
+    return FolderParts(root=folder, transformer=transformer_dir, vae=vae_dir, scheduler=sched,
+                       class_name=folder_class(transformer_dir / "config.json"), source=source, name=name,
+                       preset=preset)
 
 
 def _resolve_folder(where: str) -> Path:
@@ -106,7 +129,7 @@ def _resolve_folder(where: str) -> Path:
         return Path(snapshot_download(where, allow_patterns=patterns, local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached: try the hub below
         pass
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    offline = hf_offline()
     if not offline:
         try:
             return Path(snapshot_download(where, allow_patterns=patterns, etag_timeout=10))
@@ -120,16 +143,3 @@ def _resolve_folder(where: str) -> Path:
         f"as the backbone source, or set HF_HOME to a cache that holds {where} (gated repositories such as "
         f"Stability's: accept the licence on huggingface.co, `hf auth login` and download on a machine online)"
     )
-
-
-def _weights_id(*folders) -> str:
-    """Identify weight files cheaply: names, sizes and modification times."""
-    parts = []
-    for folder in folders:
-        if folder is None:
-            continue
-        for f in sorted(Path(folder).iterdir()):
-            if f.is_file():
-                st = f.stat()
-                parts.append(f"{f.resolve()}:{st.st_size}:{int(st.st_mtime)}")
-    return "|".join(parts)

@@ -35,7 +35,7 @@ from aselect_bench.backbones.attention import attend, pick, split_heads
 from aselect_bench.backbones.taps import COMPONENT_STAGE, COMPONENTS
 from aselect_bench.errors import UserError
 
-#: diffusers' class name of the transformer this family runs (the folder's ``config.json`` ``_class_name``).
+#: diffusers' class name of the transformer this family runs (the folder's ``_class_name``; loading dispatches on it).
 SD3_CLASS = "SD3Transformer2DModel"
 #: The pipeline's CLIP token length (``tokenizer.model_max_length``) and T5 length (``max_sequence_length``).
 CLIP_TOKENS, T5_TOKENS = 77, 256
@@ -212,11 +212,11 @@ def text_parts_present(folder: Path) -> list[str]:
     return [p for p in TEXT_PARTS if (folder / p).is_dir()]
 
 
-def empty_prompt_conditioning(folder: Path, config, weights_id) -> tuple[torch.Tensor, torch.Tensor, str]:
+def empty_prompt_conditioning(folder: Path, config) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The empty-prompt conditioning of the SD3 pipeline ``folder`` (zeros + one warning line without encoders).
 
     Cached under ``cache_dir()/sd3-empty-prompt/<key>.pt``, keyed by the text encoders' and tokenizers' files
-    (``weights_id(*folders)``) and the shapes, so the text encoders are loaded once per model and then dropped.
+    (their identities: path, size, mtime) and the shapes, so the text encoders are loaded once and then dropped.
     Returns ``(prompt_embeds [1, 333, J], pooled [1, P], conditioning_id)``.
     """
     present = text_parts_present(folder)
@@ -226,7 +226,9 @@ def empty_prompt_conditioning(folder: Path, config, weights_id) -> tuple[torch.T
                       f"(add the pipeline's CLIP text encoders and tokenizers for the authors' conditioning)",
                       stacklevel=3)
         return (*zero_conditioning(config), "zeros")
-    blob = json.dumps([weights_id(*(folder / p for p in TEXT_PARTS)), config.joint_attention_dim,
+    from aselect_bench.backbones.checkpoints import folder_digest
+
+    blob = json.dumps([folder_digest(*(folder / p for p in TEXT_PARTS)), config.joint_attention_dim,
                        config.pooled_projection_dim, T5_TOKENS])
     key = hashlib.sha256(blob.encode()).hexdigest()[:20]
     from aselect_bench.io import atomic_write_bytes, cache_dir
@@ -246,55 +248,48 @@ def _load_text_encoders(folder: Path):
     """The two CLIP tokenizers and text encoders (with projection) of a pipeline folder, on the CPU in float32."""
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
+    fix = "re-save them with transformers' save_pretrained, or remove text_encoder*/ to condition on zeros"
     try:
         tokenizers = [CLIPTokenizer.from_pretrained(folder / p) for p in ("tokenizer", "tokenizer_2")]
-        encoders = [CLIPTextModelWithProjection.from_pretrained(folder / p, dtype=torch.float32).eval()
-                    for p in ("text_encoder", "text_encoder_2")]
+        loaded = [CLIPTextModelWithProjection.from_pretrained(folder / p, dtype=torch.float32,
+                                                              output_loading_info=True)
+                  for p in ("text_encoder", "text_encoder_2")]
     except (OSError, ValueError) as err:
-        raise UserError(f"could not load the SD3 text encoders in {folder}: {err}. Re-save them with "
-                        f"transformers' save_pretrained, or remove text_encoder*/ to condition on zeros") from err
-    return tokenizers, encoders
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"could not load the SD3 text encoders in {folder}: {first[:200]}; {fix}") from None
+    for part, (_, info) in zip(("text_encoder", "text_encoder_2"), loaded):
+        bad = sorted(info.get("missing_keys", [])) + [str(k[0]) for k in info.get("mismatched_keys", [])]
+        if bad:  # a partly random encoder would silently change the conditioning
+            raise UserError(f"{folder / part} does not match its config: {len(bad)} missing or wrongly shaped "
+                            f"tensors (e.g. {', '.join(bad[:3])}); {fix}")
+    return tokenizers, [model.eval() for model, _ in loaded]
 
 
 # ----------------------------------------------------------------------------------------- building
 
 
-def is_sd3_folder(folder: Path) -> bool:
-    """Whether ``folder`` (a pipeline folder or a bare transformer folder) holds an ``SD3Transformer2DModel``."""
-    for config in (folder / "transformer" / "config.json", folder / "config.json"):
-        if config.exists():
-            return json.loads(config.read_text()).get("_class_name") == SD3_CLASS
-    return False
+def backbone_from_parts(parts):
+    """An SD3 :class:`Backbone` from a split diffusers folder (:class:`~aselect_bench.backbones.checkpoints.FolderParts`):
+    a pipeline folder (``transformer/``, ``vae/``, ``scheduler/``, CLIP text encoders) or a bare
+    ``SD3Transformer2DModel`` folder (pixel space, zero conditioning). Weights load strictly.
 
-
-def backbone_from_folder(folder: Path, name: str, weights_id, sample_size: int | None = None):
-    """An SD3 :class:`Backbone` from a pipeline folder (``transformer/``, ``vae/``, ``scheduler/``, text
-    encoders) or a bare ``SD3Transformer2DModel`` folder (pixel space, zero conditioning).
-
-    ``weights_id(*folders) -> str`` identifies weight files; ``sample_size`` overrides the native latent size
-    (the presets pass 64: 512 px; a folder on its own runs at its config's size, 1024 px for SD3-medium).
+    A preset runs at its own size (``sample_size`` 64: 512 px); a folder on its own runs at its config's size
+    (1024 px for SD3-medium).
     """
     from diffusers import AutoencoderKL, SD3Transformer2DModel
 
     from aselect_bench.backbones.backbone import Backbone
+    from aselect_bench.backbones.checkpoints import folder_digest, load_strict
     from aselect_bench.backbones.noise import RectifiedFlowNoise
 
-    bare = not (folder / "transformer").exists()
-    transformer_dir = folder if bare else folder / "transformer"
-    vae_dir = None if bare or not (folder / "vae" / "config.json").exists() else folder / "vae"
-    sched_file = folder / "scheduler" / "scheduler_config.json"
-    sched = json.loads(sched_file.read_text()) if not bare and sched_file.exists() else {}
-    try:
-        transformer = SD3Transformer2DModel.from_pretrained(transformer_dir)
-        vae = AutoencoderKL.from_pretrained(vae_dir) if vae_dir else None
-    except (OSError, ValueError, RuntimeError) as err:
-        raise UserError(f"could not load the SD3 weights in {folder}: {err}. Re-save the folder with "
-                        f"diffusers' save_pretrained (config and weights must match)") from err
-    prompt, pooled, cond_id = empty_prompt_conditioning(folder, transformer.config, weights_id)
-    family = SD3Family(transformer, prompt, pooled, cond_id, sample_size)
-    text_dirs = [folder / p for p in text_parts_present(folder)]
-    return Backbone(family, RectifiedFlowNoise.from_config(sched), vae, name=name,
-                    weights_id=weights_id(transformer_dir, vae_dir, *text_dirs))
+    transformer = load_strict(SD3Transformer2DModel, parts.transformer)
+    vae = load_strict(AutoencoderKL, parts.vae) if parts.vae else None
+    prompt, pooled, cond_id = empty_prompt_conditioning(parts.root, transformer.config)
+    size = parts.preset.transformer.get("sample_size") if parts.preset is not None else None
+    text_dirs = [parts.root / p for p in text_parts_present(parts.root)]
+    weights_id = parts.weights_id + (f"+text@{folder_digest(*text_dirs)}" if text_dirs else "")
+    return Backbone(SD3Family(transformer, prompt, pooled, cond_id, size), RectifiedFlowNoise.from_config(
+        parts.scheduler), vae, name=parts.name, weights_id=weights_id)
 
 
 def random_backbone(preset, seed: int):

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> dict:
     print(markdown_table(["timestep", "mean HFR", "std", ""], rows, floatfmt="{:.4f}"))
     print(f"chosen timestep: {result.timestep}  (tap {tap}, {len(images)} images, "
           f"{result.forwards} forwards, {result.seconds:.1f}s)")
+    record = {**result.to_json(), "backbone": args.backbone, "weights_id": backbone.weights_id}
     if args.out:
-        atomic_write_json(args.out, result.to_json())
-    return result.to_json()
+        atomic_write_json(args.out, record)
+    return record

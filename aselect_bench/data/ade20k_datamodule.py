@@ -11,11 +11,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
-from aselect_bench.cache import file_identity
 from aselect_bench.data.ade20k import load_pair, read_split, resolve_root
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform
 from aselect_bench.data.skipped import SkippedFiles, load_first_readable
 from aselect_bench.errors import UserError
+from aselect_bench.io import file_identity
 
 #: The held-out selection split: 1,000 of the real set's 20,210 training images (as in the paper's
 #: protocol), the same share of a smaller set but at least ``SELECTION_MIN``, drawn with ``SELECTION_SEED``

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from aselect_bench.errors import UserError
-from aselect_bench.io import atomic_write_json, cache_dir, read_json
+from aselect_bench.io import atomic_write_json, cache_dir, hf_offline, read_json
 
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.1
@@ -367,10 +366,6 @@ def stratified_split(items: dict, fraction: float, seed: int) -> tuple[dict, dic
 
 
 # ---------------------------------------------------------------- hub datasets
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """One TCP connect to the hub endpoint: the ``datasets`` client would otherwise retry for ~25 s."""
     import socket
@@ -393,7 +388,7 @@ def _load_hub(hub_id: str):
     import huggingface_hub.constants as hub_constants
 
     local = Path(hub_id).expanduser()
-    offline = _offline() or (not local.exists() and not _hub_reachable())
+    offline = hf_offline() or (not local.exists() and not _hub_reachable())
     saved = (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE)
     try:
         if offline:  # the libraries read HF_HUB_OFFLINE at import; honour it (and an unreachable hub) now
@@ -404,7 +399,7 @@ def _load_hub(hub_id: str):
             table = datasets.load_dataset(str(local) if local.exists() else hub_id)
         return table if isinstance(table, datasets.DatasetDict) else datasets.DatasetDict({"train": table})
     except Exception as err:  # noqa: BLE001 - network, cache and format failures become one message
-        reason = ("offline (HF_HUB_OFFLINE is set)" if _offline() else "the hub is unreachable") if offline else "loading failed"
+        reason = ("offline (HF_HUB_OFFLINE is set)" if hf_offline() else "the hub is unreachable") if offline else "loading failed"
         raise UserError(f"cannot load dataset {hub_id!r}: {reason}, and it is not in the local cache "
                         f"({type(err).__name__}: {str(err)[:200]}); download it where the hub is reachable "
                         f"(same HF_HOME), or pass a local folder") from None

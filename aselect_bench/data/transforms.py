@@ -10,9 +10,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from aselect_bench.cache import file_identity
 from aselect_bench.data.images import load_rgb, to_rgb
 from aselect_bench.data.skipped import SkippedFiles, load_first_readable
+from aselect_bench.io import file_identity
 
 NO_IMAGE = torch.zeros(0)  # the image slot of a labels-only sample
 RESIZE_RATIO = 1.14  # resize the short side to 1.14x the crop, as in the common 256 -> 224 protocol
