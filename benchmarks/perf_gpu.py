@@ -27,9 +27,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from perf_extract import best_time, best_times, matmul_peak, transformer_flops  # the DiT formula (see render)
+from perf_extract import best_time, best_times, matmul_peak
 
 from aselect_bench.backbones import load_backbone
+from aselect_bench.backbones.flops import flops_per_image
 from aselect_bench.backbones.registry import PRESETS, default_tap
 from aselect_bench.experiments.fgvc import fgvc_probe
 from aselect_bench.hfr import HFRSettings, select_timestep
@@ -113,7 +114,6 @@ def measure_extraction(backbone, tap_block: int, size: Sizes, device, peaks: dic
     images = torch.rand(size.batch, 3, backbone.image_size, backbone.image_size, device=device) * 2 - 1
     x0 = backbone.encode(images)
     noise = torch.randn_like(x0)
-    tokens = (backbone.image_size // backbone.patch_size) ** 2
     last = backbone.num_blocks - 1
     out = {}
     for precision in precisions(backbone.name, device):
@@ -124,7 +124,7 @@ def measure_extraction(backbone, tap_block: int, size: Sizes, device, peaks: dic
             "full": synced(lambda: backbone.extract_x0(x0, TIMESTEP, [f"blocks.{last}.out"], noise=noise), device),
             "encode": synced(lambda: backbone.encode(images), device),
         }, size.repeats)
-        flops = transformer_flops(backbone, backbone.num_blocks, tokens) * size.batch
+        flops = flops_per_image(backbone, f"blocks.{last}.out") * size.batch
         peak = peaks[precision]
         out[precision] = {
             "tap_images_per_s": size.batch / seconds["tap"], "full_images_per_s": size.batch / seconds["full"],
@@ -286,8 +286,8 @@ def render(r: dict) -> str:
     lines = [f"# GPU performance{' (DRY RUN: tiny models on the CPU, not a measurement)' if r['dry_run'] else ''}\n",
              f"Device {r['device']}, torch {r['torch']} (CUDA {r['cuda']}, driver {r['driver']}). Random weights "
              f"(speed does not depend on them). Matrix-product peak measured in this run (TFLOP/s): {peaks}. "
-             f"TFLOP/s count a DiT block's matrix products (perf_extract.transformer_flops; for SD3 the image stream "
-             f"only, a lower bound).\n"]
+             f"TFLOP/s count the matrix products of the real architecture (aselect_bench.backbones.flops: "
+             f"for SD3 both streams of the joint blocks).\n"]
     for preset, m in r["models"].items():
         lines.append(f"## {preset}: {m['image_size']} px, {m['num_blocks']} blocks, width {m['hidden_size']}, "
                      f"{m['tokens']} tokens, tap {m['tap']}, batch {m['batch']}\n")
