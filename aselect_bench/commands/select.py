@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from aselect_bench.hfr import DEFAULT_CANDIDATES, MODES
+from aselect_bench.precision import PRECISIONS
 
 
 def parse_candidates(text: str) -> list[int]:
@@ -46,6 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument("--noise-draws", type=int, default=1, help="average features over K noise draws (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="backbone compute precision (default auto: bf16 only where the hardware runs it natively)")
     p.add_argument("--out", help="write the selection as JSON here")
     p.set_defaults(run=run)
 
@@ -68,9 +71,12 @@ def run(args: argparse.Namespace) -> dict:
     from aselect_bench.backbones import PRESETS, load_backbone, parse_tap
     from aselect_bench.hfr import check_candidates, select_timestep
     from aselect_bench.io import atomic_write_json
+    from aselect_bench.precision import describe_precision
     from aselect_bench.reports import markdown_table
 
     backbone = load_backbone(args.backbone)
+    used = describe_precision(args.precision, backbone.device)
+    backbone.set_precision(used["precision"])
     tap = args.tap or (PRESETS[args.backbone].default_tap if args.backbone in PRESETS else "blocks.0.out")
     parse_tap(tap, backbone.num_blocks, backbone.family.components)  # every check before the long work
     check_candidates(args.candidates, backbone.num_train_timesteps)
@@ -82,6 +88,12 @@ def run(args: argparse.Namespace) -> dict:
     print(markdown_table(["timestep", "mean HFR", "std", ""], rows, floatfmt="{:.4f}"))
     print(f"chosen timestep: {result.timestep}  (tap {tap}, {len(images)} images, "
           f"{result.forwards} forwards, {result.seconds:.1f}s)")
+    print(f"how firm: {result.firmness()} over 1000 bootstrap resamples of the images")
+    warning = result.weak_choice_warning()
+    if warning:
+        print(f"warning: {warning}")
+    record = {**result.to_json(), "run": {"precision": used["precision"], "hardware": {
+        "device": used["device"], "cpu_bf16_native": used["cpu_bf16_native"]}}}
     if args.out:
-        atomic_write_json(args.out, result.to_json())
-    return result.to_json()
+        atomic_write_json(args.out, record)
+    return record
