@@ -30,8 +30,8 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
     """
     source = str(source)
     preset = PRESETS.get(source)
-    if preset is not None and preset.build is not None and pretrained:
-        backbone = preset.build(seed=seed)
+    if preset is not None and pretrained and preset.folder is not None:
+        backbone = _from_diffusers(str(_shipped(preset)), name=preset.name)
     elif preset is not None and (not pretrained or preset.hub_id is None):
         backbone = _random_backbone(preset, seed)
     elif preset is not None:
@@ -46,6 +46,14 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
             f"(owner/name), or an existing local folder in diffusers layout"
         )
     return backbone.to(device=device, dtype=dtype)
+
+
+def _shipped(preset: Preset) -> Path:
+    """The preset's folder inside the package, or one clear error when the install lacks it."""
+    if not (preset.folder / "transformer" / "config.json").exists():
+        raise UserError(f"the {preset.name!r} preset's weights are missing from {preset.folder}: reinstall the "
+                        f"package, or rebuild them with 'aselect-bench pretrain --ship'")
+    return preset.folder
 
 
 def _looks_like_hub_id(source: str) -> bool:
