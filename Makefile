@@ -11,7 +11,7 @@ DATASETS ?=
 DATA_ROOT ?=
 ARGS ?=
 
-.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components tensorboard clean
+.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components results-demo tensorboard clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,15 @@ bench-perf: $(STAMP)
 
 bench-components: $(STAMP)
 	$(BIN)/aselect-bench components --preset $(PRESET) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
+
+# Every committed demo result, re-run with the current code (about an hour on a 2-core CPU).
+results-demo: $(STAMP)
+	$(MAKE) bench-fgvc
+	$(MAKE) bench-ade20k
+	$(MAKE) compare-exhaustive ARGS=--fused
+	$(MAKE) compare-exhaustive TASK=ade20k ARGS="--max-epochs 3"
+	$(MAKE) bench-components
+	$(MAKE) bench-components ARGS="--timestep 50"
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir runs

@@ -74,11 +74,16 @@ def high_frequency_ratio(features: torch.Tensor, cutoff: float = DEFAULTS.cutoff
 
     Frequencies come from ``torch.fft.fftfreq`` (cycles per token, in [-0.5, 0.5)); energy ``|X|^2`` is
     summed over channels. ``remove_mean`` subtracts each channel's spatial mean first.
+    Non-finite input has no ratio: features holding NaN or inf (or so large that their energy overflows
+    float32) raise :class:`UserError`, never return NaN.
     """
     if features.ndim != 4:
         raise UserError(f"features must be [B, C, H, W]; got shape {tuple(features.shape)}")
     if mode not in MODES:
         raise UserError(f"unknown HFR mode {mode!r}; use one of {', '.join(MODES)}")
+    if not torch.isfinite(features).all():
+        raise UserError("the features hold NaN or inf, which have no HFR: check the backbone's weights and "
+                        "precision (run in float32 to rule out half-precision overflow)")
     x = features.float()
     if remove_mean:
         x = x - x.mean(dim=(-2, -1), keepdim=True)
@@ -89,6 +94,9 @@ def high_frequency_ratio(features: torch.Tensor, cutoff: float = DEFAULTS.cutoff
         energy = torch.fft.fft2(x, dim=(-2, -1)).abs().square().sum(1)  # [B, H, W]
     low = low_band_mask(h, w, cutoff, mode, device=x.device)
     total = energy.flatten(1).sum(1)
+    if not torch.isfinite(total).all():
+        raise UserError("the features' spectral energy overflows float32 (values near 1e19 or more), which has "
+                        "no HFR: check the backbone's weights")
     high = (energy * (~low)).flatten(1).sum(1)
     return torch.where(total > 0, high / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(total))
 
@@ -177,6 +185,8 @@ def scan_hfr_variants(backbone, images, candidates: Sequence[int], taps: Sequenc
                     noise = batch_noise(x0.shape[1:], seed, t, range(offset, offset + len(x0)), draw)
                     feats = backbone.extract_x0(x0, t, list(taps), noise=noise)
                     summed = feats if summed is None else {k: summed[k] + feats[k] for k in feats}
+                for tap in taps:
+                    _check_finite(summed[tap], tap, t)
                 for name, settings in variants.items():
                     for tap in taps:
                         result[name][tap][t].append(high_frequency_ratio(summed[tap] / noise_draws, **settings))
@@ -186,6 +196,21 @@ def scan_hfr_variants(backbone, images, candidates: Sequence[int], taps: Sequenc
     per_image = {v: {tap: {t: torch.cat(x) for t, x in by_t.items()} for tap, by_t in by_tap.items()}
                  for v, by_tap in result.items()}
     return per_image, cost.seconds, cost.forwards
+
+
+def _check_finite(features: torch.Tensor, tap: str, timestep: int) -> None:
+    """Stop the scan with one line naming the tap and timestep whose features hold NaN or inf."""
+    if not torch.isfinite(features).all():
+        raise UserError(f"the backbone produced NaN/inf features at {tap}, timestep {timestep}, so the HFR scan "
+                        f"stops: check the weights (a corrupt checkpoint?) or use float32 instead of half precision")
+
+
+def _check_finite_curve(per_image: dict, tap: str) -> None:
+    """Refuse per-image HFR ``{t: [N]}`` holding NaN or inf, naming the tap and timestep."""
+    for t, v in per_image.items():
+        if not torch.isfinite(torch.as_tensor(v)).all():
+            raise UserError(f"the HFR of {tap} at timestep {t} is not finite (NaN or inf), so no timestep can be "
+                            f"chosen: check the backbone's features there (weights, half precision)")
 
 
 def select_timestep(backbone, images, candidates: Sequence[int] = DEFAULT_CANDIDATES, tap: str = "blocks.9.query",
@@ -205,7 +230,11 @@ def select_timestep(backbone, images, candidates: Sequence[int] = DEFAULT_CANDID
 
 def summarize_scan(per_image: dict[int, torch.Tensor], tap: str, seconds: float, forwards: int,
                    settings: dict) -> SelectionResult:
-    """Turn per-image HFR ``{t: [N]}`` into a :class:`SelectionResult` (mean curve, spread, argmax)."""
+    """Turn per-image HFR ``{t: [N]}`` into a :class:`SelectionResult` (mean curve, spread, argmax).
+
+    A NaN anywhere is refused (:class:`UserError` naming the tap and timestep): no argmax over NaN.
+    """
+    _check_finite_curve(per_image, tap)
     curve = {t: float(v.mean()) for t, v in per_image.items()}
     spread = {t: float(v.std(unbiased=False)) for t, v in per_image.items()}
     best = max(curve, key=lambda t: curve[t])  # first maximum in candidate order

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from aselect_bench.config import CONFIG_DIR, load_yaml
+from aselect_bench.data.transforms import RESIZE_RATIO
 from aselect_bench.errors import UserError
 from aselect_bench.hfr import HFRSettings
 
@@ -38,6 +39,7 @@ class FGVCSettings:
     max_epochs: int
     batch_size: int
     backbone: str | None = None
+    resize_ratio: float = RESIZE_RATIO  # short side resized to this x the crop (the authors: 576 for 512, 1.125)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from aselect_bench.data.ade20k import CLASS_NAMES, PALETTE, load_mask, load_pair, read_split
-from aselect_bench.data.ade20k_datamodule import ADE20KDataModule
+from aselect_bench.data.ade20k import CLASS_NAMES, PALETTE, load_mask, load_pair, read_split, resolve_root
+from aselect_bench.data.ade20k_datamodule import ADE20KDataModule, selection_size
 from aselect_bench.data.seg_transforms import (
     SegEvalTransform,
     SegTrainTransform,
@@ -333,7 +333,7 @@ def test_slide_inference_equals_mmseg():
 
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
-    return write_ade20k(tmp_path_factory.mktemp("ade"), num_train=6, num_val=3, image_size=48, num_classes=8, seed=0)
+    return write_ade20k(tmp_path_factory.mktemp("ade"), num_train=12, num_val=3, image_size=48, num_classes=8, seed=0)
 
 
 def test_datamodule_batches(synthetic_root):
@@ -345,7 +345,7 @@ def test_datamodule_batches(synthetic_root):
     assert set(masks.unique().tolist()) <= set(range(8)) | {255}
     images, masks, _ = next(iter(dm.val_dataloader()))
     assert images.shape == (3, 3, 32, 32) and masks.shape == (3, 48, 48)  # ground truth at its own size
-    assert dm.calibration_images(4).shape == (4, 3, 16, 16) and dm.split_size("val") == 3
+    assert dm.calibration_images(4).shape == (4, 3, 16, 16) and dm.split_size("val") == 5 == dm.split_size("test") + 2
     # training views: reproducible for a seed and epoch, new in the next epoch
     again = ADE20KDataModule(synthetic_root / "ADEChallengeData2016", crop_size=16, scale=(64, 32), batch_size=4,
                              num_workers=0, num_classes=8)
@@ -362,10 +362,12 @@ def test_datamodule_evaluates_images_of_different_sizes_one_by_one(tmp_path):
     base = hand_layout(tmp_path, n=3)
     Image.new("RGB", (30, 40)).save(base / "images" / "validation" / "ADE_val_00000002.jpg")
     Image.fromarray(np.ones((40, 30), np.uint8)).save(base / "annotations" / "validation" / "ADE_val_00000002.png")
-    dm = ADE20KDataModule(base, crop_size=16, scale=(64, 32), batch_size=2, val_batch_size=3, num_workers=0)
-    shapes = [(tuple(i.shape), tuple(m.shape)) for i, m, _ in dm.val_dataloader()]
+    dm = ADE20KDataModule(base, crop_size=16, scale=(64, 32), batch_size=2, val_batch_size=3, num_workers=0,
+                          selection_size=1)
+    shapes = [(tuple(i.shape), tuple(m.shape)) for i, m, _ in dm.test_dataloader()]
     assert shapes == [((1, 3, 32, 43), (1, 30, 40)), ((1, 3, 43, 32), (1, 40, 30)), ((1, 3, 32, 43), (1, 30, 40))]
-    same = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=3, num_workers=0)
+    assert [tuple(i.shape) for i, _, _ in dm.val_dataloader()] == [(1, 3, 32, 43)]  # one batch size for both
+    same = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=3, num_workers=0, selection_size=1)
     (base / "images" / "validation" / "ADE_val_00000002.jpg").unlink()
     assert same.eval_batch_size() == 3
 
@@ -373,18 +375,59 @@ def test_datamodule_evaluates_images_of_different_sizes_one_by_one(tmp_path):
 def test_datamodule_reports_a_mismatched_pair(tmp_path):
     base = hand_layout(tmp_path)
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(base / "annotations" / "training" / "ADE_train_00000001.png")
-    dm = ADE20KDataModule(base, crop_size=16, scale=(64, 32), batch_size=2, num_workers=0)
+    dm = ADE20KDataModule(base, crop_size=16, scale=(64, 32), batch_size=2, num_workers=0, selection_size=1)
     with pytest.raises(UserError, match="ADE_train_00000001.png is 5x5 but its image is 40x30"):
-        next(iter(dm.train_dataloader()))
+        for loader in (dm.train_dataloader(), dm.val_dataloader()):  # the pair is in one of the two
+            list(loader)
 
 
 def test_unreadable_image_is_skipped_and_counted_or_stops_when_strict(tmp_path):
     base = hand_layout(tmp_path, n=3)
     broken = base / "images" / "validation" / "ADE_val_00000002.jpg"
     broken.write_bytes(broken.read_bytes()[:30])  # a truncated JPEG
-    dm = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=3, num_workers=2)
-    masks = [m for _, m, _ in dm.val_dataloader()]  # warned and recorded in a worker process
+    dm = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=3, num_workers=2, selection_size=1)
+    masks = [m for _, m, _ in dm.test_dataloader()]  # warned and recorded in a worker process
     assert sum(len(m) for m in masks) == 3 and dm.bad_files() == [str(broken)]  # the next pair stood in
-    strict = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=1, num_workers=0, strict=True)
+    strict = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=1, num_workers=0, strict=True,
+                              selection_size=1)
     with pytest.raises(UserError, match="ADE_val_00000002.jpg"):
-        list(strict.val_dataloader())
+        list(strict.test_dataloader())
+
+
+def test_selection_split_is_a_fixed_held_out_slice_of_training(synthetic_root):
+    """Selection (stage val): a seed-independent slice of the training images, never trained on; the
+    official validation split is the test stage."""
+    assert selection_size(20210) == 1000 and selection_size(160) == 8 and selection_size(12) == 5
+    base = synthetic_root / "ADEChallengeData2016"
+    official = read_split(base, "train")
+    dms = [ADE20KDataModule(base, crop_size=16, scale=(64, 32), num_workers=0, num_classes=8, seed=seed)
+           for seed in (0, 1)]
+    for dm in dms:
+        dm.setup()
+    train, selection = dms[0].sets["train"].pairs, dms[0].sets["val"].pairs
+    assert len(selection) == 5 and not set(train) & set(selection) and sorted(train + selection) == official
+    assert dms[1].sets["val"].pairs == selection and dms[1].sets["train"].pairs == train  # whatever the run seed
+    assert dms[0].sets["test"].pairs == read_split(base, "val")
+    assert dms[0].split_sizes() == {"training": 7, "selection": 5, "validation": 3}
+    assert ADE20KDataModule.SPLIT_NAMES["val"] == "selection" and ADE20KDataModule.SPLIT_NAMES["test"] == "validation"
+    assert len(dms[0].calibration_images(100)) == 7  # the HFR scan draws from the training part only
+    images, masks, indices = next(iter(dms[0].val_dataloader()))  # the evaluation view of the selection images
+    assert images.shape[-2:] == (32, 32) and masks.shape[-2:] == (48, 48) and indices.tolist() == [0]
+    other = ADE20KDataModule(base, crop_size=16, scale=(64, 32), num_workers=0, num_classes=8, selection_size=3)
+    other.setup()
+    assert len(other.sets["val"]) == 3 and len(other.sets["train"]) == 9
+    with pytest.raises(UserError, match="cannot hold out 12 of 12 training images"):
+        ADE20KDataModule(base, num_workers=0, num_classes=8, selection_size=12).setup()
+
+
+def test_data_root_is_the_folder_or_its_parent(synthetic_root, tmp_path):
+    folder = synthetic_root / "ADEChallengeData2016"
+    assert resolve_root(synthetic_root) == folder == resolve_root(folder) == resolve_root(f"{folder}/")
+    for split in ("train", "val"):
+        assert read_split(synthetic_root, split) == read_split(folder, split)
+    dms = [ADE20KDataModule(root, crop_size=16, scale=(64, 32), num_workers=0, num_classes=8)
+           for root in (synthetic_root, folder)]
+    for stage in ("val", "test"):
+        assert dms[0].view_fingerprint(stage) == dms[1].view_fingerprint(stage)
+    with pytest.raises(UserError, match="the folder .*images/training is missing.*or at the folder holding it"):
+        read_split(tmp_path, "train")

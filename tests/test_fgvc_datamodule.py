@@ -114,3 +114,15 @@ def test_hub_dataset_in_place_of_a_folder(tmp_path, monkeypatch):
     again = FGVCDataModule(hub_id=str(tmp_path / "hub"), image_size=16, num_workers=0)
     again.setup()
     assert again.view_fingerprint("val") == dm.view_fingerprint("val") != dm.view_fingerprint("test")
+
+
+def test_both_spellings_of_a_data_root_give_one_view(tmp_path):
+    """``/data`` and ``/data/CUB_200_2011`` are the same data: the same splits and feature-cache keys."""
+    write_layout("cub", tmp_path, num_classes=4, train_per_class=5, test_per_class=2, image_size=32)
+    parent = FGVCDataModule("cub", tmp_path, image_size=16, num_workers=0)
+    folder = FGVCDataModule("cub", tmp_path / "CUB_200_2011", image_size=16, num_workers=0)
+    parent.setup(), folder.setup()
+    assert parent.split_sizes() == folder.split_sizes() == {"training": 16, "val": 4, "test": 8}
+    for stage in ("val", "test"):
+        assert folder.sets[stage].items == parent.sets[stage].items
+        assert folder.view_fingerprint(stage) == parent.view_fingerprint(stage)

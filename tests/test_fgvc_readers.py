@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,15 @@ from PIL import Image
 from scipy.io import loadmat, savemat
 
 from aselect_bench import UserError
-from aselect_bench.data.fgvc import DATASETS, HubSplit, class_names, num_classes, read_split, read_splits
+from aselect_bench.data.fgvc import (
+    DATASETS,
+    HubSplit,
+    class_names,
+    num_classes,
+    read_split,
+    read_splits,
+    resolve_root,
+)
 from aselect_bench.data.synth_fgvc import render_samples, write_layout
 
 
@@ -227,13 +236,39 @@ def test_loadmat_squeeze_shapes_of_single_entries(tmp_path):
     assert read_split("cars", tmp_path, "test") == [(tmp_path / "cars_test" / "00001.jpg", 195)]
 
 
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_data_root_as_users_pass_it(tmp_path, name, monkeypatch):
+    """The parent or the distributed top folder (CUB, NABirds, Aircraft); the folder holding the items else."""
+    top = DATASETS[name].top
+    root = tmp_path / "data" if top else tmp_path / "data" / f"stanford_{name}"
+    HAND[name](root)
+    expected = read_splits(name, root)
+    if top is None:  # several top-level items: the folder holding them is the root, its parent is not
+        assert resolve_root(name, root) == root
+        with pytest.raises(UserError, match=f"expected {DATASETS[name].marker} under"):
+            read_splits(name, root.parent)
+        return
+    for spelling in (root / top, f"{root / top}/"):
+        assert resolve_root(name, spelling) == root
+        assert read_splits(name, spelling) == expected and class_names(name, spelling) == class_names(name, root)
+    if not DATASETS[name].official_val:  # one cached split for both spellings, next to the data
+        assert [p.relative_to(root) for p in root.rglob("val.json")] == [Path(f".aselect_splits/{name}/val.json")]
+    monkeypatch.chdir(root / top)  # "." inside the top folder
+    assert resolve_root(name, ".") == root and read_splits(name, ".") == expected
+
+
 # ------------------------------------------------------------------ bad input: one UserError naming the file
 def test_missing_root_and_wrong_root_name_the_expected_layout(tmp_path):
     with pytest.raises(UserError, match=r"expected CUB_200_2011/images.txt under .*nope .*does not exist"):
         read_split("cub", tmp_path / "nope", "train")
+    hand_dogs(tmp_path / "dogs")
+    with pytest.raises(UserError, match=f"under {tmp_path / 'dogs'}: pass that folder"):
+        read_split("dogs", tmp_path / "dogs" / "lists", "train")
     hand_cub(tmp_path)
-    with pytest.raises(UserError, match=f"under {tmp_path}: pass that folder"):
-        read_split("cub", tmp_path / "CUB_200_2011", "train")
+    (tmp_path / "CUB_200_2011").rename(tmp_path / "birds")
+    with pytest.raises(UserError, match="holds the files of CUB_200_2011/ under another name: rename the folder"):
+        read_split("cub", tmp_path / "birds", "train")
+    (tmp_path / "birds").rename(tmp_path / "CUB_200_2011")
     with pytest.raises(UserError, match=r"expected fgvc-aircraft-2013b/data/variants.txt .*images_variant"):
         read_split("aircraft", tmp_path, "train")
     with pytest.raises(UserError, match="unknown FGVC dataset 'imagenet'; use one of cub, nabirds, flowers, dogs"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aselect_bench import UserError, high_frequency_ratio, load_backbone, select_timestep
-from aselect_bench.hfr import DEFAULT_CANDIDATES, MODES
+from aselect_bench.hfr import DEFAULT_CANDIDATES, MODES, scan_hfr, summarize_scan
 
 
 def numpy_hfr(feats: np.ndarray, cutoff: float, mode: str, remove_mean: bool) -> np.ndarray:
@@ -100,6 +100,17 @@ def test_bad_inputs_are_refused():
         high_frequency_ratio(torch.zeros(4, 4))
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_non_finite_features_are_an_error_never_a_nan_ratio(mode):
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        features = torch.rand(2, 3, 4, 4)
+        features[1, 2, 3, 0] = bad
+        with pytest.raises(UserError, match="hold NaN or inf"):
+            high_frequency_ratio(features, mode=mode)
+    with pytest.raises(UserError, match="energy overflows float32"):  # finite, but |x|^2 is inf
+        high_frequency_ratio(torch.full((1, 1, 4, 4), 1e30), mode=mode)
+
+
 class PeakedBackbone:
     """Features whose HFR is known: a constant plus a frequency-0.5 cosine whose amplitude peaks at t = 700."""
 
@@ -170,3 +181,40 @@ def test_empty_or_bad_candidates_are_refused():
         select_timestep(backbone, torch.zeros(1, 3, 16, 16), [0, 1000], tap="blocks.0.out")
     with pytest.raises(UserError, match="no calibration images"):
         select_timestep(backbone, torch.zeros(0, 3, 16, 16), [0], tap="blocks.0.out")
+
+
+class BrokenBackbone(PeakedBackbone):
+    """``PeakedBackbone`` whose features at one (tap, timestep) hold a NaN."""
+
+    def extract_x0(self, x0, t, taps, noise=None):
+        feats = super().extract_x0(x0, t, taps, noise)
+        if t == 400:
+            feats["blocks.2.out"][0, 0, 0, 0] = float("nan")
+        return feats
+
+
+def test_scan_stops_naming_the_timestep_and_tap_of_non_finite_features():
+    images = torch.zeros(3, 3, 16, 16)
+    with pytest.raises(UserError, match=r"NaN/inf features at blocks.2.out, timestep 400"):
+        scan_hfr(BrokenBackbone(), images, [0, 400, 999], ["blocks.1.out", "blocks.2.out"])
+    per_image, _, _ = scan_hfr(BrokenBackbone(), images, [0, 999], ["blocks.2.out"])  # fine elsewhere
+    assert summarize_scan(per_image["blocks.2.out"], "blocks.2.out", 0.0, 6, {}).timestep == 999
+
+
+def test_no_argmax_over_nan():
+    per_image = {0: torch.tensor([0.2, 0.3]), 50: torch.tensor([float("nan"), 0.9]), 100: torch.tensor([0.1, 0.1])}
+    with pytest.raises(UserError, match="HFR of blocks.0.out at timestep 50 is not finite"):
+        summarize_scan(per_image, "blocks.0.out", 0.0, 6, {})
+
+
+def test_per_image_noise_never_repeats_across_images_and_draws():
+    """Training draw e of image i must not be image i+1's draw e-31 (the old seed formula's collision)."""
+    from aselect_bench.backbones.noise import image_noise
+
+    seen = {}
+    for index in range(3):
+        for draw in range(40):
+            key = tuple(image_noise((4,), 0, 500, index, draw).tolist())
+            assert key not in seen, (index, draw, seen.get(key))
+            seen[key] = (index, draw)
+    assert torch.equal(image_noise((4,), 0, 500, 1, 7), image_noise((4,), 0, 500, 1, 7))

@@ -125,7 +125,7 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", variants: bo
         "scan_share_of_one_training": scan["seconds"] / aselect_train["seconds"],
         "regret": exhaustive["test_at_best"] - aselect["test"],
         "spearman_hfr_val": spearman([hfr[t] for t in candidates], [per_timestep[t]["val"] for t in candidates]),
-        "hfr_settings": exp.preset.hfr.to_json(), "fingerprint": fp, "run": run_record(exp.preset, exp.backbone),
+        "test_checkpoint": exp.test_checkpoint, "hfr_settings": exp.preset.hfr.to_json(), "fingerprint": fp, "run": run_record(exp.preset, exp.backbone),
     }
     if fused and exp.supports_fused:
         fused_result, _ = store.get_or_run("fused", lambda: exp.fit_fused(
@@ -191,14 +191,16 @@ def comparison_markdown(result: dict) -> str:
     m, ex, a = result["metric"], result["exhaustive"], result["aselect"]
     val, test = (result["splits"][s] for s in ("val", "test"))
     rho = result["spearman_hfr_val"]
+    last = result.get("test_checkpoint") == "last"
+    choices, at = ("timestep", ", at the last iteration") if last else ("timestep, epoch", "")
     support = (f"; bootstrap support {100 * a['support']:.0f}% (runner-up t={a['runner_up']}, margin "
                f"{a['margin']:.4f})" if "support" in a else "")
     lines = [
         f"# Exhaustive search vs A-SelecT: {result['task']} / {result['dataset']} / preset `{result['preset']}`\n",
         run_header(result["run"]) if "run" in result else "",
         f"Backbone `{result['backbone']}`, HFR tap `{result['tap']}`, {len(result['candidates'])} candidate "
-        f"timesteps. Metric: {m} in percent; every choice (timestep, epoch) is made on the {val} split, the "
-        f"{test} split is only reported.\n",
+        f"timesteps. Metric: {m} in percent; every choice ({choices}) is made on the {val} split, the "
+        f"{test} split is only reported{at}.\n",
         markdown_table(["strategy", "timestep", f"{val} {m}", f"{test} {m}", "seconds", "forwards"], [
             [f"exhaustive (best {val})", ex["best_timestep"], ex["per_timestep"][ex["best_timestep"]]["val"],
              ex["test_at_best"], ex["seconds"], ex["forwards"]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from aselect_bench.errors import UserError
@@ -76,7 +77,8 @@ def image_noise(shape, seed: int, timestep: int, index: int, draw: int = 0) -> t
 
     Seeding per image makes results independent of batching, shuffling and sharding over ranks.
     """
-    gen = torch.Generator().manual_seed(((seed * 1009 + timestep) * 1_000_003 + int(index)) * 31 + draw)
+    key = np.random.SeedSequence([seed, timestep, int(index), draw]).generate_state(1, np.uint64)[0]
+    gen = torch.Generator().manual_seed(int(key))  # a hash of the four: no two (index, draw) pairs collide
     return torch.randn(tuple(shape), generator=gen)
 
 

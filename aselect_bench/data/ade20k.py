@@ -20,6 +20,7 @@ from aselect_bench.errors import UserError
 NUM_CLASSES = 150
 IGNORE_INDEX = 255
 SPLIT_FOLDERS = {"train": "training", "val": "validation"}
+TOP_FOLDER = "ADEChallengeData2016"  # what ADEChallengeData2016.zip unpacks to
 
 CLASS_NAMES = (
     'wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road', 'bed ', 'windowpane', 'grass',
@@ -67,18 +68,29 @@ PALETTE = (
 
 def _layout_hint(folder: str) -> str:
     return (f"expected the ADEChallengeData2016 layout (images/{folder}/*.jpg and annotations/{folder}/*.png); "
-            f"point the data root at the ADEChallengeData2016/ folder of the official ADEChallengeData2016.zip")
+            f"point the data root at the ADEChallengeData2016/ folder of the official ADEChallengeData2016.zip "
+            f"(or at the folder holding it)")
+
+
+def resolve_root(root) -> Path:
+    """The ``ADEChallengeData2016/`` folder from itself or from its parent (both spellings users pass)."""
+    root = Path(root).expanduser()
+    inside = root / TOP_FOLDER
+    if not (root / "images").is_dir() and inside.is_dir():
+        return inside
+    return root
 
 
 def read_split(root, split: str) -> list[tuple[Path, Path]]:
     """``[(image path, annotation path)]`` of ``split`` (``train`` or ``val``), paired by stem, sorted by name.
 
-    Raises :class:`UserError` for an unknown split, a missing root or subfolder, an image without its
-    annotation, or an empty split. Annotations without an image are ignored (as mmseg does).
+    ``root`` is the ``ADEChallengeData2016/`` folder or its parent (:func:`resolve_root`). Raises
+    :class:`UserError` for an unknown split, a missing root or subfolder, an image without its annotation,
+    or an empty split. Annotations without an image are ignored (as mmseg does).
     """
     if split not in SPLIT_FOLDERS:
         raise UserError(f"unknown ADE20K split {split!r}; use 'train' or 'val' (the test annotations are not public)")
-    root = Path(root).expanduser()
+    root = resolve_root(root)
     folder = SPLIT_FOLDERS[split]
     if not root.is_dir():
         raise UserError(f"ADE20K: the data root {root} does not exist; {_layout_hint(folder)}")

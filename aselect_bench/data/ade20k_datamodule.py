@@ -11,10 +11,31 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
-from aselect_bench.data.ade20k import load_pair, read_split
+from aselect_bench.data.ade20k import load_pair, read_split, resolve_root
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform
 from aselect_bench.data.skipped import SkippedFiles, load_first_readable
+from aselect_bench.errors import UserError
 from aselect_bench.io import file_identity
+
+#: The held-out selection split: 1,000 of the real set's 20,210 training images (as in the paper's
+#: protocol), the same share of a smaller set but at least ``SELECTION_MIN``, drawn with ``SELECTION_SEED``
+#: whatever the run's seed (as the FGVC VPT-style val split in ``data/fgvc.py``).
+SELECTION_SIZE, REAL_TRAIN_SIZE, SELECTION_MIN, SELECTION_SEED = 1000, 20210, 5, 0
+
+
+def selection_size(num_train: int) -> int:
+    """Training images held out for selection: 1,000 of ADE20K's 20,210, the same share (>= 5) of a smaller set."""
+    return max(SELECTION_MIN, round(num_train * SELECTION_SIZE / REAL_TRAIN_SIZE))
+
+
+def split_selection(pairs: list, size: int, seed: int = SELECTION_SEED) -> tuple[list, list]:
+    """``(training pairs, selection pairs)``: ``size`` of ``pairs`` drawn with ``seed``, both in the given order."""
+    if not 0 < size < len(pairs):
+        raise UserError(f"ADE20K: cannot hold out {size} of {len(pairs)} training images for the selection split "
+                        f"and still train on the rest; give more training images or a selection_size in "
+                        f"1..{len(pairs) - 1}")
+    held = set(random.Random(seed).sample(range(len(pairs)), size))
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
 
 
 class SegmentationDataset(Dataset):
@@ -66,31 +87,40 @@ class SegmentationDataset(Dataset):
 class ADE20KDataModule(L.LightningDataModule):
     """ADE20K loaders; batches are ``(images [B, 3, h, w] in [-1, 1], masks int64 [B, H, W], indices [B])``.
 
+    Splits (Lightning stage -> what it is, :attr:`SPLIT_NAMES`): ``train`` -> the training images less the
+    selection slice; ``val`` -> the **selection** split, a fixed held-out slice of the training images
+    (:func:`selection_size`, never trained on) on which every choice is made (best epoch, best timestep, best
+    tap); ``test`` -> the official **validation** split, the one reported (test labels are not public).
+
     Args:
-        data_root: the ``ADEChallengeData2016/`` folder.
+        data_root: the ``ADEChallengeData2016/`` folder or its parent.
         crop_size: training crop (512 in the paper; the backbone's native input at the demo preset).
         scale: resize scale ``(long, short)``: ``(2048, 512)`` in the protocol, ``(128, 32)`` at the demo.
         batch_size: training batch.
-        num_workers, seed: loader workers; seed of the training views and of the shuffling.
+        num_workers, seed: loader workers; seed of the training views and of the shuffling (not of the
+            selection slice, which is the same for every seed).
         num_classes: 150 for ADE20K (annotation values above it are refused).
         val_batch_size: evaluation batch. Used only when all evaluation images share one size; otherwise
             evaluation runs with batch size 1 (no padding: each image is predicted and scored at its own
             size, as mmseg does), which real ADE20K needs.
         cat_max_ratio, antialias: see :class:`SegTrainTransform`.
         strict: stop at the first unreadable image instead of skipping it with a warning.
+        selection_size: images in the selection split (default: :func:`selection_size` of the training set).
     Training masks are ``[B, c, c]``; evaluation masks keep the annotation's size ``[B, H, W]`` while
-    the images are resized into ``scale``. ``test`` is the validation split (test labels are not public).
+    the images are resized into ``scale``.
     """
+
+    SPLIT_NAMES = {"train": "training", "val": "selection", "test": "validation"}
 
     def __init__(self, data_root: str = "data/ADEChallengeData2016", crop_size: int = 512, scale=(2048, 512),
                  batch_size: int = 16, num_workers: int = 2, seed: int = 0, num_classes: int = 150,
                  val_batch_size: int = 1, cat_max_ratio: float = 0.75, antialias: bool = False,
-                 strict: bool = False):
+                 strict: bool = False, selection_size: int | None = None):
         super().__init__()
         self.data_root, self.crop_size, self.scale = data_root, crop_size, tuple(scale)
         self.batch_size, self.val_batch_size, self.num_workers, self.seed = batch_size, val_batch_size, num_workers, seed
         self.num_classes, self.cat_max_ratio, self.antialias = num_classes, cat_max_ratio, antialias
-        self.strict, self.skipped = strict, SkippedFiles()
+        self.strict, self.skipped, self.selection_size = strict, SkippedFiles(), selection_size
         self.sets: dict = {}
         self._eval_batch: int | None = None
 
@@ -98,11 +128,18 @@ class ADE20KDataModule(L.LightningDataModule):
         if self.sets:
             return
         train = SegTrainTransform(self.crop_size, self.scale, cat_max_ratio=self.cat_max_ratio, antialias=self.antialias)
-        val = SegEvalTransform(self.scale, antialias=self.antialias)
-        self.sets = {split: SegmentationDataset(read_split(self.data_root, split), view, self.num_classes, self.seed,
-                                                self.strict, self.skipped)
-                     for split, view in (("train", train), ("val", val))}
-        self.sets["test"] = self.sets["val"]
+        view = SegEvalTransform(self.scale, antialias=self.antialias)
+        pairs = read_split(self.data_root, "train")
+        size = selection_size(len(pairs)) if self.selection_size is None else self.selection_size
+        training, selection = split_selection(pairs, size)
+        self.sets = {name: SegmentationDataset(split, transform, self.num_classes, self.seed, self.strict, self.skipped)
+                     for name, split, transform in (("train", training, train), ("val", selection, view),
+                                                    ("test", read_split(self.data_root, "val"), view))}
+
+    def split_sizes(self) -> dict[str, int]:
+        """``{"training": n, "selection": n, "validation": n}``: images per split, by their plain names."""
+        self.setup()
+        return {self.SPLIT_NAMES[stage]: len(data) for stage, data in self.sets.items()}
 
     def set_epoch(self, epoch: int) -> None:
         """New random training views each epoch (workers get the dataset anew at every epoch)."""
@@ -110,10 +147,10 @@ class ADE20KDataModule(L.LightningDataModule):
         self.sets["train"].epoch = epoch
 
     def eval_batch_size(self) -> int:
-        """``val_batch_size`` if every evaluation image has one size, else 1."""
+        """``val_batch_size`` if every evaluation image (selection and validation) has one size, else 1."""
         self.setup()
         if self._eval_batch is None:
-            same = self.val_batch_size == 1 or len(self.sets["val"].image_sizes()) == 1
+            same = self.val_batch_size == 1 or len(self.sets["val"].image_sizes() | self.sets["test"].image_sizes()) == 1
             self._eval_batch = self.val_batch_size if same else 1
         return self._eval_batch
 
@@ -143,10 +180,13 @@ class ADE20KDataModule(L.LightningDataModule):
     def view_fingerprint(self, stage: str) -> str | None:
         """A key of the fixed evaluation views (``None`` for the random training views)."""
         self.setup()
-        return None if stage == "train" else f"{self.data_root}:{self.sets[stage].fingerprint()}"
+        return None if stage == "train" else f"{resolve_root(self.data_root)}:{self.sets[stage].fingerprint()}"
 
     def calibration_images(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``[n, 3, c, c]`` in [-1, 1]: centre crops (crop size) of ``n`` training images at the eval scale."""
+        """``[n, 3, c, c]`` in [-1, 1]: centre crops (crop size) of ``n`` training images at the eval scale.
+
+        Drawn from the training part (neither the selection nor the validation split).
+        """
         from torchvision.transforms.v2 import functional as TF
 
         self.setup()

@@ -222,26 +222,29 @@ def _aircraft(root: Path) -> RawDataset:
 @dataclass(frozen=True)
 class DatasetInfo:
     """A catalog entry: the reader, the file that marks the layout (relative to the data root), what the
-    layout holds, the real dataset's class count and whether it ships its own val split."""
+    layout holds, the real dataset's class count, whether it ships its own val split, and the top folder
+    its archive unpacks to (``None``: the archive holds several top-level items, the root holds them)."""
 
     reader: Callable[[Path], RawDataset]
     marker: str
     layout: str
     num_classes: int
     official_val: bool
+    top: str | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "cub": DatasetInfo(_cub, "CUB_200_2011/images.txt", "CUB_200_2011/{images.txt, image_class_labels.txt, "
-                       "train_test_split.txt, classes.txt, images/}", 200, False),
+                       "train_test_split.txt, classes.txt, images/}", 200, False, "CUB_200_2011"),
     "nabirds": DatasetInfo(_nabirds, "nabirds/images.txt", "nabirds/{images.txt, image_class_labels.txt, "
-                           "train_test_split.txt, classes.txt, hierarchy.txt, images/}", 555, False),
+                           "train_test_split.txt, classes.txt, hierarchy.txt, images/}", 555, False, "nabirds"),
     "flowers": DatasetInfo(_flowers, "imagelabels.mat", "jpg/, imagelabels.mat, setid.mat", 102, True),
     "dogs": DatasetInfo(_dogs, "lists/train_list.mat", "Images/, lists/{train_list.mat, test_list.mat}", 120, False),
     "cars": DatasetInfo(_cars, "devkit/cars_meta.mat", "cars_train/, cars_test/, devkit/{cars_meta.mat, "
                         "cars_train_annos.mat}, cars_test_annos_withlabels.mat", 196, False),
     "aircraft": DatasetInfo(_aircraft, "fgvc-aircraft-2013b/data/variants.txt", "fgvc-aircraft-2013b/data/"
-                            "{images/, variants.txt, images_variant_{train,val,test}.txt}", 100, True),
+                            "{images/, variants.txt, images_variant_{train,val,test}.txt}", 100, True,
+                            "fgvc-aircraft-2013b"),
 }
 
 
@@ -275,18 +278,38 @@ def num_classes(name: str, root) -> int:
     return len(class_names(name, root))
 
 
-def _read(name: str, root, check_files: bool = True) -> tuple[Path, RawDataset]:
-    """Check the layout, run the reader, check every label and (``check_files``) that every image exists."""
+def _info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise UserError(f"unknown FGVC dataset {name!r}; use one of {', '.join(DATASETS)}")
-    info, root = DATASETS[name], Path(root).expanduser()
+    return DATASETS[name]
+
+
+def resolve_root(name: str, root) -> Path:
+    """The data root of ``name`` as the readers use it: ``root``, or its parent when ``root`` is the
+    dataset's own top folder (``/data/CUB_200_2011`` -> ``/data``), so both spellings read the same files
+    and share one cached split. Datasets without a top folder (Flowers, Dogs, Cars) take ``root`` as is."""
+    info, root = _info(name), Path(root).expanduser()
+    here = root.absolute()
+    if info.top and here.name == info.top and not (root / info.marker).is_file() \
+            and (here.parent / info.marker).is_file():
+        return here.parent
+    return root
+
+
+def _read(name: str, root, check_files: bool = True) -> tuple[Path, RawDataset]:
+    """Check the layout, run the reader, check every label and (``check_files``) that every image exists."""
+    info, root = _info(name), resolve_root(name, root)
     if not (root / info.marker).is_file():
         hint = ""
         if (root.parent / info.marker).is_file():
             hint = f" (it is under {root.parent}: pass that folder)"
+        elif info.top and (root / Path(info.marker).relative_to(info.top)).is_file():
+            hint = f" ({root} holds the files of {info.top}/ under another name: rename the folder to {info.top})"
         elif not root.is_dir():
             hint = f" ({root} does not exist)"
-        raise UserError(f"{name}: expected {info.marker} under {root}{hint}; the data root must hold {info.layout}")
+        itself = f" (or be its {info.top}/ folder)" if info.top else ""
+        raise UserError(f"{name}: expected {info.marker} under {root}{hint}; the data root must hold {info.layout}"
+                        f"{itself}")
     raw = info.reader(root)
     classes = len(raw.class_names)
     for rows in raw.splits.values():

@@ -9,9 +9,15 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits
+from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits, resolve_root
 from aselect_bench.data.skipped import SkippedFiles
-from aselect_bench.data.transforms import ImageListDataset, classification_transform, item_labels, take
+from aselect_bench.data.transforms import (
+    RESIZE_RATIO,
+    ImageListDataset,
+    classification_transform,
+    item_labels,
+    take,
+)
 from aselect_bench.errors import UserError
 
 
@@ -27,12 +33,14 @@ def limit_per_class(items, limit: int, seed: int):
 
 
 class FGVCDataModule(L.LightningDataModule):
-    """Train/val/test loaders of ``dataset`` under ``data_root`` (the folder with the files as distributed).
+    """Train/val/test loaders of ``dataset`` under ``data_root`` (the folder with the files as distributed;
+    for CUB, NABirds and Aircraft also their top folder itself, see :func:`~aselect_bench.data.fgvc.resolve_root`).
 
     Args:
         dataset: ``cub``, ``nabirds``, ``flowers``, ``dogs``, ``cars`` or ``aircraft``.
         image_size: the backbone's native input size (``None``: the model's ``image_size`` at setup).
         train_augment: random crop + flip for training; ``False`` gives a fixed view (cacheable features).
+        resize_ratio: the short side is resized to ``resize_ratio * image_size`` before cropping.
         limit_per_class: keep at most this many training images per class (chosen with ``seed``).
         strict: stop at the first unreadable image instead of skipping it with a warning.
         hub_id, image_column, label_column: read a Hugging Face ``datasets`` dataset (hub id or local
@@ -41,16 +49,20 @@ class FGVCDataModule(L.LightningDataModule):
     Batches are ``(images [B, 3, S, S] float in [-1, 1], labels [B] int64, indices [B])``.
     """
 
+    #: Lightning stage -> the split's plain name in reports (as :attr:`ADE20KDataModule.SPLIT_NAMES`).
+    SPLIT_NAMES = {"train": "training", "val": "val", "test": "test"}
+
     def __init__(self, dataset: str = "cub", data_root: str = "data", image_size: int | None = None,
                  batch_size: int = 64, num_workers: int = 2, seed: int = 0, train_augment: bool = True,
                  limit_per_class: int | None = None, strict: bool = False, hub_id: str | None = None,
-                 image_column: str = "image", label_column: str = "label"):
+                 image_column: str = "image", label_column: str = "label", resize_ratio: float = RESIZE_RATIO):
         super().__init__()
         if limit_per_class is not None and limit_per_class < 1:
             raise UserError(f"limit_per_class must be a positive number of images, got {limit_per_class}")
         self.dataset, self.data_root, self.image_size = dataset, data_root, image_size
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.train_augment, self.limit, self.strict = train_augment, limit_per_class, strict
+        self.resize_ratio = resize_ratio
         self.hub = (hub_id, image_column, label_column) if hub_id else None
         self.sets: dict[str, ImageListDataset] = {}
         self.skipped = SkippedFiles()
@@ -73,7 +85,7 @@ class FGVCDataModule(L.LightningDataModule):
         if self.limit:
             items["train"] = limit_per_class(items["train"], self.limit, self.seed)
         for split in SPLITS:
-            view = classification_transform(self.image_size, split == "train" and self.train_augment)
+            view = classification_transform(self.image_size, split == "train" and self.train_augment, self.resize_ratio)
             self.sets[split] = ImageListDataset(items[split], view, self.strict, self.skipped)
 
     def _read(self) -> dict:
@@ -105,11 +117,16 @@ class FGVCDataModule(L.LightningDataModule):
     def split_size(self, stage: str) -> int:
         return len(self.sets[stage])
 
+    def split_sizes(self) -> dict[str, int]:
+        """``{"training": n, "val": n, "test": n}``: images per split, by their plain names."""
+        self.setup()
+        return {self.SPLIT_NAMES[stage]: len(data) for stage, data in self.sets.items()}
+
     def view_fingerprint(self, stage: str) -> str | None:
         """Identifies the images a split yields; ``None`` for randomly augmented training views."""
         if stage == "train" and self.train_augment:
             return None
-        source = f"hub:{self.hub[0]}" if self.hub else str(self.data_root)
+        source = f"hub:{self.hub[0]}" if self.hub else str(resolve_root(self.dataset, self.data_root))
         return f"{source}:{stage}:{self.sets[stage].fingerprint()}"
 
     def set_labels_only(self, stage: str, value: bool) -> None:
@@ -125,7 +142,7 @@ class FGVCDataModule(L.LightningDataModule):
         randomness): the HFR calibration set."""
         self.setup()
         train = self.sets["train"]
-        eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False), self.strict,
-                                      self.skipped)
+        eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False, self.resize_ratio),
+                                      self.strict, self.skipped)
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n].tolist()
         return torch.stack([eval_view[i][0] for i in order])

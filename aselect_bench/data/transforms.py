@@ -23,10 +23,11 @@ def to_model_range() -> list:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)]
 
 
-def classification_transform(image_size: int, train: bool) -> v2.Compose:
-    """train: resize (short side ``1.14 * image_size``) + random crop + horizontal flip; eval: resize + center
-    crop. Both give ``[3, image_size, image_size]`` in [-1, 1]."""
-    resize = v2.Resize(round(image_size * RESIZE_RATIO), antialias=True)
+def classification_transform(image_size: int, train: bool, resize_ratio: float = RESIZE_RATIO) -> v2.Compose:
+    """train: resize (short side ``resize_ratio * image_size``) + random crop + horizontal flip; eval: resize +
+    center crop. Both give ``[3, image_size, image_size]`` in [-1, 1]. (The A-SelecT authors resize 576 for
+    a 512 crop: ``resize_ratio=1.125``.)"""
+    resize = v2.Resize(round(image_size * resize_ratio), antialias=True)
     if train:
         return v2.Compose([resize, v2.RandomCrop(image_size), v2.RandomHorizontalFlip(), *to_model_range()])
     return v2.Compose([resize, v2.CenterCrop(image_size), *to_model_range()])

@@ -14,7 +14,8 @@ def fgvc_datamodule(preset: BenchPreset, name: str, backbone, root: Path):
 
     datamodule = FGVCDataModule(name, root, image_size=backbone.image_size, batch_size=preset.fgvc.batch_size,
                                 num_workers=preset.num_workers, seed=preset.seed,
-                                train_augment=preset.fgvc.train_augment, strict=preset.strict)
+                                train_augment=preset.fgvc.train_augment, strict=preset.strict,
+                                resize_ratio=preset.fgvc.resize_ratio)
     datamodule.setup("fit")
     return datamodule
 

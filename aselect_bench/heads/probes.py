@@ -67,28 +67,26 @@ class LinearHead(nn.Module):
 
 
 class AttentiveHead(nn.Module):
-    """The DifFormer / A-SelecT head: a learnable CLS token + ``depth`` transformer blocks over the tokens.
-
-    ``[B, C, h, w]`` -> project to ``width`` -> prepend CLS -> blocks -> LayerNorm(CLS) -> Linear -> ``[B, K]``.
-    Defaults follow the authors' code: width 800, depth 2, 8 heads.
+    """The A-SelecT authors' head (after DifFormer): tokens projected to ``width``, a learned CLS token,
+    ``depth`` ViT blocks (timm's ``Block``: pre-norm, ``heads`` heads, MLP ratio 4, no qkv bias), then a
+    Linear on the CLS token. ``[B, C, h, w] -> logits [B, K]``. Defaults are theirs: width 800, depth 2, 8 heads.
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 800, depth: int = 2, heads: int = 8,
-                 dropout: float = 0.0):
+                 mlp_ratio: float = 4.0, qkv_bias: bool = False):
         super().__init__()
+        from timm.models.vision_transformer import Block
+
         self.proj = nn.Linear(in_channels, width)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         nn.init.trunc_normal_(self.cls, std=0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(width)
+        self.blocks = nn.Sequential(*[Block(width, heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias) for _ in range(depth)])
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         tokens = self.proj(feats.flatten(2).transpose(1, 2))  # [B, N, width]
         tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
-        return self.fc(self.norm(self.blocks(tokens)[:, 0]))
+        return self.fc(self.blocks(tokens)[:, 0])
 
 
 HEADS = {"linear": LinearHead, "attentive": AttentiveHead}

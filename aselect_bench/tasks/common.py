@@ -45,18 +45,20 @@ class FrozenBackboneTask(L.LightningModule):
         return self.backbone.image_size
 
     def features(self, images: torch.Tensor, indices: torch.Tensor | None, stage: str, timestep: int | None = None,
-                 taps: list[str] | None = None) -> dict:
+                 taps: list[str] | None = None, window: int | None = None) -> dict:
         """``{tap: [B, C, h, w]}`` for ``images [B, 3, H, W]`` at ``timestep`` (default ``self.timestep``).
 
         Noise is fixed per dataset image (``indices [B]``): in evaluation one draw per image, in
         training a fresh draw each epoch (one fixed draw when features are cached). Results thus do not
         depend on batching or on the number of processes. Without indices, noise comes from the global RNG.
+        ``window`` (evaluation) numbers a sliding-window crop of each image: it gets its image's draw
+        ``window`` and is never cached (the caches hold whole images).
         """
         timestep = self.timestep if timestep is None else timestep
         taps = self.taps if taps is None else taps
         if timestep is None:
             raise UserError("no timestep set: pass a fixed timestep or add the HFRTimestepSelector callback")
-        caches = self._caches(stage, timestep, taps) if indices is not None else None
+        caches = self._caches(stage, timestep, taps) if indices is not None and window is None else None
         if caches:
             cached = {tap: cache.get(indices) for tap, cache in caches.items()}
             if all(v is not None for v in cached.values()):
@@ -67,7 +69,7 @@ class FrozenBackboneTask(L.LightningModule):
         x0 = self.backbone.encode(images)
         noise = None
         if indices is not None:
-            draw = 1 + self.current_epoch if stage == "train" and not caches else 0
+            draw = window if window is not None else 1 + self.current_epoch if stage == "train" and not caches else 0
             noise = batch_noise(x0.shape[1:], self.seed, timestep, indices.tolist(), draw).to(x0.device)
         feats = self.backbone.extract_x0(x0, timestep, taps, noise=noise)
         for tap, value in feats.items():
