@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from aselect_bench.errors import UserError
 from aselect_bench.hfr import (
@@ -26,8 +27,9 @@ class HFRTimestepSelector(L.Callback):
     augmentation randomness cannot change the choice), else from the first train batches. With several
     processes each rank scans its shard and the curve is all-reduced, so every rank picks the same
     timestep. A ``timestep`` already set on the task by the user skips the scan. Logs the curve as
-    scalars indexed by timestep, a figure, and the choice as a hyperparameter; writes
-    ``hfr_selection.json`` next to the logs.
+    scalars indexed by timestep, a figure (titled with the bootstrap support of the choice), and the choice
+    as a hyperparameter; writes ``hfr_selection.json`` (with ``support``, ``runner_up``, ``margin``) next to
+    the logs; warns in one line when the support is below ``hfr.WEAK_SUPPORT``.
     """
 
     def __init__(self, num_images: int = DEFAULTS.num_images, candidates=DEFAULTS.candidates,
@@ -104,6 +106,11 @@ class HFRTimestepSelector(L.Callback):
                 for t, v in result.curve.items():
                     experiment.add_scalar(f"hfr/{result.tap}", v, global_step=t)
                 experiment.add_figure("hfr/curve", hfr_curve_figure(result.curve, result.timestep, result.spread,
-                                                                     f"HFR of {result.tap}"), global_step=0)
-            logger.log_hyperparams({"timestep": result.timestep, "hfr_tap": result.tap, **result.settings})
+                                                                     f"HFR of {result.tap}", result.firmness()),
+                                      global_step=0)
+            logger.log_hyperparams({"timestep": result.timestep, "hfr_tap": result.tap, "hfr_support": result.support,
+                                    **result.settings})
+        warning = result.weak_choice_warning()
+        if warning:
+            rank_zero_warn(warning)
         atomic_write_json(Path(log_dir) / "hfr_selection.json", result.to_json())

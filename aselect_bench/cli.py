@@ -3,13 +3,17 @@
 Subcommands: ``fit``/``validate``/``test`` (LightningCLI with YAML configs), ``select`` (the one-pass
 A-SelecT scan), ``compare`` (exhaustive search vs A-SelecT), ``components`` (block x component map),
 ``synth`` (synthetic datasets in the original layouts), ``pretrain`` (the demo DiT).
-User mistakes print one line (what is wrong and how to fix it) and exit with status 2.
+User mistakes print one line (what is wrong and how to fix it) and exit with status 2; SIGINT/SIGTERM exit
+with status 130/143 and one line saying what was kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from aselect_bench.errors import UserError
 
@@ -18,18 +22,68 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 COMMANDS = ("select", "synth", "compare", "pretrain", "components")
 
 
-def run_guarded(fn, *args, **kwargs):
-    """Run ``fn``; a :class:`UserError` becomes one line on stderr and exit status 2 (no traceback)."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (``signum``). Not a ``KeyboardInterrupt``: Lightning turns that into exit
+    status 1, and its own SIGTERM handling into status 0; this one passes through ``Trainer.fit`` unchanged
+    (after Lightning's teardown), so ``finally`` blocks remove half-written files on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):  # noqa: ARG001 - the signal handler signature
+    raise Interrupted(signum)
+
+
+@contextmanager
+def interrupts_raise():
+    """While inside, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, _raise_interrupted)
     try:
-        return fn(*args, **kwargs)
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def exit_status(signum: int) -> int:
+    """The shell's convention: 128 + the signal number (SIGINT 130, SIGTERM 143)."""
+    return 128 + int(signum)
+
+
+def run_guarded(fn, *args, **kwargs):
+    """Run ``fn``; a :class:`UserError` becomes one line on stderr and exit status 2 (no traceback).
+
+    SIGINT/SIGTERM (also a ``KeyboardInterrupt``, or Lightning's ``SIGTERMException``) stop it with status
+    130/143 and one line saying what was kept: finished results and caches, never a half-written file.
+    """
+    try:
+        with interrupts_raise():
+            return fn(*args, **kwargs)
     except UserError as err:
         sys.stderr.write("\r")  # a progress bar may have left the cursor mid-line
         print(f"aselect-bench: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("aselect-bench: interrupted; finished work is saved, rerun the same command to resume",
-              file=sys.stderr)
-        raise SystemExit(130) from None
+    except (Interrupted, KeyboardInterrupt) as err:
+        _stopped(getattr(err, "signum", signal.SIGINT))
+    except SystemExit as err:
+        if type(err).__name__ != "SIGTERMException":  # Lightning's, whose exit status would be 0
+            raise
+        _stopped(signal.SIGTERM)
+
+
+def _stopped(signum: int):
+    name = signal.Signals(signum).name
+    sys.stderr.write("\r")
+    print(f"aselect-bench: stopped by {name}: finished results and caches are kept, the unfinished step left "
+          f"nothing half-written; rerun the same command to resume", file=sys.stderr, flush=True)
+    raise SystemExit(exit_status(signum)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,9 @@ from aselect_bench.errors import UserError
 MODES = ("radial", "separable", "tokens1d")
 
 
+#: Below this bootstrap support the choice is reported as weak (one warning line).
+WEAK_SUPPORT = 0.8
+
 @dataclass(frozen=True)
 class HFRSettings:
     """The A-SelecT scan's settings, and the one home of their defaults.
@@ -113,6 +116,9 @@ class SelectionResult:
     tap: str
     settings: dict = field(default_factory=dict)
     per_image: dict[int, list[float]] = field(default_factory=dict)
+    support: float | None = None  # share of bootstrap resamples of the images whose argmax is ``timestep``
+    runner_up: int | None = None  # the most frequent other argmax (None: no resample chose another)
+    margin: float | None = None  # mean HFR at ``timestep`` minus at ``runner_up`` (or the next-best candidate)
 
     def to_json(self) -> dict:
         """The ``select`` output schema: timestep keys are strings of integers."""
@@ -123,8 +129,27 @@ class SelectionResult:
             "seconds": self.seconds,
             "forwards": self.forwards,
             "tap": self.tap,
+            "support": self.support,
+            "runner_up": self.runner_up,
+            "margin": self.margin,
             **self.settings,
         }
+
+    def firmness(self) -> str:
+        """One line: ``support 97% (runner-up t=50, margin 0.0061)``."""
+        if self.support is None:
+            return "support not measured"
+        other = f"runner-up t={self.runner_up}" if self.runner_up is not None else "no resample chose another t"
+        margin = f", margin {self.margin:.4f}" if self.margin is not None else ""
+        return f"support {100 * self.support:.0f}% ({other}{margin})"
+
+    def weak_choice_warning(self) -> str | None:
+        """One warning line when the bootstrap support is below :data:`WEAK_SUPPORT`, else ``None``."""
+        if self.support is None or self.support >= WEAK_SUPPORT:
+            return None
+        return (f"weak choice: t={self.timestep} wins only {100 * self.support:.0f}% of bootstrap resamples of the "
+                f"calibration images (runner-up t={self.runner_up}, margin {self.margin:.4f}); use more "
+                f"--num-images or more noise draws before trusting it")
 
 
 def check_candidates(candidates: Iterable[int], num_train_timesteps: int) -> list[int]:
@@ -239,7 +264,36 @@ def summarize_scan(per_image: dict[int, torch.Tensor], tap: str, seconds: float,
     spread = {t: float(v.std(unbiased=False)) for t, v in per_image.items()}
     best = max(curve, key=lambda t: curve[t])  # first maximum in candidate order
     return SelectionResult(best, curve, spread, seconds, forwards, tap, settings,
-                           {t: v.tolist() for t, v in per_image.items()})
+                           {t: v.tolist() for t, v in per_image.items()}, **bootstrap_choice(per_image))
+
+
+def bootstrap_choice(per_image: dict[int, torch.Tensor], resamples: int = 1000, seed: int = 0) -> dict:
+    """How firm the argmax of the mean HFR is: resample the N images with replacement ``resamples`` times.
+
+    ``per_image``: ``{t: HFR [N]}`` (same images at every ``t``). Returns ``{"support", "runner_up",
+    "margin"}``: the share of resamples whose argmax (first maximum in candidate order, as the scan) is the
+    full-sample choice; the most frequent other argmax (``None`` if no resample chose another; ties go to
+    the earlier candidate); and the mean-HFR gap between the choice and the runner-up (or, without one,
+    the next-best candidate; ``None`` with a single candidate). Seeded: the same input gives the same answer.
+    """
+    ts = list(per_image)
+    hfr = torch.stack([torch.as_tensor(per_image[t], dtype=torch.float64).flatten() for t in ts])  # [T, N]
+    n = hfr.shape[1]
+    chosen = int(hfr.mean(1).argmax())
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, n, (resamples, n), generator=gen)
+    weights = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
+    winners = (weights @ hfr.T).argmax(1)  # [R]: argmax of each resample's mean curve
+    counts = torch.bincount(winners, minlength=len(ts))
+    means = hfr.mean(1)
+    others = [i for i in range(len(ts)) if i != chosen and counts[i] > 0]
+    runner = max(others, key=lambda i: (int(counts[i]), -i)) if others else None
+    if runner is None and len(ts) > 1:
+        gap = float(means[chosen] - max(float(means[i]) for i in range(len(ts)) if i != chosen))
+    else:
+        gap = float(means[chosen] - means[runner]) if runner is not None else None
+    return {"support": float(counts[chosen]) / resamples, "runner_up": ts[runner] if runner is not None else None,
+            "margin": gap}
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -8,8 +8,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def hfr_curve_figure(curve: dict, chosen: int, spread: dict | None = None, title: str = "HFR over timesteps"):
-    """Mean HFR per candidate timestep (with +-1 std band), the chosen timestep marked."""
+def hfr_curve_figure(curve: dict, chosen: int, spread: dict | None = None, title: str = "HFR over timesteps",
+                     note: str | None = None):
+    """Mean HFR per candidate timestep (with +-1 std band), the chosen timestep marked; ``note`` (e.g. the
+    bootstrap support of the choice, ``SelectionResult.firmness()``) becomes the title's second line."""
     ts = sorted(int(t) for t in curve)
     ys = [curve[t] if t in curve else curve[str(t)] for t in ts]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -20,7 +22,7 @@ def hfr_curve_figure(curve: dict, chosen: int, spread: dict | None = None, title
     ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen t={chosen}")
     ax.set_xlabel("timestep t (0 = clean)")
     ax.set_ylabel("high-frequency ratio")
-    ax.set_title(title)
+    ax.set_title(f"{title}\n{note}" if note else title, fontsize=10 if note else None)
     ax.legend(loc="best")
     fig.tight_layout()
     return fig

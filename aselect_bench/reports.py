@@ -50,23 +50,25 @@ def code_version() -> str:
 
 
 def hardware_summary(device) -> dict:
-    """``{"device": name, "cpu_bf16_native": bool}`` (a CPU's bf16 kernels: AVX-512 BF16 or AMX)."""
+    """``{"device": name, "cpu_bf16_native": bool}``: the GPU's name or ``cpu``, and whether this CPU runs bf16
+    natively and fast (:func:`aselect_bench.precision.cpu_bf16_native`)."""
     import torch
 
-    name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return {"device": name, "cpu_bf16_native": "avx512_bf16" in flags or "amx_bf16" in flags}
+    from aselect_bench.precision import cpu_bf16_native
+
+    device = torch.device(device)
+    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "cpu_bf16_native": cpu_bf16_native()}
 
 
 def run_record(preset, backbone) -> dict:
     """How a result was run: ``{"preset", "overrides", "precision", "weights_id", "hardware", "torch",
-    "code_version"}`` (``preset`` a :class:`~aselect_bench.settings.BenchPreset`)."""
+    "code_version"}`` (``preset`` a :class:`~aselect_bench.settings.BenchPreset`, or None for a run
+    without one, such as ``aselect-bench select``)."""
     import torch
 
-    return {"preset": preset.name, "overrides": dict(preset.overrides),
+    return {"preset": None if preset is None else preset.name,
+            "overrides": {} if preset is None else dict(preset.overrides),
             "precision": PRECISION_NAMES.get(str(backbone.autocast_dtype), str(backbone.autocast_dtype)),
             "backbone": backbone.name, "weights_id": backbone.weights_id,
             "hardware": hardware_summary(backbone.device), "torch": torch.__version__, "code_version": code_version()}

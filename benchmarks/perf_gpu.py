@@ -5,14 +5,14 @@ speed): DiT-XL/2 at 256 and 512 px, SD3-medium at 512 px when the registry has i
 (float32, bf16 autocast, and fp16 where the model's own recipe uses it): extraction images/s to the paper's tap
 block and to full depth (the early-exit ratio against its ideal), the VAE encode, peak GPU memory, achieved
 TFLOP/s against the bf16 (and float32) matrix-product peak measured in the same run. Then, at bf16: the HFR scan
-(21 candidates x 64 images), one training step of the ``paper`` recipe's attentive probe (fresh noise: the
-backbone runs every step) at batch 8 and at the recipe's batch, the same step from cached features (the head
+(21 candidates x 64 images), one training step of the model's paper recipe (``paper`` for SD3, ``paper-dit`` for
+DiT-XL/2: the attentive probe; fresh noise: the backbone runs every step) at batch 8 and at the recipe's batch, the same step from cached features (the head
 alone), and one UperNet step at 512 px crop (batch 16) for the 512 px models.
 
 From those: projected GPU-hours of A-SelecT (scan + one training) and of the exhaustive sweep (one training per
 candidate) for the six FGVC datasets at their training-set sizes and for ADE20K (160k iterations at batch 16),
 with fresh noise (the authors' way) and with cached features where the recipe allows (never for ADE20K's random
-crops; the ``paper`` FGVC recipe augments, so its cached column is what turning augmentation off would give).
+crops; the paper FGVC recipes augment, so their cached column is what turning augmentation off would give).
 Evaluation passes are left out of both sides. Writes results/perf/gpu.json and gpu.md.
 
 ``--dry-run``: the CPU, tiny models, a few images (seconds): proves the script, not the GPU.
@@ -55,22 +55,31 @@ class Sizes:
     batch: int  # extraction batch
     scan_images: int
     scan_candidates: tuple[int, ...]
-    train_batches: tuple[int, ...]  # probe steps: the issue's 8 and the recipe's batch
+    train_batches: tuple[int, ...] | None  # probe steps (None: the issue's 8 and the recipe's own batch)
     seg_batch: int
     seg_channels: tuple[int, int]  # UperNet (channels, aux channels)
     repeats: int
     matmul_n: int
-    probe_overrides: tuple = ()  # changes to the ``paper`` preset's probe (the dry run's small head)
+    probe_overrides: tuple = ()  # changes to the recipe's probe (the dry run's small head)
 
 
 def sizes(dry_run: bool) -> Sizes:
-    paper = load_bench_preset("paper")
     if dry_run:
         tiny = ("tiny-dit-latent",) + (("tiny-sd3",) if "tiny-sd3" in PRESETS else ())
         return Sizes(tiny, 2, 4, (0, 500, 999), (2, 4), 2, (32, 16), 1, 256, (("fgvc.head_width", 32),))
     full = ("dit-xl-2-256", "dit-xl-2-512") + (("sd3-medium",) if "sd3-medium" in PRESETS else ())
-    return Sizes(full, 32, HFRSettings().num_images, HFRSettings().candidates, (8, paper.fgvc.batch_size),
-                 ADE20K_SCHEDULE["batch"], (paper.ade20k.channels, paper.ade20k.aux_channels), 5, 8192)
+    ade20k = load_bench_preset("paper-dit").ade20k
+    return Sizes(full, 32, HFRSettings().num_images, HFRSettings().candidates, None, ADE20K_SCHEDULE["batch"],
+                 (ade20k.channels, ade20k.aux_channels), 5, 8192)
+
+
+def recipe(preset: str):
+    """The paper recipe of backbone ``preset``: ``paper`` (SD3-medium, the authors' main model) or ``paper-dit``."""
+    return load_bench_preset("paper" if "sd3" in preset else "paper-dit")
+
+
+def train_batches(preset: str, size: Sizes) -> list[int]:
+    return list(size.train_batches or dict.fromkeys([8, recipe(preset).fgvc.batch_size]))
 
 
 def device_info() -> dict:
@@ -167,12 +176,12 @@ def optimizer_step(task, loss_fn, device):
 
 
 def measure_probe_steps(backbone, tap: str, size: Sizes, device) -> dict:
-    """ms per step of the ``paper`` attentive probe: fresh noise (backbone + head) and from cached features."""
-    preset = load_bench_preset("paper").override(**dict(size.probe_overrides))
+    """ms per step of the paper recipe's probe: fresh noise (backbone + head) and from cached features."""
+    preset = recipe(backbone.name).override(**dict(size.probe_overrides))
     task = fgvc_probe(preset, backbone, FGVC_CLASSES, timestep=TIMESTEP, tap=tap).to(device)
     task.log = lambda *args, **kwargs: None  # no Trainer here: the step's logging has nowhere to go
     out = {}
-    for batch in size.train_batches:
+    for batch in train_batches(backbone.name, size):
         images = torch.rand(batch, 3, backbone.image_size, backbone.image_size, device=device) * 2 - 1
         labels = torch.randint(0, FGVC_CLASSES, (batch,), device=device)
         indices = torch.arange(batch, device=device)
@@ -189,7 +198,7 @@ def measure_upernet_step(backbone, size: Sizes, device) -> dict:
     """ms per UperNet step (4 taps, aux head) at the backbone's own size as the crop, batch ``seg_batch``."""
     from aselect_bench.tasks.segmentation import SegmentationTask
 
-    cfg = load_bench_preset("paper").ade20k
+    cfg = recipe(backbone.name).ade20k
     task = SegmentationTask(backbone, num_classes=ADE20K_CLASSES, blocks=cfg.blocks, component=cfg.component,
                             timestep=TIMESTEP, channels=size.seg_channels[0], aux_channels=size.seg_channels[1]).to(device)
     task.log_dict = lambda *args, **kwargs: None
@@ -211,7 +220,7 @@ def measure_model(preset: str, size: Sizes, device, peaks: dict) -> dict:
               "hidden_size": backbone.hidden_size, "tap": tap, "batch": size.batch,
               "tokens": (backbone.image_size // backbone.patch_size) ** 2,
               "extraction": measure_extraction(backbone, tap_block, size, device, peaks),
-              "step_precision": fast_precision(device)}
+              "step_precision": fast_precision(device), "recipe": recipe(preset).name}
     result["scan"] = measure_scan(backbone, tap, size, device)
     result["probe_steps"] = measure_probe_steps(backbone, tap, size, device)
     if backbone.image_size >= 512 or device.type != "cuda":
@@ -232,7 +241,8 @@ def project(model: dict, candidates: int, scan_images: int, recipe_batch: int, e
     steps = model["probe_steps"][str(recipe_batch)]
     tap_rate = model["extraction"][model["step_precision"]]["tap_images_per_s"]
     encode_rate = model["extraction"][model["step_precision"]]["encode_images_per_s"]
-    out = {"fgvc": {}, "fgvc_cache_allowed": cache_allowed}
+    out = {"recipe": model["recipe"], "epochs": epochs, "recipe_batch": recipe_batch, "fgvc": {},
+           "fgvc_cache_allowed": cache_allowed}
     for name, n in FGVC_TRAIN_IMAGES.items():
         iters = epochs * math.ceil(n / recipe_batch)
         fresh = iters * steps["fresh_noise_ms"] / 1e3
@@ -261,7 +271,6 @@ def main(argv=None) -> dict:
         raise SystemExit("perf_gpu.py: no CUDA device here; use --dry-run on a CPU machine")
     torch.manual_seed(0)
     size = sizes(args.dry_run)
-    paper = load_bench_preset("paper")
     peaks = {p: matmul_peak(dtype, size.matmul_n, size.repeats, device=device) if p == "32" or device.type == "cuda"
              else None for p, dtype in (("32", torch.float32), ("bf16", torch.bfloat16), ("16", torch.float16))}
     models = {preset: measure_model(preset, size, device, peaks) for preset in size.models}
@@ -270,10 +279,10 @@ def main(argv=None) -> dict:
         "dry_run": args.dry_run, **device_info(), "sizes": asdict(size), "matmul_peak_tflops":
         {k: v / 1e12 if v else None for k, v in peaks.items()}, "models": models,
         "projection": {
-            "candidates": candidates, "scan_images": scan_images, "recipe_batch": paper.fgvc.batch_size,
-            "epochs": paper.fgvc.max_epochs, "per_model": {
-                preset: project(m, candidates, scan_images, size.train_batches[-1], paper.fgvc.max_epochs,
-                                cache_allowed=not paper.fgvc.train_augment) for preset, m in models.items()}},
+            "candidates": candidates, "scan_images": scan_images, "per_model": {
+                preset: project(m, candidates, scan_images, train_batches(preset, size)[-1],
+                                recipe(preset).fgvc.max_epochs, not recipe(preset).fgvc.train_augment)
+                for preset, m in models.items()}},
     }
     atomic_write_json(f"{args.out}.json", result)
     atomic_write_text(f"{args.out}.md", render(result))
@@ -301,7 +310,7 @@ def render(r: dict) -> str:
         lines.append(f"\n- HFR scan ({m['step_precision']}): {s['candidates']} candidates x {s['images']} images in "
                      f"{s['seconds']:.2f} s")
         for batch, st in m["probe_steps"].items():
-            lines.append(f"- `paper` attentive probe step, batch {batch}: {st['fresh_noise_ms']:.1f} ms with fresh noise "
+            lines.append(f"- `{m['recipe']}` probe step, batch {batch}: {st['fresh_noise_ms']:.1f} ms with fresh noise "
                          f"(backbone + head), {st['cached_features_ms']:.1f} ms from cached features (head only)")
         if "upernet_step" in m:
             u = m["upernet_step"]
@@ -310,12 +319,12 @@ def render(r: dict) -> str:
     p = r["projection"]
     lines.append(f"## Projected GPU-hours on this device: A-SelecT (scan of {p['scan_images']} images at "
                  f"{p['candidates']} candidates + one training) vs exhaustive ({p['candidates']} trainings)\n")
-    lines.append(f"`paper` FGVC recipe: {p['epochs']} epochs at batch {p['recipe_batch']}; ADE20K: "
+    lines.append(f"FGVC: each model's paper recipe (epochs and batch in its heading); ADE20K: "
                  f"{ADE20K_SCHEDULE['iterations']} iterations at batch {ADE20K_SCHEDULE['batch']}. Training steps and "
                  f"the scan only (evaluation passes left out of both; ADE20K's scan is costed at the FGVC tap, a "
                  f"rounding error beside 160k iterations). Cached features: one extraction pass, then the "
                  f"head alone" + ("" if any(v["fgvc_cache_allowed"] for v in p["per_model"].values()) else
-                                  " (the `paper` recipe augments its training images, so it cannot cache them: the "
+                                  " (the paper recipes augment their training images, so they cannot cache them: the "
                                   "cached columns show what turning augmentation off would give)") + ".\n")
     for preset, proj in p["per_model"].items():
         rows = []
@@ -326,7 +335,8 @@ def render(r: dict) -> str:
         if "ade20k" in proj:
             f = proj["ade20k"]["fresh_noise"]
             rows.append(["ade20k", "-", f["aselect"], f["exhaustive"], f["exhaustive"] / f["aselect"], None, None, None])
-        lines += [f"### {preset}\n", markdown_table(
+        lines += [f"### {preset} (`{proj['recipe']}`: {proj['epochs']} epochs at batch {proj['recipe_batch']})\n",
+                  markdown_table(
             ["dataset", "train images", "A-SelecT h (fresh)", "exhaustive h (fresh)", "saving x", "A-SelecT h (cached)",
              "exhaustive h (cached)", "saving x (cached)"], rows, "{:.3g}"), ""]
     return "\n".join(lines) + "\n"

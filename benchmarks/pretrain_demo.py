@@ -1,6 +1,6 @@
 """Is the demo DiT's pretraining real? Its card (loss, seconds) and linear probes: pretrained vs random init.
 
-Pretrains (or loads) the demo DiT, then fits linear probes on synthetic fine-grained images it never saw
+Loads the demo DiT (the shipped weights, or ``--model FOLDER``), then fits linear probes on synthetic fine-grained images it never saw
 (other seeds than its pretraining data), resized as the benchmarks resize them: mean-pooled tokens of
 block outputs at a few timesteps, standardised, multinomial logistic regression (full-batch LBFGS, L2
 strength picked on a held-out fifth of the training set). The same probes run on the same architecture
@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from aselect_bench.backbones import PRESETS
-from aselect_bench.backbones.loading import _from_diffusers
+from aselect_bench.backbones import PRESETS, load_backbone
 from aselect_bench.backbones.noise import batch_noise
+from aselect_bench.backbones.registry import DEMO_FOLDER
 from aselect_bench.data.synth_fgvc import render_samples
 from aselect_bench.data.transforms import RESIZE_RATIO
-from aselect_bench.pretrain import load_demo_backbone, pretrain_demo
+from aselect_bench.pretrain import load_demo_backbone
 from aselect_bench.reports import markdown_table, write_report
 
 NUM_CLASSES = 12
@@ -155,8 +155,8 @@ def markdown(result: dict, timesteps, blocks) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/demo/pretrain", help="output path without extension")
-    parser.add_argument("--model", default=None, help="a pretrained demo folder (default: the cached demo DiT, "
-                        "pretrained first if missing)")
+    parser.add_argument("--model", default=None, help="a pretrained demo folder (default: the shipped demo DiT, "
+                        f"{DEMO_FOLDER})")
     parser.add_argument("--timesteps", default="0,50,100,300", help="comma-separated timesteps")
     parser.add_argument("--blocks", default="1,2,3,5", help="comma-separated block indices (block outputs)")
     parser.add_argument("--train-per-class", type=int, default=150, help="default: the demo preset's 150")
@@ -166,9 +166,9 @@ def main(argv=None) -> dict:
     timesteps = [int(t) for t in args.timesteps.split(",")]
     blocks = [int(b) for b in args.blocks.split(",")]
     start = time.perf_counter()
-    folder = Path(args.model) if args.model else pretrain_demo()
+    folder = Path(args.model) if args.model else DEMO_FOLDER
     card = json.loads((folder / "card.json").read_text())
-    models = {"pretrained": _from_diffusers(str(folder), name="demo")}
+    models = {"pretrained": load_backbone(str(folder))}
     if not args.skip_random:
         models["random init"] = load_demo_backbone(pretrained=False)
     data = probe_images(args.train_per_class, seed=777), probe_images(args.test_per_class, seed=778)

@@ -38,8 +38,11 @@ def test_select_prints_the_curve_and_writes_json(cub_root, tmp_path):
     saved = json.loads(out.read_text())
     assert set(saved["hfr"]) == {"0", "500", "999"} and saved["forwards"] == 18
     assert saved["timestep"] == int(max(saved["hfr"], key=saved["hfr"].get))
-    assert saved["weights_id"] == "random-init-seed0"  # a random backbone is visible in the result
+    assert saved["run"]["weights_id"] == "random-init-seed0"  # a random backbone is visible in the result
     assert f"chosen timestep: {saved['timestep']}" in result.stdout and "| timestep |" in result.stdout
+    assert 0 < saved["support"] <= 1 and "margin" in saved and "runner_up" in saved
+    assert f"how firm: support {100 * saved['support']:.0f}%" in result.stdout
+    assert saved["run"]["precision"] in ("32", "bf16") and result.stdout.count("precision: ") == 1
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -79,11 +79,12 @@ class Backbone(nn.Module):
             )
 
     def set_precision(self, precision: str) -> Backbone:
-        """``"32"`` (default) or ``"bf16"``/``"16"``: autocast the forward passes (weights are untouched)."""
+        """``"32"`` (default), ``"bf16"``, ``"16"`` or ``"auto"`` (bf16 only where this device runs it natively,
+        see :mod:`aselect_bench.precision`): autocast the forward passes (weights are untouched)."""
+        from aselect_bench.precision import resolve_precision
+
         choices = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
-        if str(precision) not in choices:
-            raise UserError(f"unknown precision {precision!r}; use one of {', '.join(choices)}")
-        self.autocast_dtype = choices[str(precision)]
+        self.autocast_dtype = choices[resolve_precision(precision, self.device)]
         return self
 
     def _autocast(self):

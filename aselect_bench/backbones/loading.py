@@ -25,15 +25,15 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
     ``source``: a preset name (``dit-xl-2-256``, ``dit-xl-2-512``, ``sd3-medium``, ``sd3.5-medium``,
     ``sd3.5-large``, ``tiny-dit``, ``tiny-dit-latent``, ``tiny-sd3``, ``demo``), a hub id in diffusers layout,
     or a local folder (a ``DiTPipeline`` or ``StableDiffusion3Pipeline`` folder with ``transformer/`` and
-    optionally ``vae/``, ``scheduler/``, text encoders; or a bare transformer folder: pixel space). A folder's transformer class picks the
-    family (:data:`FOLDER_FAMILIES`; any other class is refused) and its weights load strictly (every tensor
-    from the checkpoint). ``pretrained=False`` builds a preset's architecture with random weights (seeded by
+    optionally ``vae/``, ``scheduler/``, text encoders; or a bare transformer folder: pixel space). A folder's
+    transformer class picks the family (:data:`FOLDER_FAMILIES`; any other class is refused) and its weights
+    load strictly (every tensor from the checkpoint). ``pretrained=False`` builds a preset's architecture with random weights (seeded by
     ``seed``, ``weights_id == "random-init-seed<seed>"``); the test presets (``tiny-*``) have no weights.
     """
     source = str(source)
     preset = PRESETS.get(source)
-    if preset is not None and preset.build is not None and pretrained:
-        backbone = preset.build(seed=seed)
+    if preset is not None and pretrained and preset.folder is not None:
+        backbone = _from_diffusers(str(_shipped(preset)), name=preset.name)
     elif preset is not None and (not pretrained or preset.hub_id is None):
         backbone = _random_backbone(preset, seed)
     elif preset is not None:
@@ -48,6 +48,14 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
             f"(owner/name), or an existing local folder in diffusers layout"
         )
     return backbone.to(device=device, dtype=dtype)
+
+
+def _shipped(preset: Preset) -> Path:
+    """The preset's folder inside the package, or one clear error when the install lacks it."""
+    if not (preset.folder / "transformer" / "config.json").exists():
+        raise UserError(f"the {preset.name!r} preset's weights are missing from {preset.folder}: reinstall the "
+                        f"package, or rebuild them with 'aselect-bench pretrain --ship'")
+    return preset.folder
 
 
 def _looks_like_hub_id(source: str) -> bool:

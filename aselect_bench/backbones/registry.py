@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aselect_bench.backbones.noise import SD3_SCHEDULER
 
@@ -14,8 +14,9 @@ class Preset:
 
     ``hub_id``: where pretrained weights live (diffusers layout); ``transformer``/``vae``: configs used
     to build the architecture with random weights; ``default_tap``: the probe's default feature;
-    ``seg_blocks``: the default segmentation taps' blocks; ``build``: a custom loader (the demo model);
-    ``family``: the transformer family (``"dit"``: ``DiTTransformer2DModel``, ``"sd3"``: ``SD3Transformer2DModel``).
+    ``seg_blocks``: the default segmentation taps' blocks; ``folder``: a diffusers folder shipped inside the
+    package (the demo model), loaded like any local folder; ``family``: the transformer family of the
+    random architecture (``"dit"``: ``DiTTransformer2DModel``, ``"sd3"``: ``SD3Transformer2DModel``).
     """
 
     name: str
@@ -25,7 +26,7 @@ class Preset:
     default_tap: str = "blocks.0.out"
     seg_blocks: tuple[int, ...] = ()
     scheduler: dict = field(default_factory=dict)
-    build: Callable | None = None
+    folder: Path | None = None
     family: str = "dit"
 
 
@@ -111,10 +112,8 @@ DEMO_TRANSFORMER = dit_config(depth=6, heads=4, head_dim=32, sample_size=32, pat
                               in_channels=3, out_channels=3, num_classes=1)
 
 
-def _demo_build(**kwargs):
-    from aselect_bench.pretrain import load_demo_backbone
-
-    return load_demo_backbone(pretrained=True, **kwargs)
+#: The demo DiT's shipped weights (diffusers layout + card.json), rebuilt by ``aselect-bench pretrain --ship``.
+DEMO_FOLDER = Path(__file__).resolve().parents[1] / "pretrain" / "demo_dit"
 
 
 PRESETS: dict[str, Preset] = {
@@ -140,7 +139,7 @@ PRESETS: dict[str, Preset] = {
                default_tap="blocks.9.query", seg_blocks=spread_blocks(38), scheduler=SD3_SCHEDULER,
                family="sd3"),
         Preset("tiny-sd3", TINY_SD3, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sd3"),
-        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.mlp", seg_blocks=(1, 2, 4, 5), build=_demo_build),
+        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.mlp", seg_blocks=(1, 2, 4, 5), folder=DEMO_FOLDER),
     ]
 }
 

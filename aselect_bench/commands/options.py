@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-PRECISIONS = ("auto", "32", "bf16", "16")
+from aselect_bench.precision import PRECISIONS
 
 
 def parse_candidates(text: str) -> list[int]:
@@ -28,10 +28,12 @@ def parse_candidates(text: str) -> list[int]:
     return out
 
 
-def add_precision_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="backbone compute precision: auto (default: bf16 where it is native, a CUDA device or "
-                             "a CPU with bf16 kernels, else float32), 32, bf16 or 16")
+def add_precision_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--precision {auto,32,bf16,16}``; ``default=None`` keeps the preset's (``auto`` in every shipped one)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=default,
+                        help="backbone compute precision: auto (bf16 only where it is native: a CUDA device with "
+                             "bf16, or a CPU whose bf16 kernels are fast; else float32), 32, bf16 or 16 "
+                             f"(default: {default or 'the preset’s, auto'})")
 
 
 def add_preset_arguments(parser: argparse.ArgumentParser, epochs: bool = True) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aselect_bench.commands.options import parse_candidates
+from aselect_bench.commands.options import add_precision_argument, parse_candidates
 from aselect_bench.hfr import DEFAULTS, MODES
 
 
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--noise-draws", type=int, default=1, help="average features over K noise draws (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
+    add_precision_argument(p, default="auto")
     p.add_argument("--out", help="write the selection as JSON here")
     p.set_defaults(run=run)
 
@@ -53,9 +54,12 @@ def run(args: argparse.Namespace) -> dict:
     from aselect_bench.backbones.registry import default_tap
     from aselect_bench.hfr import check_candidates, select_timestep
     from aselect_bench.io import atomic_write_json
-    from aselect_bench.reports import markdown_table
+    from aselect_bench.precision import describe_precision
+    from aselect_bench.reports import markdown_table, run_record
 
     backbone = load_backbone(args.backbone)
+    used = describe_precision(args.precision, backbone.device)
+    backbone.set_precision(used["precision"])
     tap = args.tap or default_tap(args.backbone)
     parse_tap(tap, backbone.num_blocks, backbone.family.components)  # every check before the long work
     check_candidates(args.candidates, backbone.num_train_timesteps)
@@ -67,7 +71,11 @@ def run(args: argparse.Namespace) -> dict:
     print(markdown_table(["timestep", "mean HFR", "std", ""], rows, floatfmt="{:.4f}"))
     print(f"chosen timestep: {result.timestep}  (tap {tap}, {len(images)} images, "
           f"{result.forwards} forwards, {result.seconds:.1f}s)")
-    record = {**result.to_json(), "backbone": args.backbone, "weights_id": backbone.weights_id}
+    print(f"how firm: {result.firmness()} over 1000 bootstrap resamples of the images")
+    warning = result.weak_choice_warning()
+    if warning:
+        print(f"warning: {warning}")
+    record = {**result.to_json(), "run": run_record(None, backbone)}
     if args.out:
         atomic_write_json(args.out, record)
     return record

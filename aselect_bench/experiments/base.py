@@ -65,8 +65,10 @@ def preset_backbone(preset: BenchPreset, task: str):
     """The backbone the preset runs ``task`` on (the task's own override, else the preset's), at the preset's
     precision (``auto``: bf16 where native)."""
     from aselect_bench.backbones import load_backbone
+    from aselect_bench.precision import describe_precision
 
-    return load_backbone(getattr(preset, task).backbone or preset.backbone).set_precision(preset.precision)
+    backbone = load_backbone(getattr(preset, task).backbone or preset.backbone)
+    return backbone.set_precision(describe_precision(preset.precision, backbone.device)["precision"])
 
 
 def best_on_validation(rows: dict):

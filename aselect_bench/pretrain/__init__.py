@@ -1,7 +1,8 @@
-"""The demo DiT, pretrained by the suite itself (DDPM objective on synthetic images) and cached.
+"""The demo DiT, pretrained by the suite itself (DDPM objective on synthetic images) and shipped in ``demo_dit/``.
 
-:mod:`~aselect_bench.pretrain.training` holds the recipe, the data and the LightningModule;
-:mod:`~aselect_bench.pretrain.demo` the cache (build once, check, rebuild), loading and the CLI command.
+:mod:`~aselect_bench.pretrain.training` holds the recipe, the data, the LightningModule and the card;
+:mod:`~aselect_bench.pretrain.demo` rebuilding (cache or ``--ship``), checks and the CLI command;
+:mod:`~aselect_bench.pretrain.progress` the steps/ETA/loss line.
 """
 
 from aselect_bench.pretrain.demo import (

@@ -1,8 +1,10 @@
-"""The cached demo DiT: build once (file lock, temp folder + rename), check, rebuild, load; the CLI command.
+"""The demo DiT: the shipped weights, rebuilding them (file lock, temp folder + rename), checks, the CLI command.
 
-``cache_dir()/demo-dit/<recipe fingerprint>/`` holds ``transformer/``, ``scheduler/`` and ``card.json``. A
-folder whose card is missing or unreadable, whose weights do not match the card's sha256, or that does
-not load is rebuilt with a warning.
+The pretrained weights ship inside the package (``aselect_bench/pretrain/demo_dit/``, the registry's
+``demo`` preset names that folder). ``aselect-bench pretrain`` reproduces them: into
+``cache_dir()/demo-dit/<recipe fingerprint>/`` by default, into the package folder with ``--ship``. A folder
+holds ``transformer/``, ``scheduler/`` and ``card.json``; one whose card is missing or unreadable, whose
+weights do not match the card's sha256, or that does not load is rebuilt with a warning.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from aselect_bench.backbones.registry import DEMO_FOLDER
 from aselect_bench.errors import UserError
 from aselect_bench.io import cache_dir
-from aselect_bench.pretrain.training import SECONDS_PER_SAMPLE, Recipe, train, weights_digest
+from aselect_bench.precision import PRECISIONS
+from aselect_bench.pretrain.training import Recipe, train, weights_digest
 
 OUR_ENTRIES = {"transformer", "scheduler", "card.json"}
 
@@ -31,7 +35,7 @@ def demo_folder(recipe: Recipe | None = None) -> Path:
 
 def check_folder(folder: Path, recipe: Recipe | None = None) -> str | None:
     """Why ``folder`` is not a complete pretrained demo model for ``recipe`` (``None``: it is)."""
-    from aselect_bench.backbones.loading import _from_diffusers
+    from aselect_bench.backbones.loading import load_backbone
 
     try:
         card = json.loads((folder / "card.json").read_text())
@@ -42,7 +46,7 @@ def check_folder(folder: Path, recipe: Recipe | None = None) -> str | None:
     if "weights_sha256" in card and card["weights_sha256"] != weights_digest(folder):
         return "its weights do not match the card (truncated or modified)"
     try:
-        _from_diffusers(str(folder), name="demo")
+        load_backbone(str(folder))
     except (UserError, OSError, RuntimeError) as err:
         return f"its weights do not load ({err})"
     return None
@@ -61,16 +65,21 @@ def _locked(folder: Path):
 
 
 def pretrain_demo(out_dir=None, steps: int | None = None, batch_size: int | None = None, seed: int = 0,
-                  progress: bool = True, force: bool = False, recipe: Recipe | None = None) -> Path:
+                  progress: bool = True, force: bool = False, recipe: Recipe | None = None,
+                  ship: bool = False) -> Path:
     """Pretrain the demo DiT (or reuse a complete earlier build) and return its diffusers folder.
 
-    ``out_dir``: default ``cache_dir()/demo-dit/<recipe fingerprint>``; ``steps``/``batch_size``/``seed``
-    override ``recipe`` (default: the demo :class:`Recipe`); ``force`` retrains anyway. The model is
-    trained in a temporary folder and renamed into place, under a file lock.
+    ``out_dir``: default ``cache_dir()/demo-dit/<recipe fingerprint>``; ``ship``: the package folder
+    (``DEMO_FOLDER``, only with the unchanged demo recipe); ``steps``/``batch_size``/``seed`` override
+    ``recipe`` (default: the demo :class:`Recipe`); ``force`` retrains anyway. The model is trained in a
+    temporary folder and renamed into place, under a file lock.
     """
     sizes = {k: v for k, v in dict(steps=steps, batch_size=batch_size).items() if v is not None}
     recipe = replace(recipe or Recipe(), seed=seed, **sizes)
-    folder = Path(out_dir).expanduser() if out_dir is not None else demo_folder(recipe)
+    if ship and (out_dir is not None or recipe != Recipe()):
+        raise UserError("--ship writes the package's demo weights, which must come from the unchanged demo "
+                        "recipe: drop --out, --steps, --batch-size and --seed (or drop --ship)")
+    folder = DEMO_FOLDER if ship else Path(out_dir).expanduser() if out_dir is not None else demo_folder(recipe)
     with _locked(folder):
         problem = "--force was given" if force else check_folder(folder, recipe) if folder.exists() else "missing"
         if problem is None:
@@ -82,8 +91,7 @@ def pretrain_demo(out_dir=None, steps: int | None = None, batch_size: int | None
                                 f"it with the demo DiT: choose an empty or new --out folder")
             if not force:
                 warnings.warn(f"rebuilding the cached demo DiT in {folder}: {problem}", stacklevel=2)
-        minutes = max(1, round(recipe.steps * recipe.batch_size * SECONDS_PER_SAMPLE / 60))
-        print(f"pretraining the demo DiT once (~{minutes} min on a 2-core CPU) into {folder}", flush=True)
+        print(f"pretraining the demo DiT into {folder}", flush=True)
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -99,43 +107,53 @@ def pretrain_demo(out_dir=None, steps: int | None = None, batch_size: int | None
 def load_demo_backbone(pretrained: bool = True, seed: int = 0):
     """The ``demo`` preset as a frozen ``Backbone`` named ``demo``.
 
-    ``pretrained=False``: the architecture with random weights (``seed``); ``True``: the cached model
-    pretrained with ``seed`` (built on first use), loaded exactly as ``load_backbone(folder)`` loads it.
+    ``pretrained=False``: the architecture with random weights (``seed``); ``True`` with ``seed=0``: the
+    shipped weights (no training); another ``seed``: that seed's model, pretrained into the cache on first use.
     """
-    from aselect_bench.backbones.loading import _from_diffusers, load_backbone
+    from aselect_bench.backbones.loading import load_backbone
 
-    if not pretrained:
-        return load_backbone("demo", pretrained=False, seed=seed)
-    return _from_diffusers(str(pretrain_demo(seed=seed)), name="demo")
+    if not pretrained or seed == 0:
+        return load_backbone("demo", pretrained=pretrained, seed=seed)
+    backbone = load_backbone(str(pretrain_demo(seed=seed)))
+    backbone.name = "demo"
+    return backbone
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``aselect-bench pretrain`` options: ``--steps --batch-size --out --seed --force``."""
+    """The ``aselect-bench pretrain`` options: ``--steps --batch-size --out --seed --force --precision --ship``."""
     r = Recipe()
     parser.add_argument("--steps", type=int, default=r.steps,
-                        help=f"optimizer steps (default {r.steps}, about 6 min on a 2-core CPU)")
+                        help=f"optimizer steps (default {r.steps}; the time is estimated from a measured step)")
     parser.add_argument("--batch-size", type=int, default=r.batch_size,
                         help=f"images per step (default {r.batch_size})")
     parser.add_argument("--out", default=None, help="folder to write the diffusers-layout model to (default: the "
-                        "cache, $ASELECT_CACHE/demo-dit/<recipe fingerprint>/, where the 'demo' preset looks)")
+                        "cache, $ASELECT_CACHE/demo-dit/<recipe fingerprint>/; --ship writes the package's copy)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the data, the initialisation and the training (default 0)")
     parser.add_argument("--force", action="store_true", help="retrain even when a complete model is already there")
+    parser.add_argument("--precision", choices=PRECISIONS, default=r.precision,
+                        help=f"training precision (default {r.precision}: bf16 only where the hardware runs it "
+                             f"natively, else float32)")
+    parser.add_argument("--ship", action="store_true", help=f"write the package's shipped demo weights ({DEMO_FOLDER}) "
+                        "with the unchanged recipe: what the 'demo' preset loads")
     return parser
 
 
 def run_pretrain(args: argparse.Namespace) -> Path:
     """Run ``aselect-bench pretrain``: build (or reuse) the model, print where it is and its loss."""
-    folder = pretrain_demo(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, force=args.force)
+    recipe = replace(Recipe(), precision=args.precision)
+    folder = pretrain_demo(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, force=args.force,
+                           recipe=recipe, ship=args.ship)
     card = json.loads((folder / "card.json").read_text())
     print(f"demo DiT in {folder}: loss {card['initial_loss']:.3f} -> {card['final_loss']:.3f} "
-          f"({card['steps']} steps at batch {card['batch_size']}, {card['seconds']:.0f} s)")
+          f"({card['steps']} steps at batch {card['batch_size']}, precision {card['precision']}, "
+          f"{card['seconds']:.0f} s)")
     return folder
 
 
 def add_parser(sub) -> None:
     """Register ``pretrain`` on the ``aselect-bench`` subparsers (what ``aselect_bench.commands`` expects)."""
-    parser = sub.add_parser("pretrain", help="pretrain the demo DiT (DDPM objective) into the cache",
+    parser = sub.add_parser("pretrain", help="reproduce the demo DiT (DDPM objective) into the cache",
                             description="Train the demo preset's small pixel-space DiT with the DDPM objective on "
                                         "synthetic images and save it in diffusers layout with a card.json.")
     add_pretrain_arguments(parser).set_defaults(run=run_pretrain)

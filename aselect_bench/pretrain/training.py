@@ -5,8 +5,10 @@ The real DDPM objective: epsilon prediction, 1000 steps, linear betas 1e-4..0.02
 sample carries the null label, because ``Backbone.extract`` feeds the null label, and the architecture's
 only real class (0) would carry no information. Data: synthetic fine-grained birds and scene crops (seeds
 disjoint from the benchmark data), resized as the benchmarks resize them (short side 36 px), random 32 px
-crops and horizontal flips. :func:`train` saves ``transformer/`` (diffusers layout, float32),
-``scheduler/`` and ``card.json`` (data, steps, losses, seconds). No EMA: with a few hundred steps and a
+crops and horizontal flips. :func:`train` saves ``transformer/`` (diffusers layout, float16 weights: they load
+as float32), ``scheduler/`` and ``card.json`` (recipe, data seeds, losses, sha256, torch, hardware, precision).
+The recipe's precision is ``auto`` (bf16 only where the hardware runs it natively, see
+:mod:`aselect_bench.precision`), so the recipe is the same on every machine; the card records what was used. No EMA: with a few hundred steps and a
 cosine decay to zero, an EMA would mostly average in the undertrained early weights.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -29,9 +32,8 @@ from aselect_bench.backbones.noise import (
 )
 from aselect_bench.backbones.registry import DEMO_TRANSFORMER
 from aselect_bench.io import atomic_write_json
-
-#: Measured on the 2-core development CPU (bf16 autocast): used only for the "~N min" notice.
-SECONDS_PER_SAMPLE = 0.02
+from aselect_bench.precision import LIGHTNING_PRECISION, describe_precision, training_device
+from aselect_bench.pretrain.progress import StepProgress, format_duration
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Recipe:
     scene_images: int = 1200
     image_size: int = 32
     seed: int = 0
-    precision: str = "bf16-mixed"
+    precision: str = "auto"  # "auto" | "32" | "bf16" | "16" (aselect_bench.precision)
     transformer: tuple = tuple(sorted(DEMO_TRANSFORMER.items()))
     data_version: str = field(default_factory=lambda: _generator_versions())
 
@@ -61,6 +63,11 @@ def _generator_versions() -> str:
     return f"birds-v{synth_fgvc.GENERATOR_VERSION}-scenes-v{synth_ade20k.GENERATOR_VERSION}"
 
 
+def data_seeds(recipe: Recipe) -> dict:
+    """The synthetic generators' seeds (disjoint from the benchmark data's)."""
+    return {"birds": 10_000 + recipe.seed, "scenes": 20_000 + recipe.seed}
+
+
 def pretraining_images(recipe: Recipe) -> torch.Tensor:
     """``[N, 3, S', S']`` in [-1, 1] with ``S' = round(1.14 S)``: birds then scenes, rendered at 64 px and
     resized as the benchmarks resize (training takes random ``S x S`` crops)."""
@@ -68,8 +75,9 @@ def pretraining_images(recipe: Recipe) -> torch.Tensor:
     from aselect_bench.data.synth_fgvc import render_samples
     from aselect_bench.data.transforms import RESIZE_RATIO
 
-    birds, _ = render_samples(recipe.fgvc_images // 12, 12, 64, seed=10_000 + recipe.seed)
-    scenes, _ = render_scenes(recipe.scene_images, 64, seed=20_000 + recipe.seed)
+    seeds = data_seeds(recipe)
+    birds, _ = render_samples(recipe.fgvc_images // 12, 12, 64, seed=seeds["birds"])
+    scenes, _ = render_scenes(recipe.scene_images, 64, seed=seeds["scenes"])
     images = torch.from_numpy(np.concatenate([birds, scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
     size = round(recipe.image_size * RESIZE_RATIO)
     return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
@@ -137,8 +145,44 @@ def fixed_draw_loss(module: DiffusionPretrainer, images: torch.Tensor, seed: int
     return float(module.ddpm_loss(x0.to(module.device), t.to(module.device), eps.to(module.device)))
 
 
+def measure_step_seconds(module: DiffusionPretrainer, images: torch.Tensor, precision: str) -> float:
+    """Seconds of one training step (forward + backward at the recipe's batch size), measured here after a
+    small warm-up pass; the weights, gradients and random streams are left as found."""
+    device = module.device
+    dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision)
+    seconds = float("inf")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log() outside a Trainer
+        for batch in (min(8, module.recipe.batch_size), module.recipe.batch_size):  # warm-up, then timed
+            start = time.perf_counter()
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = module.training_step((images[:batch].to(device),), 0)
+            loss.backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+    module.zero_grad(set_to_none=True)
+    module.losses.clear()
+    return seconds
+
+
+def hardware() -> dict:
+    """The machine a model is trained on: device, CPU model, threads, GPU name."""
+    from aselect_bench.precision import cpu_bf16_native, cpu_model
+
+    info = {"device": training_device(), "cpu": cpu_model() or platform.processor(),
+            "threads": torch.get_num_threads(), "cpu_bf16_native": cpu_bf16_native()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
 def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pretrain") -> dict:
-    """Train with ``recipe``; save ``transformer/`` (float32), ``scheduler/`` and ``card.json`` in ``out_dir``."""
+    """Train with ``recipe``; save ``transformer/`` (float16), ``scheduler/`` and ``card.json`` in ``out_dir``.
+
+    Prints the precision used and a duration estimate from one step measured on this machine; with
+    ``progress``, a :class:`StepProgress` line (steps, ETA, loss). Raises if Lightning stopped on SIGTERM.
+    """
     from diffusers import DDPMScheduler, DiTTransformer2DModel
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -148,17 +192,27 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pr
     images = pretraining_images(recipe)
     module = DiffusionPretrainer(DiTTransformer2DModel(**dict(recipe.transformer)), recipe)
     before = fixed_draw_loss(module, images)
+    used = describe_precision(recipe.precision, training_device())
+    module.to(training_device())
+    step = measure_step_seconds(module, images, used["precision"])
+    print(f"pretraining {recipe.steps} steps x {recipe.batch_size} images: ~{format_duration(step * recipe.steps)} "
+          f"here (one step measured: {step:.2f} s)", flush=True)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=recipe.batch_size,
                                          shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(recipe.seed))
-    trainer = L.Trainer(max_steps=recipe.steps, accelerator="auto", devices=1, precision=recipe.precision,
+    callbacks = [LearningRateMonitor("step")] + ([StepProgress("pretraining")] if progress else [])
+    trainer = L.Trainer(max_steps=recipe.steps, accelerator="auto", devices=1,
+                        precision=LIGHTNING_PRECISION[used["precision"]],
                         logger=TensorBoardLogger(str(log_dir), name=recipe.fingerprint()),
-                        callbacks=[LearningRateMonitor("step")], enable_checkpointing=False,
-                        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=5)
+                        callbacks=callbacks, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=5)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(module, loader)
-    module.transformer.float().save_pretrained(out_dir / "transformer")
+    if trainer.received_sigterm or trainer.global_step < recipe.steps:
+        raise RuntimeError(f"pretraining stopped after {trainer.global_step} of {recipe.steps} steps"
+                           + (" (SIGTERM)" if trainer.received_sigterm else ""))
+    save_float16(module.transformer, out_dir / "transformer")
     DDPMScheduler(**SCHEDULER).save_pretrained(out_dir / "scheduler")
     losses, n_final = module.losses, max(1, recipe.steps // 10)
     card = {
@@ -166,14 +220,33 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pr
         "data": f"{len(images)} synthetic images ({recipe.fgvc_images} fine-grained birds, {recipe.scene_images} "
                 f"scenes), random {recipe.image_size}x{recipe.image_size} crops + flips, seeds disjoint from the "
                 f"benchmark data",
-        "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr, "precision": recipe.precision,
+        "data_seeds": data_seeds(recipe),
+        "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
+        "precision": used["precision"], "precision_requested": recipe.precision,
         "initial_loss": float(np.mean(losses[:10])), "final_loss": float(np.mean(losses[-n_final:])),
         "fixed_draw_loss": {"before": before, "after": fixed_draw_loss(module, images)},
-        "seconds": time.perf_counter() - start, "recipe_fingerprint": recipe.fingerprint(),
-        "recipe": asdict(recipe), "weights_sha256": weights_digest(out_dir), "torch": torch.__version__,
+        "losses": [round(v, 5) for v in losses],
+        "seconds": time.perf_counter() - start, "measured_step_seconds": step,
+        "recipe_fingerprint": recipe.fingerprint(), "recipe": asdict(recipe),
+        "weights_dtype": "float16", "weights_sha256": weights_digest(out_dir), "torch": torch.__version__,
+        "hardware": hardware(),
     }
     atomic_write_json(out_dir / "card.json", card)
     return card
+
+
+def save_float16(transformer, folder: Path) -> None:
+    """``save_pretrained`` with float16 weights (diffusers loads them back as float32); ``transformer`` is left
+    in float32."""
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # "modules to keep in float32: []": there are none in a DiT
+    try:
+        transformer.to(torch.float16).save_pretrained(folder)
+    finally:
+        transformer.float()
+        diffusers_logging.set_verbosity(level)
 
 
 def weights_digest(folder: Path) -> str:
