@@ -1,4 +1,4 @@
-"""Caches keyed by fingerprints, so a stale entry is never used.
+"""The suite's cache folder (:func:`cache_dir`) and caches keyed by fingerprints, so a stale entry is never used.
 
 - :class:`LatentCache`: VAE encodings of deterministic views, keyed by (backbone, image content); in
   memory, bounded (least recently used entries are dropped).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -19,7 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aselect_bench.io import atomic_write_json, cache_dir, file_identity  # noqa: F401 - file_identity re-exported
+from aselect_bench.io import atomic_write_json
+
+
+def cache_dir() -> Path:
+    """The suite's cache folder: ``$ASELECT_CACHE``, default ``~/.cache/aselect_bench``."""
+    root = os.environ.get("ASELECT_CACHE") or Path.home() / ".cache" / "aselect_bench"
+    return Path(root).expanduser()
 
 
 def feature_cache_root() -> Path:

@@ -46,12 +46,6 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
-def cache_dir() -> Path:
-    """The suite's cache folder: ``$ASELECT_CACHE``, default ``~/.cache/aselect_bench``."""
-    root = os.environ.get("ASELECT_CACHE") or Path.home() / ".cache" / "aselect_bench"
-    return Path(root).expanduser()
-
-
 def file_identity(path: str | os.PathLike) -> str:
     """``path:size:mtime_ns`` -- a file whose content changes gets a new identity (cheap: one ``stat``)."""
     st = os.stat(path)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
+from aselect_bench.cache import cache_dir
 from aselect_bench.errors import UserError
-from aselect_bench.io import atomic_write_json, cache_dir
+from aselect_bench.io import atomic_write_json
 
 PRECISIONS = ("auto", "32", "bf16", "16")
 #: Our precision names -> Lightning ``Trainer(precision=...)`` strings (mixed: weights stay float32).

@@ -231,7 +231,8 @@ def empty_prompt_conditioning(folder: Path, config) -> tuple[torch.Tensor, torch
     blob = json.dumps([folder_digest(*(folder / p for p in TEXT_PARTS)), config.joint_attention_dim,
                        config.pooled_projection_dim, T5_TOKENS])
     key = hashlib.sha256(blob.encode()).hexdigest()[:20]
-    from aselect_bench.io import atomic_write_bytes, cache_dir
+    from aselect_bench.cache import cache_dir
+    from aselect_bench.io import atomic_write_bytes
 
     path = cache_dir() / "sd3-empty-prompt" / f"{key}.pt"
     if path.exists():

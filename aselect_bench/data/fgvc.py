@@ -5,7 +5,7 @@ original class ids. ``test`` is the official test split. Flowers and Aircraft ha
 for CUB, NABirds, Dogs and Cars ``val`` is a deterministic class-stratified ~10% of the official train
 split and ``train`` the rest (the VPT protocol), cached as VPT-style ``train.json``/``val.json``/
 ``test.json`` ({path relative to root: label}) in ``<root>/.aselect_splits/<name>/`` (or, when root is
-read-only, under :func:`aselect_bench.io.cache_dir`) and reused while the official files are unchanged.
+read-only, under :func:`aselect_bench.cache.cache_dir`) and reused while the official files are unchanged.
 
 :class:`HubSplit` reads a Hugging Face ``datasets`` dataset instead of a folder.
 """
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from aselect_bench.cache import cache_dir
 from aselect_bench.errors import UserError
-from aselect_bench.io import atomic_write_json, cache_dir, hf_offline, read_json
+from aselect_bench.io import atomic_write_json, hf_offline, read_json
 
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.1

@@ -20,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from aselect_bench.backbones.registry import DEMO_FOLDER
+from aselect_bench.cache import cache_dir
 from aselect_bench.errors import UserError
-from aselect_bench.io import cache_dir
 from aselect_bench.precision import PRECISIONS
 from aselect_bench.pretrain.training import Recipe, train, weights_digest
 
