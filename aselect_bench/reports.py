@@ -7,6 +7,7 @@ contracts in DESIGN.md say.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 
@@ -38,8 +39,11 @@ def hfr_row(curve: dict, chosen) -> str:
 CODE_PATHS = ("aselect_bench", "benchmarks", "configs", "pyproject.toml", "constraints.txt")
 
 
+@functools.cache
 def code_version() -> str:
-    """The package version and, in a git checkout, the commit (``.dirty`` with uncommitted code changes)."""
+    """The package version and, in a git checkout, the commit (``.dirty`` with uncommitted code changes); read
+    once per process, when :mod:`aselect_bench.reports` is imported: the code a run loaded, even if the checkout
+    changes while it runs."""
     from aselect_bench import __version__
 
     root = Path(__file__).resolve().parents[1]
@@ -111,3 +115,6 @@ def write_report(folder, name: str, data: dict, markdown: str, figures: dict | N
     for file_name, fig in figures.items():
         save_figure(fig, Path(folder) / file_name)
     return stem
+
+
+code_version()  # the version of the code this process loaded
