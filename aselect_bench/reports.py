@@ -34,15 +34,19 @@ def hfr_row(curve: dict, chosen) -> str:
     return " ".join(f"{t}:**{v:.3f}**" if int(t) == int(chosen) else f"{t}:{v:.3f}" for t, v in curve.items())
 
 
+#: What the code version covers: a result written by an earlier step of a run does not make the code dirty.
+CODE_PATHS = ("aselect_bench", "benchmarks", "configs", "pyproject.toml", "constraints.txt")
+
+
 def code_version() -> str:
-    """The package version and, in a git checkout, the commit (``+dirty`` with uncommitted changes)."""
+    """The package version and, in a git checkout, the commit (``.dirty`` with uncommitted code changes)."""
     from aselect_bench import __version__
 
     root = Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=root,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return __version__
