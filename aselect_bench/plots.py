@@ -20,7 +20,7 @@ def hfr_curve_figure(curve: dict, chosen: int, spread: dict | None = None, title
         sd = [spread[t] if t in spread else spread[str(t)] for t in ts]
         ax.fill_between(ts, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], alpha=0.2)
     ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen t={chosen}")
-    ax.set_xlabel("timestep t (0 = clean)")
+    ax.set_xlabel("timestep t (0 = the clean end)")
     ax.set_ylabel("high-frequency ratio")
     ax.set_title(f"{title}\n{note}" if note else title, fontsize=10 if note else None)
     ax.legend(loc="best")
@@ -50,7 +50,7 @@ def hfr_curves_figure(curves: dict, title: str):
         chosen_y = ys[ts.index(int(chosen))] if int(chosen) in ts else None
         if chosen_y is not None:
             ax.plot([int(chosen)], [chosen_y], marker="*", markersize=14, color=line.get_color())
-    ax.set_xlabel("timestep t (0 = clean)")
+    ax.set_xlabel("timestep t (0 = the clean end)")
     ax.set_ylabel("mean HFR")
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -70,7 +70,7 @@ def comparison_figure(result: dict):
     fig, ax = plt.subplots(figsize=(7.5, 4))
     ax.plot(ts, [per_t[t]["val"] for t in ts], marker="o", color="tab:green", label=f"{val_name} {metric}")
     ax.plot(ts, [per_t[t]["test"] for t in ts], marker="s", color="tab:olive", label=f"{test_name} {metric}")
-    ax.set_xlabel("timestep t (0 = clean)")
+    ax.set_xlabel("timestep t (0 = the clean end)")
     ax.set_ylabel(f"{metric} (%)")
     twin = ax.twinx()
     twin.plot(ts, [result["hfr"][t] for t in ts], marker=".", color="tab:blue", label="mean HFR")

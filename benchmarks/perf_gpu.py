@@ -24,6 +24,7 @@ import argparse
 import math
 import subprocess
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +35,7 @@ from aselect_bench.backbones.flops import flops_per_image
 from aselect_bench.backbones.registry import PRESETS, default_tap
 from aselect_bench.experiments.fgvc import fgvc_probe
 from aselect_bench.hfr import HFRSettings, select_timestep
-from aselect_bench.io import atomic_write_json, atomic_write_text
-from aselect_bench.reports import markdown_table
+from aselect_bench.reports import markdown_table, write_report
 from aselect_bench.settings import load_bench_preset
 
 #: Training-set images of the six FGVC datasets (the official train splits; VPT trains on them after tuning on
@@ -284,8 +284,7 @@ def main(argv=None) -> dict:
                                 recipe(preset).fgvc.max_epochs, not recipe(preset).fgvc.train_augment)
                 for preset, m in models.items()}},
     }
-    atomic_write_json(f"{args.out}.json", result)
-    atomic_write_text(f"{args.out}.md", render(result))
+    write_report(Path(args.out).parent, Path(args.out).name, result, render(result))
     print(render(result))
     return result
 

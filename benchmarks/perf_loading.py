@@ -22,8 +22,7 @@ from perf_extract import peak_rss
 
 from aselect_bench.backbones import load_backbone
 from aselect_bench.backbones.noise import DIT_SCHEDULER
-from aselect_bench.io import atomic_write_json, atomic_write_text
-from aselect_bench.reports import markdown_table
+from aselect_bench.reports import markdown_table, write_report
 
 PRESET = "dit-xl-2-256"
 
@@ -97,8 +96,7 @@ def main(argv=None) -> dict:
     result = {"preset": PRESET, "weights_mib": weight_bytes / 2**20, "formats": formats,
               "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                           "diffusers": diffusers.__version__, "accelerate": accelerate.__version__}}
-    atomic_write_json(f"{args.out}.json", result)
-    atomic_write_text(f"{args.out}.md", render(result))
+    write_report(Path(args.out).parent, Path(args.out).name, result, render(result))
     print(render(result))
     return result
 

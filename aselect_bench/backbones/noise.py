@@ -1,4 +1,6 @@
-"""Forward noise processes. ``t = 0`` is the clean input and larger ``t`` is noisier, for every family."""
+"""Forward noise processes. ``t = 0`` is the clean end of the schedule and larger ``t`` is noisier, for every
+family: exactly clean for rectified flow (sigma 0); for DDPM the schedule's first step, ``sqrt(abar_0) x0 +
+sqrt(1 - abar_0) noise`` (noise std 1% for DiT's ``beta_0 = 1e-4``), not exactly clean."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ class NoiseProcess:
         if not 0 <= timestep < self.num_train_timesteps:
             raise UserError(
                 f"timestep {timestep} is outside the schedule: allowed are integers in "
-                f"[0, {self.num_train_timesteps}) (0 = clean image)"
+                f"[0, {self.num_train_timesteps}) (0 = the clean end)"
             )
         return timestep
 
