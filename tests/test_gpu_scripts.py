@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(args, tmp_path, **env):
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "ASELECT_CACHE": str(tmp_path / "cache"),
            **{k: str(v) for k, v in env.items()}}
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
 
 
 def test_gpu_check_dry_run_runs_the_gpu_tests_on_the_cpu_and_writes_its_summary(tmp_path):
