@@ -170,7 +170,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--sd3-batch", type=int, default=8, help="batch for the CPU-sized SD3 timings")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--out", default="results/perf/extract")
+    parser.add_argument("--flops-only", action="store_true",
+                        help="only the paper-scale FLOPs table (seconds, no timing): results/perf/flops.{json,md}")
     args = parser.parse_args(argv)
+    if args.flops_only:
+        return write_flops(Path(args.out).parent / "flops")
     torch.manual_seed(0)
     peaks = {"32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
@@ -187,6 +191,28 @@ def main(argv=None) -> dict:
     result["hfr_argmax_fp32_vs_bf16"] = hfr_argmax_agreement()
     write_report(Path(args.out).parent, Path(args.out).name, result, render(result))
     print(render(result))
+    return result
+
+
+def flops_markdown(flops: dict) -> list[str]:
+    """The paper-scale FLOPs table and how it counts."""
+    return ["## FLOPs per image at paper scale (transformer only, from the real architectures)\n",
+            markdown_table(["model and depth", "GFLOPs"], [[k, v / 1e9] for k, v in flops.items()], "{:.1f}"),
+            "\n2 FLOPs per multiply-add of the matrix products (DiT-XL/2's full forward: 237.3 GFLOPs = "
+            "2 x the 118.6 G the DiT paper reports); SD3 includes the 333 context tokens of the joint "
+            "attention.\n"]
+
+
+def write_flops(stem: Path) -> dict:
+    """``flops.{json,md}``: FLOPs per image of DiT-XL/2 and the SD3 family to the paper's tap and full depth."""
+    from aselect_bench.reports import code_version
+
+    result = {"flops_per_image": paper_scale_flops(), "torch": torch.__version__, "code_version": code_version()}
+    text = "\n".join(["# FLOPs per image (`python benchmarks/perf_extract.py --flops-only`)\n",
+                       f"_Code {result['code_version']}, torch {result['torch']}._\n",
+                       *flops_markdown(result["flops_per_image"])])
+    write_report(stem.parent, stem.name, result, text + "\n")
+    print(text)
     return result
 
 
@@ -245,12 +271,7 @@ def render(r: dict) -> str:
                  f"argmax float32 t={h['32']['timestep']}, bf16 t={h['bf16']['timestep']} (same: {h['same_argmax']}); "
                  f"largest curve difference {h['max_abs_curve_difference']:.2e}.\n")
     if "flops_per_image" in r:
-        lines += ["## FLOPs per image at paper scale (transformer only, from the real architectures)\n",
-                  markdown_table(["model and depth", "GFLOPs"],
-                                 [[k, v / 1e9] for k, v in r["flops_per_image"].items()], "{:.1f}"),
-                  "\n2 FLOPs per multiply-add of the matrix products (DiT-XL/2's full forward: 237.3 GFLOPs = "
-                  "2 x the 118.6 G the DiT paper reports); SD3 includes the 333 context tokens of the joint "
-                  "attention.\n"]
+        lines += flops_markdown(r["flops_per_image"])
     lines += ["## Targets (issue #8)\n", markdown_table(["target", "measured", "met"], targets(r))]
     return "\n".join(lines) + "\n"
 
