@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import lightning as L
 import pytest
 import torch
@@ -57,3 +59,26 @@ def quiet_trainer(tmp_path, **kwargs) -> L.Trainer:
                     enable_model_summary=False, default_root_dir=str(tmp_path), log_every_n_steps=1,
                     deterministic=True, num_sanity_val_steps=0)
     return L.Trainer(**{**defaults, **kwargs})
+
+
+@contextmanager
+def hooked_components(transformer, blocks, attn_name: str):
+    """Capture, during diffusers' own forward of ``transformer``, the outputs of each block in ``blocks``:
+    ``{(i, name): output}`` for ``norm1_tuple``, ``query``/``key``/``value`` (the attention's ``to_q/k/v``),
+    ``attn`` (module ``attn_name``), ``mlp`` (``ff``) and ``out`` (the block); hooks removed afterwards."""
+    seen, handles = {}, []
+
+    def keep(name):
+        return lambda mod, inp, out: seen.__setitem__(name, out)
+
+    for i in blocks:
+        blk = transformer.transformer_blocks[i]
+        attn = getattr(blk, attn_name)
+        modules = {"norm1_tuple": blk.norm1, "query": attn.to_q, "key": attn.to_k, "value": attn.to_v,
+                   "attn": attn, "mlp": blk.ff, "out": blk}
+        handles += [m.register_forward_hook(keep((i, name))) for name, m in modules.items()]
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()

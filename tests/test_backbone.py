@@ -8,6 +8,7 @@ import torch
 
 from aselect_bench import UserError, load_backbone
 from aselect_bench.backbones import COMPONENTS
+from tests.conftest import hooked_components
 
 T = 321
 
@@ -23,26 +24,9 @@ def reference_features(backbone, images, timestep, noise, blocks):
         else:
             x0 = images
         x_t = (np.sqrt(abar) * x0.double() + np.sqrt(1 - abar) * noise.double()).float()
-        seen, handles = {}, []
-        for i in blocks:
-            blk = tr.transformer_blocks[i]
-
-            def keep(name):
-                return lambda mod, inp, out: seen.__setitem__(name, out)
-
-            handles += [
-                blk.norm1.register_forward_hook(keep((i, "norm1_tuple"))),
-                blk.attn1.to_q.register_forward_hook(keep((i, "query"))),
-                blk.attn1.to_k.register_forward_hook(keep((i, "key"))),
-                blk.attn1.to_v.register_forward_hook(keep((i, "value"))),
-                blk.attn1.register_forward_hook(keep((i, "attn"))),
-                blk.ff.register_forward_hook(keep((i, "mlp"))),
-                blk.register_forward_hook(keep((i, "out"))),
-            ]
-        b = images.shape[0]
-        tr(x_t, timestep=torch.full((b,), timestep), class_labels=torch.full((b,), tr.config.num_embeds_ada_norm))
-        for h in handles:
-            h.remove()
+        with hooked_components(tr, blocks, "attn1") as seen:
+            b = images.shape[0]
+            tr(x_t, timestep=torch.full((b,), timestep), class_labels=torch.full((b,), tr.config.num_embeds_ada_norm))
     feats = {}
     for i in blocks:
         normed, gate_msa, _, _, gate_mlp = seen[(i, "norm1_tuple")]

@@ -11,6 +11,7 @@ import torch
 from aselect_bench import UserError, load_backbone
 from aselect_bench.backbones import COMPONENTS
 from aselect_bench.backbones.registry import sd3_config
+from tests.conftest import hooked_components
 from tests.test_cli import cli
 
 T = 321
@@ -134,25 +135,8 @@ def reference_features(backbone, folder, images, timestep, noise, blocks):
             embeds, pooled = pipeline_conditioning(folder, tr, b)
         else:
             embeds, pooled = torch.zeros(b, 333, tr.config.joint_attention_dim), torch.zeros(b, 16)
-        seen, handles = {}, []
-        for i in blocks:
-            blk = tr.transformer_blocks[i]
-
-            def keep(name):
-                return lambda mod, inp, out: seen.__setitem__(name, out)
-
-            handles += [
-                blk.norm1.register_forward_hook(keep((i, "norm1_tuple"))),
-                blk.attn.to_q.register_forward_hook(keep((i, "query"))),
-                blk.attn.to_k.register_forward_hook(keep((i, "key"))),
-                blk.attn.to_v.register_forward_hook(keep((i, "value"))),
-                blk.attn.register_forward_hook(keep((i, "attn"))),
-                blk.ff.register_forward_hook(keep((i, "mlp"))),
-                blk.register_forward_hook(keep((i, "out"))),
-            ]
-        tr(x_t, encoder_hidden_states=embeds, pooled_projections=pooled, timestep=model_t.expand(b))
-        for h in handles:
-            h.remove()
+        with hooked_components(tr, blocks, "attn") as seen:
+            tr(x_t, encoder_hidden_states=embeds, pooled_projections=pooled, timestep=model_t.expand(b))
     feats = {}
     gh, gw = x0.shape[-2] // tr.config.patch_size, x0.shape[-1] // tr.config.patch_size
     for i in blocks:
