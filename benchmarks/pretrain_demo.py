@@ -149,7 +149,25 @@ def markdown(result: dict, timesteps, blocks) -> str:
         ], floatfmt="{:.1f}"),
         markdown_table(["tap, timestep", *models], rows, floatfmt="{:.1f}"),
     ]
+    study = result.get("checkpoint_study")
+    lines.append("## Along the pretraining: the cub comparison at each kept checkpoint\n")
+    if study:
+        from pretrain_checkpoints import markdown_rows
+
+        lines += [f"From `benchmarks/pretrain_checkpoints.py` (`{result['checkpoint_study_file']}`): exhaustive search "
+                  "vs the HFR choice with each checkpoint's weights; the last row is this model.\n",
+                  markdown_rows(study)]
+    else:
+        lines.append("Not run for these weights: `make pretrain-study` (after `make compare-exhaustive`).\n")
     return "\n".join(lines)
+
+
+def checkpoint_study(path: Path, card: dict) -> dict | None:
+    """The checkpoint study in ``path`` if its last row is the model of ``card`` (else ``None``)."""
+    if not path.exists():
+        return None
+    study = json.loads(path.read_text())
+    return study if study["rows"][-1]["weights_sha256"] == card["weights_sha256"] else None
 
 
 def main(argv=None) -> dict:
@@ -182,6 +200,8 @@ def main(argv=None) -> dict:
         "grid": {name: probe_grid(m, data, timesteps, blocks) for name, m in models.items()},
     }
     result["summary"] = {name: summarise(g, blocks) for name, g in result["grid"].items()}
+    study_file = Path(args.out).parent / "checkpoints.json"
+    result["checkpoint_study"], result["checkpoint_study_file"] = checkpoint_study(study_file, card), str(study_file)
     result["seconds"] = time.perf_counter() - start
     text = markdown(result, timesteps, blocks)
     write_report(Path(args.out).parent, Path(args.out).name, result, text)

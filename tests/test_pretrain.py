@@ -203,3 +203,19 @@ def test_command_writes_to_out_and_refuses_foreign_folders(trainings, tmp_path, 
     assert (tmp_path / "other" / "notes.txt").read_text() == "keep me"
     assert run_pretrain(parser.parse_args(["--ship"])) == tmp_path / "shipped" and trainings == [1, 1, 1]
     assert json.loads((tmp_path / "shipped" / "card.json").read_text())["recipe_fingerprint"] == tiny_recipe().fingerprint()
+
+
+def test_checkpoints_are_kept_at_the_recipes_fractions_and_load(trainings):
+    recipe = tiny_recipe(steps=8, checkpoints=(0.125, 0.25, 0.5))
+    assert recipe.checkpoint_steps() == [1, 2, 4]
+    folder = pretrain_demo(recipe=recipe, progress=False)
+    kept = demo.checkpoint_folder(recipe.fingerprint())
+    assert sorted(p.name for p in kept.iterdir()) == ["step-00001", "step-00002", "step-00004"]
+    card = json.loads((kept / "step-00004" / "card.json").read_text())
+    assert card["step"] == 4 and card["fraction"] == 0.5 and card["checkpoint_of"] == recipe.fingerprint()
+    assert card["weights_sha256"] == training.weights_digest(kept / "step-00004")
+    early, final = load_backbone(str(kept / "step-00001")), load_backbone(str(folder))
+    assert early.num_blocks == final.num_blocks == 2
+    assert not torch.equal(early.transformer.pos_embed.proj.weight, final.transformer.pos_embed.proj.weight)
+    assert json.loads((folder / "card.json").read_text())["checkpoints"] == {"step-00001": 1, "step-00002": 2,
+                                                                             "step-00004": 4}

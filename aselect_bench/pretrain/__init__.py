@@ -9,6 +9,7 @@ from aselect_bench.pretrain.demo import (
     add_parser,
     add_pretrain_arguments,
     check_folder,
+    checkpoint_folder,
     demo_folder,
     load_demo_backbone,
     pretrain_demo,
@@ -18,6 +19,6 @@ from aselect_bench.pretrain.demo import (
 from aselect_bench.pretrain.training import SCHEDULER, DiffusionPretrainer, Recipe, pretraining_images, train
 
 __all__ = [
-    "SCHEDULER", "DiffusionPretrainer", "Recipe", "add_parser", "add_pretrain_arguments", "check_folder",
+    "SCHEDULER", "DiffusionPretrainer", "Recipe", "add_parser", "add_pretrain_arguments", "check_folder", "checkpoint_folder", "checkpoint_folder",
     "demo_folder", "load_demo_backbone", "pretrain_demo", "pretraining_images", "run", "run_pretrain", "train",
 ]

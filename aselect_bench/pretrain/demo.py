@@ -2,7 +2,9 @@
 
 The pretrained weights ship inside the package (``aselect_bench/pretrain/demo_dit/``, the registry's
 ``demo`` preset names that folder). ``aselect-bench pretrain`` reproduces them: into
-``cache_dir()/demo-dit/<recipe fingerprint>/`` by default, into the package folder with ``--ship``. A folder
+``cache_dir()/demo-dit/<recipe fingerprint>/`` by default, into the package folder with ``--ship``; the
+checkpoints kept along the way (the recipe's fractions of the steps) go to
+``cache_dir()/demo-dit-checkpoints/<recipe fingerprint>/``. A folder
 holds ``transformer/``, ``scheduler/`` and ``card.json``; one whose card is missing or unreadable, whose
 weights do not match the card's sha256, or that does not load is rebuilt with a warning.
 """
@@ -31,6 +33,12 @@ OUR_ENTRIES = {"transformer", "scheduler", "card.json"}
 def demo_folder(recipe: Recipe | None = None) -> Path:
     """``cache_dir()/demo-dit/<fingerprint>``: where ``recipe`` (default: the demo recipe) is cached."""
     return cache_dir() / "demo-dit" / (recipe or Recipe()).fingerprint()
+
+
+def checkpoint_folder(fingerprint: str | None = None) -> Path:
+    """``cache_dir()/demo-dit-checkpoints/<fingerprint>`` (default: the demo recipe's): where training that
+    recipe keeps its checkpoints (``step-NNNNN/`` folders, loadable with ``--backbone``); never shipped."""
+    return cache_dir() / "demo-dit-checkpoints" / (fingerprint or Recipe().fingerprint())
 
 
 def check_folder(folder: Path, recipe: Recipe | None = None) -> str | None:
@@ -96,7 +104,7 @@ def pretrain_demo(out_dir=None, steps: int | None = None, batch_size: int | None
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            train(recipe, tmp, progress)
+            train(recipe, tmp, progress, checkpoint_dir=checkpoint_folder(recipe.fingerprint()))
             shutil.rmtree(folder, ignore_errors=True)
             tmp.rename(folder)
         finally:
@@ -145,6 +153,8 @@ def run_pretrain(args: argparse.Namespace) -> Path:
     folder = pretrain_demo(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, force=args.force,
                            recipe=recipe, ship=args.ship)
     card = json.loads((folder / "card.json").read_text())
+    if card.get("checkpoints"):
+        print(f"checkpoints ({', '.join(card['checkpoints'])}) in {checkpoint_folder(card['recipe_fingerprint'])}")
     print(f"demo DiT in {folder}: loss {card['initial_loss']:.3f} -> {card['final_loss']:.3f} "
           f"({card['steps']} steps at batch {card['batch_size']}, precision {card['precision']}, "
           f"{card['seconds']:.0f} s)")

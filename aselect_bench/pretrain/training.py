@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -40,12 +42,13 @@ from aselect_bench.pretrain.progress import StepProgress, format_duration
 class Recipe:
     """Everything that determines the demo weights (its hash names the cache folder)."""
 
-    steps: int = 400
+    steps: int = 2400
     batch_size: int = 64
     lr: float = 1e-3
-    warmup: int = 40
-    fgvc_images: int = 2400  # a multiple of 12 (classes)
-    scene_images: int = 1200
+    warmup: int = 120
+    fgvc_images: int = 9600  # a multiple of 12 (classes)
+    scene_images: int = 4800
+    checkpoints: tuple = (0.125, 0.25, 0.5)  # fractions of ``steps`` kept besides the end (checkpoint study)
     image_size: int = 32
     seed: int = 0
     precision: str = "auto"  # "auto" | "32" | "bf16" | "16" (aselect_bench.precision)
@@ -54,6 +57,10 @@ class Recipe:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def checkpoint_steps(self) -> list[int]:
+        """The optimizer steps after which :func:`train` keeps a checkpoint (the end is the model itself)."""
+        return sorted({round(f * self.steps) for f in self.checkpoints} - {0, self.steps})
 
 
 def _generator_versions() -> str:
@@ -166,6 +173,36 @@ def measure_step_seconds(module: DiffusionPretrainer, images: torch.Tensor, prec
     return seconds
 
 
+class KeepCheckpoints(L.Callback):
+    """After each of ``recipe.checkpoint_steps()``, saves the model as a loadable diffusers folder
+    ``root/step-NNNNN/`` (float16 ``transformer/``, ``scheduler/``, ``card.json``), written to a temporary
+    folder and renamed into place."""
+
+    def __init__(self, root: Path, images: torch.Tensor):
+        self.root, self.images = Path(root), images
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        step, recipe = trainer.global_step, module.recipe
+        if step not in recipe.checkpoint_steps():
+            return
+        folder = self.root / f"step-{step:05d}"
+        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(module.transformer, tmp)
+        was_training = module.training
+        module.eval()
+        card = {"checkpoint_of": recipe.fingerprint(), "step": step, "of_steps": recipe.steps,
+                "fraction": step / recipe.steps, "samples": step * recipe.batch_size,
+                "lr_now": trainer.optimizers[0].param_groups[0]["lr"],
+                "recent_loss": float(np.mean(module.losses[-max(1, recipe.steps // 10):])),
+                "fixed_draw_loss": fixed_draw_loss(module, self.images), "weights_dtype": "float16",
+                "weights_sha256": weights_digest(tmp), "recipe": asdict(recipe)}
+        module.train(was_training)
+        atomic_write_json(tmp / "card.json", card)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+
 def hardware() -> dict:
     """The machine a model is trained on: device, CPU model, threads, GPU name."""
     from aselect_bench.precision import cpu_bf16_native, cpu_model
@@ -177,13 +214,15 @@ def hardware() -> dict:
     return info
 
 
-def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pretrain") -> dict:
-    """Train with ``recipe``; save ``transformer/`` (float16), ``scheduler/`` and ``card.json`` in ``out_dir``.
+def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pretrain",
+          checkpoint_dir: Path | None = None) -> dict:
+    """Train with ``recipe``; save ``transformer/`` (float16), ``scheduler/`` and ``card.json`` in ``out_dir``
+    (and, with ``checkpoint_dir``, the :class:`KeepCheckpoints` folders there).
 
     Prints the precision used and a duration estimate from one step measured on this machine; with
     ``progress``, a :class:`StepProgress` line (steps, ETA, loss). Raises if Lightning stopped on SIGTERM.
     """
-    from diffusers import DDPMScheduler, DiTTransformer2DModel
+    from diffusers import DiTTransformer2DModel
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -201,6 +240,9 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pr
                                          shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(recipe.seed))
     callbacks = [LearningRateMonitor("step")] + ([StepProgress("pretraining")] if progress else [])
+    if checkpoint_dir is not None and recipe.checkpoint_steps():
+        callbacks.append(KeepCheckpoints(checkpoint_dir, images))
+        print(f"keeping checkpoints after steps {recipe.checkpoint_steps()} in {checkpoint_dir}", flush=True)
     trainer = L.Trainer(max_steps=recipe.steps, accelerator="auto", devices=1,
                         precision=LIGHTNING_PRECISION[used["precision"]],
                         logger=TensorBoardLogger(str(log_dir), name=recipe.fingerprint()),
@@ -212,8 +254,7 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pr
     if trainer.received_sigterm or trainer.global_step < recipe.steps:
         raise RuntimeError(f"pretraining stopped after {trainer.global_step} of {recipe.steps} steps"
                            + (" (SIGTERM)" if trainer.received_sigterm else ""))
-    save_float16(module.transformer, out_dir / "transformer")
-    DDPMScheduler(**SCHEDULER).save_pretrained(out_dir / "scheduler")
+    save_model(module.transformer, out_dir)
     losses, n_final = module.losses, max(1, recipe.steps // 10)
     card = {
         "model": "DiTTransformer2DModel (pixel space), unconditional (null label)",
@@ -222,6 +263,7 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pr
                 f"benchmark data",
         "data_seeds": data_seeds(recipe),
         "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
+        "checkpoints": {f"step-{n:05d}": n for n in recipe.checkpoint_steps()} if checkpoint_dir else {},
         "precision": used["precision"], "precision_requested": recipe.precision,
         "initial_loss": float(np.mean(losses[:10])), "final_loss": float(np.mean(losses[-n_final:])),
         "fixed_draw_loss": {"before": before, "after": fixed_draw_loss(module, images)},
@@ -233,6 +275,14 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pr
     }
     atomic_write_json(out_dir / "card.json", card)
     return card
+
+
+def save_model(transformer, folder: Path) -> None:
+    """``folder/transformer`` (float16 weights) and ``folder/scheduler`` (the DiT-XL/2 DDPM process)."""
+    from diffusers import DDPMScheduler
+
+    save_float16(transformer, folder / "transformer")
+    DDPMScheduler(**SCHEDULER).save_pretrained(folder / "scheduler")
 
 
 def save_float16(transformer, folder: Path) -> None:
