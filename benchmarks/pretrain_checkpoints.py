@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from aselect_bench.analyses.compare import run_comparison, write_comparison
-from aselect_bench.backbones.loading import load_backbone
 from aselect_bench.backbones.registry import DEMO_FOLDER
 from aselect_bench.experiments import build_experiment, preset_backbone
 from aselect_bench.pretrain import checkpoint_folder
@@ -30,12 +29,16 @@ COLUMNS = ["step", "samples", "fixed-draw loss", "exhaustive best t (val)", "exh
            "HFR support", "A-SelecT test", "regret", "Spearman(HFR, val)"]
 
 
+def kept_checkpoints(root: Path) -> list[tuple[int, Path, dict]]:
+    """``[(step, folder, card)]``: the checkpoints kept under ``root``, in step order."""
+    points = [(card["step"], folder, card) for folder in root.glob("step-*")
+              for card in [json.loads((folder / "card.json").read_text())]]
+    return sorted(points, key=lambda p: p[0])
+
+
 def checkpoints(root: Path) -> list[tuple[int, Path, dict]]:
-    """``[(step, folder, card)]``: the kept checkpoints under ``root`` and the shipped end model."""
-    points = []
-    for folder in sorted(root.glob("step-*")):
-        card = json.loads((folder / "card.json").read_text())
-        points.append((card["step"], folder, card))
+    """The kept checkpoints under ``root``, then the shipped end model (all of one recipe)."""
+    points = kept_checkpoints(root)
     end = json.loads((DEMO_FOLDER / "card.json").read_text())
     if not points:
         raise SystemExit(f"no checkpoints in {root}: the shipped model comes without them. Rebuild them with "
@@ -48,12 +51,12 @@ def checkpoints(root: Path) -> list[tuple[int, Path, dict]]:
 
 
 def compare_at(folder: Path, is_end: bool, state: str, runs: str) -> dict:
-    """The cub comparison of preset ``demo`` with the backbone in ``folder`` (the preset's own at the end)."""
+    """The cub comparison of preset ``demo`` with the backbone in ``folder`` (the preset's own at the end): what
+    ``aselect-bench compare [--backbone FOLDER] --no-variants`` runs, at the preset's precision."""
     preset = load_bench_preset("demo")
-    backbone = preset_backbone(preset, "fgvc") if is_end else load_backbone(str(folder))
     if not is_end:
-        backbone.name = f"demo@{folder.name}"
-    exp = build_experiment("fgvc", "cub", preset, backbone)
+        preset = preset.override(backbone=str(folder))
+    exp = build_experiment("fgvc", "cub", preset, preset_backbone(preset, "fgvc"))
     return run_comparison(exp, state_root=state, runs_dir=runs, variants=False)
 
 
@@ -94,10 +97,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="results/demo", help="results folder")
     parser.add_argument("--state", default="runs/compare", help="where finished candidates are kept for resuming")
     parser.add_argument("--runs", default="runs", help="TensorBoard log folder")
+    parser.add_argument("--only", default=None, help="compare only the checkpoints of these steps (e.g. 300,600) "
+                        "and stop: a later run without --only resumes them and writes the table")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     root = Path(args.checkpoints) if args.checkpoints else checkpoint_folder()
-    points = checkpoints(root)
+    if args.only:  # kept checkpoints only: usable while the pretraining is still running
+        steps = {int(s) for s in args.only.split(",")}
+        points = [p for p in kept_checkpoints(root) if p[0] in steps]
+    else:
+        points = checkpoints(root)
     rows, result = [], None
     for step, folder, card in points:
         is_end = folder == DEMO_FOLDER
@@ -105,6 +114,8 @@ def main(argv=None) -> dict:
         result = compare_at(folder, is_end, args.state, args.runs)
         write_comparison(result, Path(args.out) / "checkpoints" / (f"step-{step:05d}"))
         rows.append(row(step, card, result))
+    if args.only:
+        return {"rows": rows}
     study = {"rows": rows, "tap": result["tap"], "num_candidates": len(result["candidates"]),
              "run": result["run"], "seconds": time.perf_counter() - start}
     text = markdown(study)
