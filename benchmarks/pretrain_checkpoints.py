@@ -6,8 +6,8 @@ each, this runs the FGVC cub-stand-in comparison of ``aselect-bench compare`` (e
 choice, preset ``demo``, no HFR-variant ablation) and tabulates: exhaustive best (chosen on val, test reported),
 the HFR choice and its bootstrap support, regret and Spearman(HFR, val top-1) across the 21 candidates. The end
 point runs as plain ``make compare-exhaustive`` does, so it resumes that run's finished candidates. Finished
-candidates are kept (``--state``): an interrupted run resumes. Writes ``results/demo/checkpoints/`` (one
-comparison per checkpoint) and ``results/demo/checkpoints.json`` / ``.md``; ``pretrain_demo.py`` puts the table
+candidates are kept (``--state``): an interrupted run resumes. Writes ``results/demo/checkpoints/step-NNNNN.json`` (each
+comparison in full) and ``results/demo/checkpoints.json`` / ``.md``; ``pretrain_demo.py`` puts the table
 into ``results/demo/pretrain.md``.
 """
 
@@ -18,9 +18,10 @@ import json
 import time
 from pathlib import Path
 
-from aselect_bench.analyses.compare import run_comparison, write_comparison
+from aselect_bench.analyses.compare import run_comparison
 from aselect_bench.backbones.registry import DEMO_FOLDER
 from aselect_bench.experiments import build_experiment, preset_backbone
+from aselect_bench.io import atomic_write_json
 from aselect_bench.pretrain import checkpoint_folder
 from aselect_bench.reports import markdown_table, run_header, write_report
 from aselect_bench.settings import load_bench_preset
@@ -85,7 +86,9 @@ def markdown(study: dict) -> str:
         f"Each row: the comparison of `aselect-bench compare` (preset `demo`, tap `{study['tap']}`, "
         f"{study['num_candidates']} candidates; timestep and epoch chosen on val, test reported) with the "
         "checkpoint's weights. The last row is the shipped model. Fixed-draw loss: the DDPM loss on 256 fixed "
-        "crops, timesteps and noise draws.\n",
+        "crops, timesteps and noise draws. Only the accuracies are compared here: a checkpoint's comparison may "
+        "run while the pretraining goes on, so its seconds (in `checkpoints/step-*.json`) are not a cost measurement; "
+        "the cost is measured alone in `results/compare/fgvc-cub-demo.md`.\n",
         markdown_rows(study),
     ])
 
@@ -112,7 +115,8 @@ def main(argv=None) -> dict:
         is_end = folder == DEMO_FOLDER
         print(f"checkpoint study: step {step} ({'the shipped model' if is_end else folder})", flush=True)
         result = compare_at(folder, is_end, args.state, args.runs)
-        write_comparison(result, Path(args.out) / "checkpoints" / (f"step-{step:05d}"))
+        # the full comparison as JSON only: its seconds are not a cost measurement (see markdown())
+        atomic_write_json(Path(args.out) / "checkpoints" / f"step-{step:05d}.json", result)
         rows.append(row(step, card, result))
     if args.only:
         return {"rows": rows}
