@@ -1,12 +1,31 @@
-"""Atomic file writes (temp file in the same folder + rename) and small JSON helpers."""
+"""Atomic file and folder writes (temp file or folder next to the target + rename) and small JSON helpers."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+@contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yields an empty temporary folder next to ``folder``; when the block ends normally it replaces
+    ``folder``. On an error or interrupt the temporary folder is removed and ``folder`` is left as it was."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

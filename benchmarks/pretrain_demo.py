@@ -158,7 +158,7 @@ def markdown(result: dict, timesteps, blocks) -> str:
                   "vs the HFR choice with each checkpoint's weights; the last row is this model.\n",
                   markdown_rows(study)]
     else:
-        lines.append("Not run for these weights: `make pretrain-study` (after `make compare-exhaustive`).\n")
+        lines.append("Not run for these weights: `make bench-pretrain` (after `make compare-exhaustive`).\n")
     return "\n".join(lines)
 
 

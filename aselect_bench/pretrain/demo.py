@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
-import os
-import shutil
 import warnings
 from contextlib import contextmanager
 from dataclasses import replace
@@ -24,6 +22,7 @@ from pathlib import Path
 from aselect_bench.backbones.registry import DEMO_FOLDER
 from aselect_bench.cache import cache_dir
 from aselect_bench.errors import UserError
+from aselect_bench.io import atomic_folder
 from aselect_bench.precision import PRECISIONS
 from aselect_bench.pretrain.training import Recipe, train, weights_digest
 
@@ -100,15 +99,8 @@ def pretrain_demo(out_dir=None, steps: int | None = None, batch_size: int | None
             if not force:
                 warnings.warn(f"rebuilding the cached demo DiT in {folder}: {problem}", stacklevel=2)
         print(f"pretraining the demo DiT into {folder}", flush=True)
-        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_folder(folder) as tmp:
             train(recipe, tmp, progress, checkpoint_dir=checkpoint_folder(recipe.fingerprint()))
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -33,7 +31,7 @@ from aselect_bench.backbones.noise import (
     DIT_SCHEDULER as SCHEDULER,  # the DiT-XL/2 process, saved as scheduler/
 )
 from aselect_bench.backbones.registry import DEMO_TRANSFORMER
-from aselect_bench.io import atomic_write_json
+from aselect_bench.io import atomic_folder, atomic_write_json
 from aselect_bench.precision import LIGHTNING_PRECISION, describe_precision, training_device
 from aselect_bench.pretrain.progress import StepProgress, format_duration
 
@@ -175,8 +173,8 @@ def measure_step_seconds(module: DiffusionPretrainer, images: torch.Tensor, prec
 
 class KeepCheckpoints(L.Callback):
     """After each of ``recipe.checkpoint_steps()``, saves the model as a loadable diffusers folder
-    ``root/step-NNNNN/`` (float16 ``transformer/``, ``scheduler/``, ``card.json``), written to a temporary
-    folder and renamed into place."""
+    ``root/step-NNNNN/`` (float16 ``transformer/``, ``scheduler/``, ``card.json``), written atomically
+    (:func:`~aselect_bench.io.atomic_folder`)."""
 
     def __init__(self, root: Path, images: torch.Tensor):
         self.root, self.images = Path(root), images
@@ -185,22 +183,18 @@ class KeepCheckpoints(L.Callback):
         step, recipe = trainer.global_step, module.recipe
         if step not in recipe.checkpoint_steps():
             return
-        folder = self.root / f"step-{step:05d}"
-        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_model(module.transformer, tmp)
-        was_training = module.training
-        module.eval()
-        card = {"checkpoint_of": recipe.fingerprint(), "step": step, "of_steps": recipe.steps,
-                "fraction": step / recipe.steps, "samples": step * recipe.batch_size,
-                "lr_now": trainer.optimizers[0].param_groups[0]["lr"],
-                "recent_loss": float(np.mean(module.losses[-max(1, recipe.steps // 10):])),
-                "fixed_draw_loss": fixed_draw_loss(module, self.images), "weights_dtype": "float16",
-                "weights_sha256": weights_digest(tmp), "recipe": asdict(recipe)}
-        module.train(was_training)
-        atomic_write_json(tmp / "card.json", card)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        with atomic_folder(self.root / f"step-{step:05d}") as tmp:
+            save_model(module.transformer, tmp)
+            was_training = module.training
+            module.eval()
+            card = {"checkpoint_of": recipe.fingerprint(), "step": step, "of_steps": recipe.steps,
+                    "fraction": step / recipe.steps, "samples": step * recipe.batch_size,
+                    "lr_now": trainer.optimizers[0].param_groups[0]["lr"],
+                    "recent_loss": float(np.mean(module.losses[-max(1, recipe.steps // 10):])),
+                    "fixed_draw_loss": fixed_draw_loss(module, self.images), "weights_dtype": "float16",
+                    "weights_sha256": weights_digest(tmp), "recipe": asdict(recipe)}
+            module.train(was_training)
+            atomic_write_json(tmp / "card.json", card)
 
 
 def hardware() -> dict:
