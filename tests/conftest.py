@@ -37,6 +37,10 @@ class BlobsDataModule(L.LightningDataModule):
     def calibration_images(self, n, seed=0):
         return self.sets["train"].tensors[0][:n]
 
+    def selection_images(self, n, seed=0):
+        images, labels, _ = self.sets["val"].tensors
+        return images[:n], labels[:n]
+
     def train_dataloader(self):
         return DataLoader(self.sets["train"], self.batch_size, shuffle=True,
                           generator=torch.Generator().manual_seed(0))
