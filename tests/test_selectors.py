@@ -69,6 +69,8 @@ def test_registry_lists_every_shipped_selector_once_with_hfr_first():
         build_selector("nope")
     with pytest.raises(UserError, match="unknown timestep selector"):
         HFRSettings(selector="nope")
+    with pytest.raises(UserError, match="cannot choose the training timestep"):
+        HFRSettings(selector="random")
     with pytest.raises(ValueError, match="registered twice"):
         register("hfr")(lambda settings: None)
 
