@@ -50,7 +50,7 @@ def calibration_images(dataset: str, root, image_size: int, num_images: int, see
 
 
 def run(args: argparse.Namespace) -> dict:
-    from aselect_bench.backbones import load_backbone, parse_tap
+    from aselect_bench.backbones import load_backbone
     from aselect_bench.backbones.registry import default_tap
     from aselect_bench.hfr import check_candidates, select_timestep
     from aselect_bench.io import atomic_write_json
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> dict:
     used = describe_precision(args.precision, backbone.device)
     backbone.set_precision(used["precision"])
     tap = args.tap or default_tap(args.backbone)
-    parse_tap(tap, backbone.num_blocks, backbone.family.components)  # every check before the long work
+    backbone.check_taps([tap])  # every check before the long work
     check_candidates(args.candidates, backbone.num_train_timesteps)
     images = calibration_images(args.dataset, args.data_root, backbone.image_size, args.num_images, args.seed)
     result = select_timestep(backbone, images, args.candidates, tap, cutoff=args.cutoff, mode=args.mode,
