@@ -27,6 +27,35 @@ def captured(outputs: dict, inputs: dict | None = None):
             h.remove()
 
 
+def cross_block_modules(transformer, blocks):
+    """``(outputs, inputs)`` to capture in PixArt's and Sana's blocks ``blocks``: q/k/v, both attentions, the MLP
+    and the block's output; the block's input, the self-attention's input (the modulated ``norm1``) and the
+    cross-attention's input (the stream after the gated self-attention)."""
+    chosen = {i: transformer.transformer_blocks[i] for i in blocks}
+    outputs = {(i, n): m for i, blk in chosen.items() for n, m in [
+        ("query", blk.attn1.to_q), ("key", blk.attn1.to_k), ("value", blk.attn1.to_v), ("attn", blk.attn1),
+        ("cross", blk.attn2), ("mlp", blk.ff), ("out", blk)]}
+    inputs = {(i, n): m for i, blk in chosen.items() for n, m in [
+        ("in", blk), ("norm1", blk.attn1), ("after_attn", blk.attn2)]}
+    return outputs, inputs
+
+
+def cross_block_features(seen: dict, blocks, gh: int, gw: int, mlp=lambda x: x) -> dict:
+    """Every component of PixArt's / Sana's ``blocks`` from :func:`cross_block_modules`' captures, as grids; the
+    gated terms are differences of the residual stream (``mlp`` maps the MLP's output to tokens ``[B, N, D]``)."""
+    from aselect_bench.backbones.taps import CROSS_COMPONENTS
+
+    feats = {}
+    for i in blocks:
+        s = {n: seen[(i, n)] for n in ("in", "norm1", "query", "key", "value", "attn", "after_attn", "cross", "mlp",
+                                      "out")}
+        tokens = {"norm1": s["norm1"], "query": s["query"], "key": s["key"], "value": s["value"], "attn": s["attn"],
+                  "attn_gated": s["after_attn"] - s["in"], "cross": s["cross"], "mlp": mlp(s["mlp"]),
+                  "mlp_gated": s["out"] - s["after_attn"] - s["cross"], "out": s["out"]}
+        feats.update({f"blocks.{i}.{c}": as_grid(tokens[c], gh, gw) for c in CROSS_COMPONENTS})
+    return feats
+
+
 def as_grid(tokens: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
     """Tokens ``[B, N, C]`` in row-major order (token ``r * gw + c`` at ``(r, c)``) -> ``[B, C, gh, gw]``."""
     return tokens.reshape(tokens.shape[0], gh, gw, -1).permute(0, 3, 1, 2)
@@ -103,3 +132,19 @@ def drop_tensor(folder, name: str) -> None:
     state = load_file(path)
     state.pop(name)
     save_file(state, path)
+
+
+def select_end_to_end(folder, tap: str, tmp_path) -> dict:
+    """``aselect-bench select`` with the model ``folder`` on a tiny synthetic CUB (3 candidates, 4 images); checks
+    it succeeds and scanned what it was asked, returns the saved selection."""
+    from aselect_bench.data.synth_fgvc import write_layout
+    from tests.test_cli import cli
+
+    cub_root = write_layout("cub", tmp_path / "cub", num_classes=2, train_per_class=3, test_per_class=1, image_size=32)
+    out = tmp_path / "selection.json"
+    result = cli("select", "--backbone", folder, "--dataset", "cub", "--data-root", cub_root, "--tap", tap,
+                 "--candidates", "0,500,999", "--num-images", 4, "--out", out)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(out.read_text())
+    assert set(saved["hfr"]) == {"0", "500", "999"} and saved["forwards"] == 12
+    return saved

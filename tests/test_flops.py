@@ -38,10 +38,14 @@ def test_matches_torch_flop_counter_on_the_early_exit_forward(preset, tap):
         backbone.family.transformer = backbone.transformer = SD3Transformer2DModel(**config)
     else:
         backbone = load_backbone(preset, pretrained=False)
-    x0 = torch.zeros(1, 3, 16, 16)
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:  # MATH: attention as bmm
-        backbone.extract_x0(x0, 10, [tap])
-    assert flops_per_image(backbone, tap) == counter.get_total_flops()
+    assert flops_per_image(backbone, tap) == counted_flops(backbone, tap)
+
+
+def counted_flops(backbone, tap: str) -> int:
+    """torch's FLOP counter on the early-exit forward of one 16x16 image to ``tap`` (MATH: attention as bmm)."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        backbone.extract_x0(torch.zeros(1, 3, 16, 16), 10, [tap])
+    return counter.get_total_flops()
 
 
 def test_paper_scale_counts():
@@ -77,10 +81,7 @@ def test_new_families_match_torch_flop_counter_on_the_early_exit_forward(preset,
         backbone.family.hidden_size = 48
     else:
         backbone = load_backbone(preset, pretrained=False)
-    x0 = torch.zeros(1, 3, 16, 16)
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        backbone.extract_x0(x0, 10, [tap])
-    assert flops_per_image(backbone, tap) == counter.get_total_flops()
+    assert flops_per_image(backbone, tap) == counted_flops(backbone, tap)
 
 
 def test_new_families_at_paper_scale():

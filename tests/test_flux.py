@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -20,10 +18,10 @@ from tests.family_utils import (
     drop_tensor,
     load_quietly,
     save_text,
+    select_end_to_end,
     tiny_clip_text,
     tiny_t5,
 )
-from tests.test_cli import cli
 from tests.test_sd3 import tiny_vae
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -260,12 +258,4 @@ def test_real_architectures_without_weights(preset, guidance, tokens):
 
 
 def test_select_on_a_tiny_flux_folder_end_to_end(folders, tmp_path):
-    from aselect_bench.data.synth_fgvc import write_layout
-
-    cub_root = write_layout("cub", tmp_path / "cub", num_classes=2, train_per_class=3, test_per_class=1, image_size=32)
-    out = tmp_path / "selection.json"
-    result = cli("select", "--backbone", folders / "dev", "--dataset", "cub", "--data-root", cub_root,
-                 "--tap", "single_blocks.1.mlp", "--candidates", "0,500,999", "--num-images", 4, "--out", out)
-    assert result.returncode == 0, result.stderr
-    saved = json.loads(out.read_text())
-    assert set(saved["hfr"]) == {"0", "500", "999"} and saved["forwards"] == 12
+    select_end_to_end(folders / "dev", "single_blocks.1.mlp", tmp_path)

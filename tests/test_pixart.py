@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
 import torch
 
 from aselect_bench import UserError, load_backbone
 from aselect_bench.backbones.registry import pixart_config, tiny_vae_config
-from aselect_bench.backbones.taps import CROSS_COMPONENTS
-from tests.family_utils import as_grid, captured, check_against, drop_tensor, load_quietly, save_text, tiny_t5
-from tests.test_cli import cli
+from tests.family_utils import (
+    captured,
+    check_against,
+    cross_block_features,
+    cross_block_modules,
+    drop_tensor,
+    load_quietly,
+    save_text,
+    select_end_to_end,
+    tiny_t5,
+)
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 TIMESTEPS = (1, 321, 999)
@@ -92,25 +99,11 @@ def reference_features(backbone, folder, images, timestep, noise):
             h, w = images.shape[-2:]
             added = {"resolution": torch.tensor([[h, w]] * b, dtype=torch.float32),
                      "aspect_ratio": torch.tensor([[h / w]] * b)}
-        blocks = {i: tr.transformer_blocks[i] for i in BLOCKS}
-        outputs = {(i, n): m for i, blk in blocks.items() for n, m in [
-            ("query", blk.attn1.to_q), ("key", blk.attn1.to_k), ("value", blk.attn1.to_v), ("attn", blk.attn1),
-            ("cross", blk.attn2), ("mlp", blk.ff), ("out", blk)]}
-        inputs = {(i, n): m for i, blk in blocks.items() for n, m in [
-            ("in", blk), ("norm1", blk.attn1), ("after_attn", blk.attn2)]}
+        outputs, inputs = cross_block_modules(tr, BLOCKS)
         with captured(outputs, inputs) as seen:
             tr(x_t, encoder_hidden_states=embeds, encoder_attention_mask=mask, timestep=torch.full((b,), timestep),
                added_cond_kwargs=added)
-    gh, gw = x0.shape[-2] // 2, x0.shape[-1] // 2
-    feats = {}
-    for i in BLOCKS:
-        s = {n: seen[(i, n)] for n in ("in", "norm1", "query", "key", "value", "attn", "after_attn", "cross", "mlp",
-                                      "out")}
-        tokens = {"norm1": s["norm1"], "query": s["query"], "key": s["key"], "value": s["value"], "attn": s["attn"],
-                  "attn_gated": s["after_attn"] - s["in"], "cross": s["cross"], "mlp": s["mlp"],
-                  "mlp_gated": s["out"] - s["after_attn"] - s["cross"], "out": s["out"]}
-        feats.update({f"blocks.{i}.{c}": as_grid(tokens[c], gh, gw) for c in CROSS_COMPONENTS})
-    return feats
+    return cross_block_features(seen, BLOCKS, x0.shape[-2] // 2, x0.shape[-1] // 2)
 
 
 @pytest.mark.parametrize("timestep", TIMESTEPS)
@@ -217,19 +210,11 @@ def test_real_architectures_without_weights(preset, params, size, tokens):
 
 
 def test_select_on_a_tiny_pixart_folder_end_to_end(folders, tmp_path):
-    from aselect_bench.data.synth_fgvc import write_layout
+    select_end_to_end(folders / "sigma", "blocks.2.cross", tmp_path)
 
-    cub_root = write_layout("cub", tmp_path / "cub", num_classes=2, train_per_class=3, test_per_class=1, image_size=32)
-    out = tmp_path / "selection.json"
-    result = cli("select", "--backbone", folders / "sigma", "--dataset", "cub", "--data-root", cub_root,
-                 "--tap", "blocks.2.cross", "--candidates", "0,500,999", "--num-images", 4, "--out", out)
-    assert result.returncode == 0, result.stderr
-    saved = json.loads(out.read_text())
-    assert set(saved["hfr"]) == {"0", "500", "999"} and saved["forwards"] == 12
 
 
 def test_class_labels_are_refused():
-    with warnings.catch_warnings():
-        backbone = load_backbone("tiny-pixart", pretrained=False)
+    backbone = load_backbone("tiny-pixart", pretrained=False)
     with pytest.raises(UserError, match="empty prompt"):
         backbone.extract(torch.zeros(1, 3, 16, 16), 5, ["blocks.0.out"], class_labels=3)

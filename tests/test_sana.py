@@ -3,25 +3,23 @@ Gemma prompt encoding."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
 from aselect_bench import UserError, load_backbone
 from aselect_bench.backbones.registry import sana_config
 from aselect_bench.backbones.sana import SANA_SCHEDULER
-from aselect_bench.backbones.taps import CROSS_COMPONENTS
 from tests.family_utils import (
-    as_grid,
     captured,
     check_against,
+    cross_block_features,
+    cross_block_modules,
     drop_tensor,
     load_quietly,
     save_text,
+    select_end_to_end,
     tiny_gemma,
 )
-from tests.test_cli import cli
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 TIMESTEPS = (1, 321, 999)
@@ -109,27 +107,13 @@ def reference_features(backbone, folder, images, timestep, noise):
             embeds, mask = pipeline_conditioning(folder, tr, b)
         else:
             embeds, mask = torch.zeros(b, 300, 16), torch.ones(b, 300)
-        blocks = {i: tr.transformer_blocks[i] for i in BLOCKS}
-        outputs = {(i, n): m for i, blk in blocks.items() for n, m in [
-            ("query", blk.attn1.to_q), ("key", blk.attn1.to_k), ("value", blk.attn1.to_v), ("attn", blk.attn1),
-            ("cross", blk.attn2), ("mlp", blk.ff), ("out", blk)]}
-        inputs = {(i, n): m for i, blk in blocks.items() for n, m in [
-            ("in", blk), ("norm1", blk.attn1), ("after_attn", blk.attn2)]}
+        outputs, inputs = cross_block_modules(tr, BLOCKS)
         with captured(outputs, inputs) as seen:
             tr(x_t, encoder_hidden_states=embeds, encoder_attention_mask=mask,
                timestep=model_t.expand(b) * tr.config.timestep_scale)
-    p = tr.config.patch_size
-    gh, gw = x0.shape[-2] // p, x0.shape[-1] // p
-    feats = {}
-    for i in BLOCKS:
-        s = {n: seen[(i, n)] for n in ("in", "norm1", "query", "key", "value", "attn", "after_attn", "cross", "mlp",
-                                      "out")}
-        mlp = s["mlp"].flatten(2, 3).transpose(1, 2)  # GLUMBConv works on the grid [B, D, h, w]
-        tokens = {"norm1": s["norm1"], "query": s["query"], "key": s["key"], "value": s["value"], "attn": s["attn"],
-                  "attn_gated": s["after_attn"] - s["in"], "cross": s["cross"], "mlp": mlp,
-                  "mlp_gated": s["out"] - s["after_attn"] - s["cross"], "out": s["out"]}
-        feats.update({f"blocks.{i}.{c}": as_grid(tokens[c], gh, gw) for c in CROSS_COMPONENTS})
-    return feats
+    p = tr.config.patch_size  # GLUMBConv works on the grid: its output [B, D, h, w] back to tokens
+    return cross_block_features(seen, BLOCKS, x0.shape[-2] // p, x0.shape[-1] // p,
+                                mlp=lambda grid: grid.flatten(2, 3).transpose(1, 2))
 
 
 @pytest.mark.parametrize("timestep", TIMESTEPS)
@@ -212,12 +196,4 @@ def test_real_architecture_without_weights():
 
 
 def test_select_on_a_tiny_sana_folder_end_to_end(folders, tmp_path):
-    from aselect_bench.data.synth_fgvc import write_layout
-
-    cub_root = write_layout("cub", tmp_path / "cub", num_classes=2, train_per_class=3, test_per_class=1, image_size=32)
-    out = tmp_path / "selection.json"
-    result = cli("select", "--backbone", folders / "latent", "--dataset", "cub", "--data-root", cub_root,
-                 "--tap", "blocks.2.mlp", "--candidates", "0,500,999", "--num-images", 4, "--out", out)
-    assert result.returncode == 0, result.stderr
-    saved = json.loads(out.read_text())
-    assert set(saved["hfr"]) == {"0", "500", "999"} and saved["forwards"] == 12
+    select_end_to_end(folders / "latent", "blocks.2.mlp", tmp_path)

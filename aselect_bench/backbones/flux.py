@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from aselect_bench.backbones.attention import joint_attention, pick, self_attention
+from aselect_bench.backbones.attention import pick, self_attention
 from aselect_bench.backbones.conditioning import (
     Conditioning,
     cached_conditioning,
@@ -47,6 +47,7 @@ from aselect_bench.backbones.conditioning import (
     zeros_with_warning,
 )
 from aselect_bench.backbones.family import TextFamily, random_modules, weights_with_text
+from aselect_bench.backbones.sd3 import joint_block
 from aselect_bench.backbones.taps import ATTN, BLOCKS, NORM, QKV, stage_of
 from aselect_bench.errors import UserError
 
@@ -131,33 +132,12 @@ class FluxFamily(TextFamily):
         return FluxState(hidden, context, temb, tr.pos_embed(ids))
 
     def run_block(self, index: int, state: FluxState, wanted: set[str]):
-        """Run double-stream block ``index``; returns (next state or None, {component: image tokens [B, N, D]})."""
-        block = self.transformer.transformer_blocks[index]
-        last, hidden, temb = stage_of(wanted), state.hidden, state.temb
-        normed, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.norm1(hidden, emb=temb)
-        out = {"norm1": normed}
-        if last == NORM:
-            return None, pick(out, wanted)
-        attn = block.attn
-        q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
-        out.update(query=q, key=k, value=v)
-        if last == QKV:
-            return None, pick(out, wanted)
-        c_normed, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = block.norm1_context(state.context, emb=temb)
+        """Run double-stream block ``index`` (an MMDiT joint block, :func:`~aselect_bench.backbones.sd3.joint_block`);
+        returns (next state or None, {component: image tokens [B, N, D]})."""
         image_rotary, text_rotary = state.rotary_parts()
-        image_a, context_a = joint_attention(attn, q, k, v, c_normed, image_rotary, text_rotary)
-        out["attn"] = attn.to_out[1](attn.to_out[0](image_a))
-        out["attn_gated"] = gate_msa.unsqueeze(1) * out["attn"]
-        hidden = hidden + out["attn_gated"]
-        if last == ATTN:
-            return None, pick(out, wanted)
-        out["mlp"] = block.ff(block.norm2(hidden) * (1 + scale_mlp[:, None]) + shift_mlp[:, None])
-        out["mlp_gated"] = gate_mlp.unsqueeze(1) * out["mlp"]
-        out["out"] = hidden + out["mlp_gated"]
-        context = state.context + c_gate_msa.unsqueeze(1) * attn.to_add_out(context_a)
-        c = block.norm2_context(context) * (1 + c_scale_mlp[:, None]) + c_shift_mlp[:, None]
-        context = _clip(context + c_gate_mlp.unsqueeze(1) * block.ff_context(c))
-        return FluxState(out["out"], context, temb, state.rotary), pick(out, wanted)
+        streams, out = joint_block(self.transformer.transformer_blocks[index], state.hidden, state.context,
+                                   state.temb, wanted, image_rotary, text_rotary, clip_context=True)
+        return (None if streams is None else FluxState(*streams, state.temb, state.rotary)), out
 
     def run_single_block(self, index: int, state: FluxState, wanted: set[str]):
         """Run single-stream block ``index`` on text + image tokens; returns (next state or None, {component:

@@ -111,48 +111,64 @@ class SD3Family(TextFamily):
         If ``wanted`` only needs an early stage, the block stops there and returns ``None`` as the state. The
         context stream is updated with the image stream's last stage (the last block has none to update).
         """
-        block = self.transformer.transformer_blocks[index]
-        last_stage = stage_of(wanted)
-        hidden, temb = state.hidden, state.temb
-        out = {}
-        if block.use_dual_attention:
-            normed, gate_msa, shift_mlp, scale_mlp, gate_mlp, normed2, gate_msa2 = block.norm1(hidden, emb=temb)
-        else:
-            normed, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.norm1(hidden, emb=temb)
-        out["norm1"] = normed
-        if last_stage == NORM:
-            return None, pick(out, wanted)
-        attn = block.attn
-        q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
-        out.update(query=q, key=k, value=v)
-        if last_stage == QKV:
-            return None, pick(out, wanted)
-        if block.context_pre_only:
-            context_normed = block.norm1_context(state.context, temb)
-        else:
-            context_normed, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = block.norm1_context(
-                state.context, emb=temb)
-        image_a, context_a = joint_attention(attn, q, k, v, context_normed)
-        out["attn"] = attn.to_out[1](attn.to_out[0](image_a))
-        out["attn_gated"] = gate_msa.unsqueeze(1) * out["attn"]
-        hidden = hidden + out["attn_gated"]
-        if last_stage == ATTN:
-            return None, pick(out, wanted)
-        if block.use_dual_attention:
-            a2 = block.attn2
-            a2 = a2.to_out[1](a2.to_out[0](self_attention(a2, a2.to_q(normed2), a2.to_k(normed2), a2.to_v(normed2))))
-            hidden = hidden + gate_msa2.unsqueeze(1) * a2
-        x = block.norm2(hidden) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
-        out["mlp"] = block.ff(x)
-        out["mlp_gated"] = gate_mlp.unsqueeze(1) * out["mlp"]
-        hidden = hidden + out["mlp_gated"]
-        out["out"] = hidden
-        context = None
-        if not block.context_pre_only:
-            context = state.context + c_gate_msa.unsqueeze(1) * attn.to_add_out(context_a)
-            c = block.norm2_context(context) * (1 + c_scale_mlp[:, None]) + c_shift_mlp[:, None]
-            context = context + c_gate_mlp.unsqueeze(1) * block.ff_context(c)
-        return SD3State(hidden, context, temb), pick(out, wanted)
+        streams, out = joint_block(self.transformer.transformer_blocks[index], state.hidden, state.context,
+                                   state.temb, wanted)
+        return (None if streams is None else SD3State(*streams, state.temb)), out
+
+
+def joint_block(block, hidden, context, temb, wanted: set[str], rotary=None, context_rotary=None,
+                clip_context: bool = False):
+    """One MMDiT joint block (SD3's ``JointTransformerBlock``, also SD3.5's dual-attention one and Flux's
+    ``FluxTransformerBlock``) on image tokens ``hidden [B, N, D]``, text tokens ``context [B, S, D]`` and
+    ``temb [B, D]``, computed as its ``forward`` up to the last stage ``wanted`` needs; ``rotary`` /
+    ``context_rotary`` are Flux's position embeddings, ``clip_context`` its float16 guard on the text stream.
+
+    Returns ``((image [B, N, D], context [B, S, D] or None after a "pre only" block), {component: image tokens})``,
+    or ``(None, {...})`` when it stopped early.
+    """
+    last_stage = stage_of(wanted)
+    dual = getattr(block, "use_dual_attention", False)
+    pre_only = getattr(block, "context_pre_only", False)
+    out = {}
+    if dual:
+        normed, gate_msa, shift_mlp, scale_mlp, gate_mlp, normed2, gate_msa2 = block.norm1(hidden, emb=temb)
+    else:
+        normed, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.norm1(hidden, emb=temb)
+    out["norm1"] = normed
+    if last_stage == NORM:
+        return None, pick(out, wanted)
+    attn = block.attn
+    q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
+    out.update(query=q, key=k, value=v)
+    if last_stage == QKV:
+        return None, pick(out, wanted)
+    if pre_only:
+        context_normed = block.norm1_context(context, temb)
+    else:
+        context_normed, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = block.norm1_context(context, emb=temb)
+    image_a, context_a = joint_attention(attn, q, k, v, context_normed, rotary, context_rotary)
+    out["attn"] = attn.to_out[1](attn.to_out[0](image_a))
+    out["attn_gated"] = gate_msa.unsqueeze(1) * out["attn"]
+    hidden = hidden + out["attn_gated"]
+    if last_stage == ATTN:
+        return None, pick(out, wanted)
+    if dual:
+        a2 = block.attn2
+        a2 = a2.to_out[1](a2.to_out[0](self_attention(a2, a2.to_q(normed2), a2.to_k(normed2), a2.to_v(normed2))))
+        hidden = hidden + gate_msa2.unsqueeze(1) * a2
+    x = block.norm2(hidden) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
+    out["mlp"] = block.ff(x)
+    out["mlp_gated"] = gate_mlp.unsqueeze(1) * out["mlp"]
+    hidden = hidden + out["mlp_gated"]
+    out["out"] = hidden
+    if pre_only:
+        return (hidden, None), pick(out, wanted)
+    context = context + c_gate_msa.unsqueeze(1) * attn.to_add_out(context_a)
+    c = block.norm2_context(context) * (1 + c_scale_mlp[:, None]) + c_shift_mlp[:, None]
+    context = context + c_gate_mlp.unsqueeze(1) * block.ff_context(c)
+    if clip_context and context.dtype == torch.float16:
+        context = context.clip(-65504, 65504)
+    return (hidden, context), pick(out, wanted)
 
 
 # ----------------------------------------------------------------------------------------- conditioning
