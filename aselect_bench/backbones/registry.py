@@ -16,7 +16,8 @@ class Preset:
     to build the architecture with random weights; ``default_tap``: the probe's default feature;
     ``seg_blocks``: the default segmentation taps' blocks; ``folder``: a diffusers folder shipped inside the
     package (the demo model), loaded like any local folder; ``family``: the transformer family of the
-    random architecture (``"dit"``, ``"sd3"``, ``"pixart"``, ``"flux"``, ``"sana"``: :data:`FAMILY_CLASSES`);
+    random architecture (``"dit"``, ``"sd3"``, ``"pixart"``, ``"flux"``, ``"sana"``: diffusers' ``DiT``, ``SD3``,
+    ``PixArt``, ``Flux``, ``SanaTransformer2DModel``);
     ``pipeline``: the diffusers pipeline class of the hub folder (PixArt-α and -Σ differ in caption length);
     ``sample_size``: the latent size to run at where the transformer config has none (Flux).
     """
@@ -32,11 +33,6 @@ class Preset:
     family: str = "dit"
     pipeline: str | None = None
     sample_size: int | None = None
-
-
-#: The diffusers transformer class of each family.
-FAMILY_CLASSES = {"dit": "DiTTransformer2DModel", "sd3": "SD3Transformer2DModel", "pixart": "PixArtTransformer2DModel",
-                  "flux": "FluxTransformer2DModel", "sana": "SanaTransformer2DModel"}
 
 
 def dit_config(depth=28, heads=16, head_dim=72, sample_size=32, patch_size=2, in_channels=4,
@@ -174,8 +170,8 @@ TINY_SD3 = sd3_config(depth=4, heads=2, head_dim=16, sample_size=16, in_channels
 
 
 #: The published architectures of PixArt-Σ 1024 (position embedding interpolated 2x, no size conditions, SDXL's
-#: VAE), PixArt-α 512 (SD's VAE), Flux.1 dev/schnell and Sana 1600M 1024 (configs as on the hub, checked against
-#: copies of the published ``config.json`` files; Sana's and Flux.1-dev's scheduler configs likewise).
+#: VAE), PixArt-α 512 (SD's VAE), Flux.1 dev/schnell and Sana 1600M 1024: diffusers' classes with the values of
+#: the published ``config.json`` files, checked offline against copies of them (not the repositories themselves).
 PIXART_SIGMA_1024 = pixart_config(interpolation_scale=2, use_additional_conditions=False)
 PIXART_ALPHA_512 = pixart_config(sample_size=64)
 SDXL_VAE = {**sd_vae_config(1024), "scaling_factor": 0.13025}
