@@ -197,3 +197,18 @@ def test_real_architecture_without_weights():
 
 def test_select_on_a_tiny_sana_folder_end_to_end(folders, tmp_path):
     select_end_to_end(folders / "latent", "blocks.2.mlp", tmp_path)
+
+
+def test_a_flow_match_scheduler_is_used_as_is_and_a_ddpm_one_is_refused():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from aselect_bench.backbones.noise import RectifiedFlowNoise
+
+    config = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 7.0}  # as diffusers' tiny Sana test pipe
+    noise = RectifiedFlowNoise.from_config(config, SANA_SCHEDULER)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
+    scheduler.set_timesteps(1000)
+    assert noise.sigma(300) == pytest.approx(float(scheduler.sigmas[700]), abs=1e-7)
+    with pytest.raises(UserError, match="not a rectified-flow scheduler") as info:
+        RectifiedFlowNoise.from_config({"_class_name": "DDPMScheduler"}, SANA_SCHEDULER)
+    assert "\n" not in str(info.value)
