@@ -86,3 +86,11 @@ def hooked_components(transformer, blocks, attn_name: str):
     finally:
         for h in handles:
             h.remove()
+
+
+@pytest.fixture(scope="module")
+def private_cache(tmp_path_factory):
+    """The suite's cache (empty-prompt embeddings etc.) in a private folder for a test module, never the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASELECT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield

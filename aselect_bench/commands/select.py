@@ -60,7 +60,7 @@ def datamodule_for(dataset: str, root, image_size: int, seed: int):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from aselect_bench.backbones import load_backbone, parse_tap
+    from aselect_bench.backbones import load_backbone
     from aselect_bench.backbones.registry import default_tap
     from aselect_bench.errors import UserError
     from aselect_bench.hfr import HFRSettings, check_candidates
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> dict:
     used = describe_precision(args.precision, backbone.device)
     backbone.set_precision(used["precision"])
     tap = args.tap or default_tap(args.backbone)
-    parse_tap(tap, backbone.num_blocks, backbone.family.components)  # every check before the long work
+    backbone.check_taps([tap])  # every check before the long work
     check_candidates(args.candidates, backbone.num_train_timesteps)
     datamodule = datamodule_for(args.dataset, args.data_root, backbone.image_size, args.seed)
     images = datamodule.calibration_images(args.num_images, seed=args.seed)
