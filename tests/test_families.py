@@ -22,7 +22,7 @@ def test_comparison_and_component_grid_run_on_every_family(preset, tmp_path, mon
     settings = PRESET.override(**{"backbone": preset, "hfr.candidates": [0, 999], "hfr.num_images": 4,
                                   "fgvc.max_epochs": 1})
     result = run_comparison(BlobsExperiment(settings, backbone), state_root=tmp_path / "state",
-                            runs_dir=tmp_path / "runs", variants=False, progress=False)
+                            runs_dir=tmp_path / "runs", selectors=False, progress=False)
     assert set(result["exhaustive"]["per_timestep"]) == {0, 999} and result["aselect"]["timestep"] in (0, 999)
     components = ["cross", "out"] if "cross" in backbone.family.components else ["query", "out"]
     grid = run_components(BlobsExperiment(settings, backbone), blocks=[1], components=components,
