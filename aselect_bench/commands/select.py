@@ -50,13 +50,19 @@ def calibration_images(dataset: str, root, image_size: int, num_images: int, see
 
 
 def run(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
     from aselect_bench.backbones import load_backbone, parse_tap
     from aselect_bench.backbones.registry import default_tap
-    from aselect_bench.hfr import check_candidates, select_timestep
-    from aselect_bench.io import atomic_write_json
+    from aselect_bench.hfr import HFRSettings, check_candidates, select_timestep
+    from aselect_bench.io import atomic_write_json, check_writable
     from aselect_bench.precision import describe_precision
     from aselect_bench.reports import markdown_table, run_record
 
+    HFRSettings(candidates=args.candidates, num_images=args.num_images, cutoff=args.cutoff, mode=args.mode,
+                remove_mean=args.remove_mean, noise_draws=args.noise_draws)  # every check before the long work
+    if args.out:
+        check_writable(Path(args.out).parent, "the --out folder")
     backbone = load_backbone(args.backbone)
     used = describe_precision(args.precision, backbone.device)
     backbone.set_precision(used["precision"])

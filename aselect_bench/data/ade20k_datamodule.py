@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from aselect_bench.data.ade20k import load_pair, read_split, resolve_root
+from aselect_bench.data.calibration import calibration_order
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform
 from aselect_bench.data.skipped import SkippedFiles, load_first_readable
 from aselect_bench.errors import UserError
@@ -191,7 +192,7 @@ class ADE20KDataModule(L.LightningDataModule):
 
         self.setup()
         train = self.sets["train"]
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+        order = calibration_order(n, len(train), seed)
         view = SegmentationDataset([train.pairs[i] for i in order], SegEvalTransform(self.scale, self.antialias),
                                    self.num_classes, strict=self.strict, skipped=self.skipped)
         return torch.stack([TF.center_crop(view[i][0], [self.crop_size, self.crop_size]) for i in range(len(view))])
