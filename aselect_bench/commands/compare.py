@@ -32,11 +32,13 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace):
     from pathlib import Path
 
-    from aselect_bench.analyses.compare import run_comparison, write_comparison
-    from aselect_bench.commands.options import preset_from_args
+    from aselect_bench.analyses.compare import check_candidates_to_compare, run_comparison, write_comparison
+    from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.experiments import build_experiment, preset_backbone
 
     preset = preset_from_args(args, args.task)
+    check_candidates_to_compare(preset.hfr.candidates)
+    check_output_folders(args, "out", "state", "runs")
     dataset = "ade20k" if args.task == "ade20k" else args.dataset
     exp = build_experiment(args.task, dataset, preset, preset_backbone(preset, args.task))
     result = run_comparison(exp, state_root=args.state, runs_dir=args.runs, variants=not args.no_variants,
