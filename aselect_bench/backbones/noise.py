@@ -4,6 +4,9 @@ sqrt(1 - abar_0) noise`` (noise std 1% for DiT's ``beta_0 = 1e-4``), not exactly
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -11,6 +14,19 @@ from aselect_bench.errors import UserError
 
 #: DiT's training process (diffusers ``DDPMScheduler`` config): 1000 steps, linear betas 1e-4..0.02.
 DIT_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
+
+
+@contextmanager
+def invalid_scheduler_config(config: dict) -> Iterator[None]:
+    """Turn diffusers' complaint about a scheduler setting (a wrong type, an unknown schedule) into one line."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - diffusers and torch raise many types for a bad value
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"the model's scheduler config is not valid ({reason}; its settings: {config}): fix "
+                        f"scheduler/scheduler_config.json, or delete it to use the family's default schedule") from None
 
 
 class NoiseProcess:
@@ -60,7 +76,8 @@ class DDPMNoise(NoiseProcess):
 
         keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
         config = {k: v for k, v in (scheduler_config or {}).items() if k in keys and v is not None}
-        return cls(DDPMScheduler(**{**DIT_SCHEDULER, **config}).alphas_cumprod)
+        with invalid_scheduler_config(config):
+            return cls(DDPMScheduler(**{**DIT_SCHEDULER, **config}).alphas_cumprod)
 
     def add_noise(self, x0, timestep, noise):
         abar = self.alphas_cumprod[timestep]
@@ -96,12 +113,13 @@ class RectifiedFlowNoise(NoiseProcess):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         config = {k: v for k, v in (scheduler_config or {}).items() if not k.startswith("_")}
-        scheduler = FlowMatchEulerDiscreteScheduler.from_config({**SD3_SCHEDULER, **config})
-        if scheduler.config.use_dynamic_shifting:
-            raise UserError("the scheduler config uses dynamic shifting (resolution-dependent sigmas), which this "
-                            "suite does not model; set use_dynamic_shifting to false in scheduler_config.json")
-        scheduler.set_timesteps(cls.steps)
-        return cls(scheduler.sigmas, scheduler.timesteps)
+        with invalid_scheduler_config(config):
+            scheduler = FlowMatchEulerDiscreteScheduler.from_config({**SD3_SCHEDULER, **config})
+            if scheduler.config.use_dynamic_shifting:
+                raise UserError("the scheduler config uses dynamic shifting (resolution-dependent sigmas), which this "
+                                "suite does not model; set use_dynamic_shifting to false in scheduler_config.json")
+            scheduler.set_timesteps(cls.steps)
+            return cls(scheduler.sigmas, scheduler.timesteps)
 
     def sigma(self, timestep: int) -> float:
         return 0.0 if timestep == 0 else float(self.sigmas[self.steps - timestep])
