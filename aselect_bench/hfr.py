@@ -316,6 +316,6 @@ def bootstrap_choice(per_image: dict[int, torch.Tensor], resamples: int = 1000, 
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+    from aselect_bench.progress import progress_bar  # a bar on a terminal, a line every 30 s in a log file
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+    return progress_bar(total, enabled, desc)
