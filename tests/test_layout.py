@@ -11,10 +11,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aselect_bench"
 FLOORS = [
     {"errors", "io", "costs"},
     {"backbones", "data", "heads", "metrics", "hfr", "plots", "config", "precision", "cache", "progress"},
-    {"settings", "callbacks", "tasks", "pretrain", "reports", "lightning_cli"},
+    {"settings", "callbacks", "tasks", "pretrain", "reports"},
     {"experiments"},
     {"analyses"},
-    {"commands", "cli"},
+    {"commands", "cli", "lightning_cli"},
 ]
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
 
