@@ -44,6 +44,7 @@ compare-exhaustive: $(STAMP)
 bench-perf: $(STAMP)
 	$(BIN)/python benchmarks/perf_extract.py $(ARGS)
 	$(BIN)/python benchmarks/perf_probe.py $(ARGS)
+	$(BIN)/python benchmarks/perf_selectors.py
 
 bench-components: $(STAMP)
 	$(BIN)/aselect-bench components --preset $(PRESET) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
@@ -54,11 +55,13 @@ bench-pretrain: $(STAMP)
 	$(BIN)/python benchmarks/pretrain_checkpoints.py
 	$(BIN)/python benchmarks/pretrain_demo.py
 
-# Every committed demo result, re-run with the current code (about 1.5 hours on a 2-core CPU).
+# Every committed demo result, re-run with the current code (about 3 hours on a 2-core CPU).
+# The comparisons also write the selectors' leaderboard (results/compare/selectors.*).
 results-demo: $(STAMP)
 	$(MAKE) bench-fgvc
 	$(MAKE) bench-ade20k
 	$(MAKE) compare-exhaustive ARGS=--fused
+	$(MAKE) compare-exhaustive DATASET=all
 	$(MAKE) compare-exhaustive TASK=ade20k ARGS="--max-epochs 3"
 	$(MAKE) bench-components
 	$(MAKE) bench-components ARGS="--timestep 50"

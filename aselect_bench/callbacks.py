@@ -1,4 +1,5 @@
-"""``HFRTimestepSelector``: the A-SelecT scan as a Lightning callback, run once before fitting."""
+"""``HFRTimestepSelector``: the timestep selection (A-SelecT's HFR scan by default, or any registered selector)
+as a Lightning callback, run once before fitting."""
 
 from __future__ import annotations
 
@@ -9,61 +10,82 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from aselect_bench.errors import UserError
-from aselect_bench.hfr import (
-    DEFAULTS,
-    HFRSettings,
-    SelectionResult,
-    check_candidates,
-    scan_hfr,
-    summarize_scan,
-)
+from aselect_bench.hfr import DEFAULTS, HFRSettings, check_candidates
 from aselect_bench.io import atomic_write_json
+from aselect_bench.selectors import Selection, build_selector, collect_scores, finalize, labelled_set
 
 
 class HFRTimestepSelector(L.Callback):
-    """Before fit: scan candidate timesteps on ``num_images`` calibration images, set ``pl_module.timestep``.
+    """Before fit: scan candidate timesteps on ``num_images`` calibration images and let ``selector`` (default
+    ``hfr``, the paper's single pass) set ``pl_module.timestep``.
 
     Calibration images come from ``datamodule.calibration_images(n, seed)`` (the evaluation view, so
-    augmentation randomness cannot change the choice), else from the first train batches. With several
-    processes each rank scans its shard and the curve is all-reduced, so every rank picks the same
-    timestep. A ``timestep`` already set on the task by the user skips the scan. Logs the curve as
-    scalars indexed by timestep, a figure (titled with the bootstrap support of the choice), and the choice
-    as a hyperparameter; writes ``hfr_selection.json`` (with ``support``, ``runner_up``, ``margin``) next to
-    the logs; warns in one line when the support is below ``hfr.WEAK_SUPPORT``.
+    augmentation randomness cannot change the choice), else from the first train batches; a label-using
+    selector also reads ``datamodule.selection_images(label_images, seed)`` (held-out, never the reported
+    split). The HFR curve is computed alongside any other selector. With several processes and per-image
+    selectors (the HFR family) each rank scans its shard and the scores are all-reduced; other selectors run
+    whole on every rank (deterministic noise: the same choice). A ``timestep`` already set on the task skips
+    the scan. Logs the curves as scalars indexed by timestep, a figure (titled with the choice's bootstrap
+    support), and the choice as hyperparameters; writes ``hfr_selection.json`` (the ``select`` output) next
+    to the logs; warns in one line when the support is below ``hfr.WEAK_SUPPORT``.
     """
 
     def __init__(self, num_images: int = DEFAULTS.num_images, candidates=DEFAULTS.candidates,
                  cutoff: float = DEFAULTS.cutoff, mode: str = DEFAULTS.mode, remove_mean: bool = DEFAULTS.remove_mean,
-                 noise_draws: int = DEFAULTS.noise_draws, seed: int = 0, batch_size: int = 32, progress: bool = True):
+                 noise_draws: int = DEFAULTS.noise_draws, seed: int = 0, batch_size: int = 32, progress: bool = True,
+                 selector: str = DEFAULTS.selector, label_images: int = DEFAULTS.label_images):
         self.num_images, self.candidates = num_images, [int(t) for t in candidates]
         self.settings = dict(cutoff=cutoff, mode=mode, remove_mean=remove_mean, noise_draws=noise_draws)
         self.seed, self.batch_size, self.progress = seed, batch_size, progress
-        self.result: SelectionResult | None = None
+        self.hfr_settings = HFRSettings(num_images=num_images, selector=selector, label_images=label_images,
+                                        **self.settings)
+        self.selector, self.label_images = selector, label_images
+        self.result: Selection | None = None
 
     @classmethod
     def from_settings(cls, settings: HFRSettings, seed: int = 0, **kwargs) -> HFRTimestepSelector:
         """The callback for a preset's :class:`~aselect_bench.hfr.HFRSettings`."""
         return cls(num_images=settings.num_images, candidates=settings.candidates, cutoff=settings.cutoff,
                    mode=settings.mode, remove_mean=settings.remove_mean, noise_draws=settings.noise_draws,
-                   seed=seed, **kwargs)
+                   seed=seed, selector=settings.selector, label_images=settings.label_images, **kwargs)
+
+    @property
+    def choice(self):
+        """The chosen selector's :class:`~aselect_bench.selectors.Choice` (after the scan)."""
+        return None if self.result is None else self.result.choices[self.selector]
+
+    def selectors(self) -> list:
+        """The configured selector, and ``hfr`` beside it for the curve."""
+        names = [self.selector] + (["hfr"] if self.selector != "hfr" else [])
+        return [build_selector(n, self.hfr_settings) for n in names]
 
     def on_fit_start(self, trainer: L.Trainer, pl_module) -> None:
         if pl_module.timestep is not None:
             return  # fixed by the user (or restored from a checkpoint): no scan
         backbone = pl_module.backbone
         check_candidates(self.candidates, backbone.num_train_timesteps)
+        selectors = self.selectors()
+        if selectors[0].expected:
+            raise UserError(f"selector {self.selector!r} names no single timestep (it is scored by its expectation "
+                            f"in compare); choose another selector for training")
         images = self.calibration_images(trainer).to(pl_module.device)
+        labelled = labels = None
+        if selectors[0].uses_labels:
+            labelled, labels = labelled_set(trainer.datamodule, self.label_images, self.seed)
         world, rank = trainer.world_size, trainer.global_rank
-        start, stop = rank * len(images) // world, (rank + 1) * len(images) // world
-        per_image, seconds, forwards = scan_hfr(
-            backbone, images[start:stop], self.candidates, [pl_module.hfr_tap], seed=self.seed,
-            batch_size=self.batch_size, progress=self.progress and rank == 0, first_index=start, **self.settings)
-        tap = next(iter(per_image))
-        per_image = self._gather(trainer, per_image[tap], len(images), start)
-        forwards = int(trainer.strategy.reduce(torch.tensor(float(forwards), device=pl_module.device), reduce_op="sum"))
-        self.result = summarize_scan(per_image, tap, seconds, forwards, {**self.settings, "num_images": len(images)})
-        pl_module.timestep = self.result.timestep
-        self._log(trainer, pl_module)
+        shard = world > 1 and all(s.per_image or not s.needs_scan for s in selectors)
+        start, stop = (rank * len(images) // world, (rank + 1) * len(images) // world) if shard else (0, len(images))
+        raw = collect_scores(backbone, selectors, self.candidates, pl_module.hfr_tap, images[start:stop], labelled,
+                             labels, seed=self.seed, batch_size=self.batch_size,
+                             progress=self.progress and rank == 0, first_index=start)
+        if shard:
+            raw.scores = {name: self._gather(trainer, per_t, len(images), start) for name, per_t in raw.scores.items()}
+            raw.scan.forwards = int(trainer.strategy.reduce(torch.tensor(float(raw.scan.forwards),
+                                                                         device=pl_module.device), reduce_op="sum"))
+            raw.num_images = len(images)
+        self.result = finalize(selectors, raw, pl_module.hfr_tap)
+        pl_module.timestep = self.choice.timestep
+        self._log(trainer)
 
     def calibration_images(self, trainer) -> torch.Tensor:
         """``[N, 3, H, W]``: the datamodule's fixed calibration set, else the first train batches."""
@@ -85,16 +107,17 @@ class HFRTimestepSelector(L.Callback):
 
     @staticmethod
     def _gather(trainer, values: dict, total: int, start: int) -> dict:
-        """Place each rank's per-image HFR at its global index and sum over ranks: ``{t: [N]}``."""
+        """Place each rank's per-image scores at their global index and sum over ranks: ``{t: [N]}``."""
         out = {}
         for t, v in values.items():
+            v = torch.as_tensor(v, device=trainer.strategy.root_device)
             full = torch.zeros(total, device=v.device)
             full[start:start + len(v)] = v
-            out[t] = trainer.strategy.reduce(full, reduce_op="sum").cpu() if trainer.world_size > 1 else full.cpu()
+            out[t] = trainer.strategy.reduce(full, reduce_op="sum").cpu()
         return out
 
-    def _log(self, trainer, pl_module) -> None:
-        result = self.result
+    def _log(self, trainer) -> None:
+        selection, choice = self.result, self.choice
         log_dir = trainer.log_dir or trainer.default_root_dir  # a collective under DDP: every rank asks
         if trainer.global_rank != 0:
             return
@@ -103,14 +126,19 @@ class HFRTimestepSelector(L.Callback):
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_scalar"):
-                for t, v in result.curve.items():
-                    experiment.add_scalar(f"hfr/{result.tap}", v, global_step=t)
-                experiment.add_figure("hfr/curve", hfr_curve_figure(result.curve, result.timestep, result.spread,
-                                                                     f"HFR of {result.tap}", result.firmness()),
-                                      global_step=0)
-            logger.log_hyperparams({"timestep": result.timestep, "hfr_tap": result.tap, "hfr_support": result.support,
-                                    **result.settings})
-        warning = result.weak_choice_warning()
+                for name, c in selection.choices.items():
+                    for t, v in (c.scores or {}).items():
+                        if v is not None:
+                            experiment.add_scalar(f"{'hfr' if name == 'hfr' else f'selector/{name}'}/{selection.tap}",
+                                                  v, global_step=t)
+                hfr = selection.choices.get("hfr")
+                if hfr is not None:
+                    experiment.add_figure("hfr/curve", hfr_curve_figure(hfr.scores, hfr.timestep, hfr.spread,
+                                                                         f"HFR of {selection.tap}", hfr.firmness()),
+                                          global_step=0)
+            logger.log_hyperparams({"timestep": choice.timestep, "selector": self.selector, "hfr_tap": selection.tap,
+                                    "hfr_support": choice.support, **self.settings})
+        warning = choice.weak_choice_warning()
         if warning:
             rank_zero_warn(warning)
-        atomic_write_json(Path(log_dir) / "hfr_selection.json", result.to_json())
+        atomic_write_json(Path(log_dir) / "hfr_selection.json", selection.record(self.selector))

@@ -45,7 +45,9 @@ class HFRSettings:
     ``num_images``: calibration images; ``cutoff``/``mode``: the low band, by default the authors' released
     config (``IMP.CUTOFF 0.15``, ``IMP.LOW_FREQ_1D True``: a 1-D FFT over the row-major token sequence, our
     reading of it, since their HFR code is not public); ``remove_mean``; ``noise_draws`` (1 = the paper's
-    single pass).
+    single pass); ``selector``: the rule that picks the timestep from the scan (``hfr``, the paper, by
+    default; :mod:`aselect_bench.selectors`); ``label_images``: at most this many labelled held-out images
+    for the label-using selectors.
     """
 
     candidates: tuple[int, ...] = tuple(range(0, 1000, 50)) + (999,)
@@ -54,6 +56,8 @@ class HFRSettings:
     mode: str = "tokens1d"
     remove_mean: bool = False
     noise_draws: int = 1
+    selector: str = "hfr"
+    label_images: int = 256
 
     def __post_init__(self):
         object.__setattr__(self, "candidates", tuple(int(t) for t in self.candidates))
@@ -62,6 +66,14 @@ class HFRSettings:
         check_cutoff(self.cutoff)
         if self.num_images < 1 or self.noise_draws < 1:
             raise UserError(f"HFR num_images and noise_draws must be >= 1 (got {self.num_images}, {self.noise_draws})")
+        if self.label_images < 2:
+            raise UserError(f"label_images must be >= 2 (leave-one-out needs two), got {self.label_images}")
+        if self.selector != "hfr":  # the default needs no check (and importing the registry here would be circular)
+            from aselect_bench.selectors.base import build_selector
+
+            if build_selector(self.selector).expected:
+                raise UserError(f"selector {self.selector!r} names no single timestep (compare scores it by its "
+                                f"expectation over the grid), so it cannot choose the training timestep: use another")
 
     def band(self) -> dict:
         """The arguments of :func:`high_frequency_ratio`: ``cutoff``, ``mode``, ``remove_mean``."""
@@ -90,12 +102,32 @@ def low_band_mask(h: int, w: int, cutoff: float, mode: str, device=None) -> torc
     raise UserError(f"unknown HFR mode {mode!r}; use one of {', '.join(MODES)}")
 
 
+def _half_spectrum(h: int, w: int, cutoff: float, mode: str, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The low band and the bin weights over the ``rfft`` (``tokens1d``: ``[h * w // 2 + 1]``) or ``rfft2``
+    (``[h, w // 2 + 1]``) grid: a real signal's spectrum is conjugate-symmetric and every low band here is
+    symmetric in the sign of the frequency, so each kept bin stands for itself and its mirror (weight 2) except
+    the ones that are their own mirror (zero and, for an even length, the Nyquist bin)."""
+    n = h * w if mode == "tokens1d" else w
+    weights = torch.full((n // 2 + 1,), 2.0, device=device)
+    weights[0] = 1.0
+    if n % 2 == 0:
+        weights[-1] = 1.0
+    if mode == "tokens1d":
+        return torch.fft.rfftfreq(n, device=device).abs() <= cutoff, weights
+    fu = torch.fft.fftfreq(h, device=device)[:, None]
+    fv = torch.fft.rfftfreq(w, device=device)[None, :]
+    low = (fu**2 + fv**2).sqrt() <= cutoff if mode == "radial" else (fu.abs() <= cutoff) & (fv.abs() <= cutoff)
+    return low, weights.expand(h, -1)
+
+
 def high_frequency_ratio(features: torch.Tensor, cutoff: float = DEFAULTS.cutoff, mode: str = DEFAULTS.mode,
                          remove_mean: bool = False) -> torch.Tensor:
     """HFR of ``features [B, C, H, W]`` -> ``[B]`` in [0, 1] (0 when the energy is 0, never NaN).
 
     Frequencies come from ``torch.fft.fftfreq`` (cycles per token, in [-0.5, 0.5)); energy ``|X|^2`` is
-    summed over channels. ``remove_mean`` subtracts each channel's spatial mean first.
+    summed over channels. ``remove_mean`` subtracts each channel's spatial mean first. (Computed on the half
+    spectrum of the real input, ``rfft``, with each bin weighted for its mirror: the same sums as the full
+    ``fft``/``fft2`` at about half the work.)
     Non-finite input has no ratio: features holding NaN or inf (or so large that their energy overflows
     float32) raise :class:`UserError`, never return NaN.
     """
@@ -103,20 +135,21 @@ def high_frequency_ratio(features: torch.Tensor, cutoff: float = DEFAULTS.cutoff
         raise UserError(f"features must be [B, C, H, W]; got shape {tuple(features.shape)}")
     if mode not in MODES:
         raise UserError(f"unknown HFR mode {mode!r}; use one of {', '.join(MODES)}")
-    if not torch.isfinite(features).all():
-        raise UserError("the features hold NaN or inf, which have no HFR: check the backbone's weights and "
-                        "precision (run in float32 to rule out half-precision overflow)")
     x = features.float()
     if remove_mean:
         x = x - x.mean(dim=(-2, -1), keepdim=True)
     b, c, h, w = x.shape
     if mode == "tokens1d":
-        energy = torch.fft.fft(x.reshape(b, c, h * w), dim=-1).abs().square().sum(1)  # [B, N]
+        spectrum = torch.fft.rfft(x.reshape(b, c, h * w), dim=-1)  # [B, C, N // 2 + 1]
     else:
-        energy = torch.fft.fft2(x, dim=(-2, -1)).abs().square().sum(1)  # [B, H, W]
-    low = low_band_mask(h, w, cutoff, mode, device=x.device)
+        spectrum = torch.fft.rfft2(x, dim=(-2, -1))  # [B, C, H, W // 2 + 1]
+    low, weights = _half_spectrum(h, w, cutoff, mode, device=x.device)
+    energy = spectrum.abs().square().sum(1) * weights  # [B, ...]: summed over channels, mirrors counted
     total = energy.flatten(1).sum(1)
-    if not torch.isfinite(total).all():
+    if not torch.isfinite(total).all():  # NaN/inf features, or an energy beyond float32: no ratio
+        if not torch.isfinite(features).all():
+            raise UserError("the features hold NaN or inf, which have no HFR: check the backbone's weights and "
+                            "precision (run in float32 to rule out half-precision overflow)")
         raise UserError("the features' spectral energy overflows float32 (values near 1e19 or more), which has "
                         "no HFR: check the backbone's weights")
     high = (energy * (~low)).flatten(1).sum(1)
@@ -156,19 +189,30 @@ class SelectionResult:
 
     def firmness(self) -> str:
         """One line: ``support 97% (runner-up t=50, margin 0.0061)``."""
-        if self.support is None:
-            return "support not measured"
-        other = f"runner-up t={self.runner_up}" if self.runner_up is not None else "no resample chose another t"
-        margin = f", margin {self.margin:.4f}" if self.margin is not None else ""
-        return f"support {100 * self.support:.0f}% ({other}{margin})"
+        return firmness_line(self.support, self.runner_up, self.margin)
 
     def weak_choice_warning(self) -> str | None:
         """One warning line when the bootstrap support is below :data:`WEAK_SUPPORT`, else ``None``."""
-        if self.support is None or self.support >= WEAK_SUPPORT:
-            return None
-        return (f"weak choice: t={self.timestep} wins only {100 * self.support:.0f}% of bootstrap resamples of the "
-                f"calibration images (runner-up t={self.runner_up}, margin {self.margin:.4f}); use more "
-                f"--num-images or more noise draws before trusting it")
+        return weak_choice_line(self.timestep, self.support, self.runner_up, self.margin)
+
+
+def firmness_line(support: float | None, runner_up: int | None, margin: float | None) -> str:
+    """How firm a choice is, in one line: ``support 97% (runner-up t=50, margin 0.0061)``."""
+    if support is None:
+        return "support not measured"
+    other = f"runner-up t={runner_up}" if runner_up is not None else "no resample chose another t"
+    gap = f", margin {margin:.4f}" if margin is not None else ""
+    return f"support {100 * support:.0f}% ({other}{gap})"
+
+
+def weak_choice_line(timestep, support: float | None, runner_up: int | None, margin: float | None) -> str | None:
+    """One warning line when the bootstrap ``support`` of ``timestep`` is below :data:`WEAK_SUPPORT`, else None."""
+    if support is None or support >= WEAK_SUPPORT:
+        return None
+    gap = f", margin {margin:.4f}" if margin is not None else ""
+    return (f"weak choice: t={timestep} wins only {100 * support:.0f}% of bootstrap resamples of the "
+            f"calibration images (runner-up t={runner_up}{gap}); use more --num-images or more noise draws "
+            f"before trusting it")
 
 
 def check_candidates(candidates: Iterable[int], num_train_timesteps: int) -> list[int]:
@@ -193,52 +237,58 @@ def _batches(images, batch_size: int):
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
+def encode_batches(backbone, images, batch_size: int = 32) -> list[torch.Tensor]:
+    """The clean inputs ``x0`` of ``images`` (tensor ``[N, 3, H, W]`` or DataLoader), one tensor per batch;
+    an empty image set is one clear error."""
+    x0s = [backbone.encode(b) for b in _batches(images, batch_size) if len(b)]
+    if not x0s:
+        raise UserError("no calibration images: the image set for the HFR scan is empty")
+    return x0s
+
+
+def features_at(backbone, x0s: list[torch.Tensor], timestep: int, taps: Sequence[str], seed: int = 0,
+                draws: Iterable[int] = (0,), first_index: int = 0):
+    """Per batch of ``x0s``: ``{tap: [b, C, h, w]}`` at ``timestep``, summed over the noise ``draws`` (divide by
+    their number for the mean). Noise is seeded per image (global index from ``first_index``), so the features
+    do not depend on batching or on how images are sharded over processes; non-finite features stop the scan
+    with one line naming the tap and timestep."""
+    draws = list(draws)
+    offset = first_index
+    for x0 in x0s:
+        summed = None
+        for draw in draws:
+            noise = batch_noise(x0.shape[1:], seed, timestep, range(offset, offset + len(x0)), draw)
+            feats = backbone.extract_x0(x0, timestep, list(taps), noise=noise)
+            summed = feats if summed is None else {k: summed[k] + feats[k] for k in feats}
+        for tap in taps:
+            _check_finite(summed[tap], tap, timestep)
+        offset += len(x0)
+        yield summed
+
+
 def scan_hfr(backbone, images, candidates: Sequence[int], taps: Sequence[str], cutoff=DEFAULTS.cutoff,
              mode=DEFAULTS.mode, remove_mean=False, noise_draws=1, seed=0, batch_size=32, progress=False, first_index=0):
-    """Per-image HFR for every (tap, candidate): ``{tap: {t: tensor [N]}}``, plus (seconds, forwards)."""
-    variant = dict(cutoff=cutoff, mode=mode, remove_mean=remove_mean)
-    per_variant, seconds, forwards = scan_hfr_variants(backbone, images, candidates, taps, {"hfr": variant},
-                                                       noise_draws, seed, batch_size, progress, first_index)
-    return per_variant["hfr"], seconds, forwards
+    """Per-image HFR for every (tap, candidate): ``{tap: {t: tensor [N]}}``, plus (seconds, forwards).
 
-
-def scan_hfr_variants(backbone, images, candidates: Sequence[int], taps: Sequence[str], variants: dict,
-                      noise_draws=1, seed=0, batch_size=32, progress=False, first_index=0):
-    """Per-image HFR ``{variant: {tap: {t: [N]}}}`` for several HFR settings read off the same features.
-
-    ``variants`` maps a name to ``dict(cutoff, mode, remove_mean)``. One backbone pass per
-    (batch, candidate, draw) serves every tap and variant; each image is encoded once.
+    One backbone pass per (batch, candidate, draw) serves every tap; each image is encoded once.
     ``first_index`` is the global index of the first image (noise seeding when sharded over ranks).
     """
     candidates = check_candidates(candidates, backbone.num_train_timesteps)
     if noise_draws < 1:
         raise UserError(f"noise_draws must be >= 1, got {noise_draws}")
-    for settings in variants.values():
-        low_band_mask(2, 2, settings["cutoff"], settings["mode"])  # validates the mode early
+    band = dict(cutoff=cutoff, mode=mode, remove_mean=remove_mean)
+    low_band_mask(2, 2, cutoff, mode)  # validates the band early
     with measure_cost(backbone) as cost:
-        x0s = [backbone.encode(b) for b in _batches(images, batch_size) if len(b)]
-        if not x0s:
-            raise UserError("no calibration images: the image set for the HFR scan is empty")
-        result = {v: {tap: {t: [] for t in candidates} for tap in taps} for v in variants}
+        x0s = encode_batches(backbone, images, batch_size)
+        result = {tap: {t: [] for t in candidates} for tap in taps}
         bar = _progress(len(candidates) * len(x0s), progress, "HFR scan")
         for t in candidates:
-            offset = first_index
-            for x0 in x0s:
-                summed = None
-                for draw in range(noise_draws):
-                    noise = batch_noise(x0.shape[1:], seed, t, range(offset, offset + len(x0)), draw)
-                    feats = backbone.extract_x0(x0, t, list(taps), noise=noise)
-                    summed = feats if summed is None else {k: summed[k] + feats[k] for k in feats}
+            for summed in features_at(backbone, x0s, t, taps, seed, range(noise_draws), first_index):
                 for tap in taps:
-                    _check_finite(summed[tap], tap, t)
-                for name, settings in variants.items():
-                    for tap in taps:
-                        result[name][tap][t].append(high_frequency_ratio(summed[tap] / noise_draws, **settings))
-                offset += len(x0)
+                    result[tap][t].append(high_frequency_ratio(summed[tap] / noise_draws, **band))
                 bar.update(1)
         bar.close()
-    per_image = {v: {tap: {t: torch.cat(x) for t, x in by_t.items()} for tap, by_t in by_tap.items()}
-                 for v, by_tap in result.items()}
+    per_image = {tap: {t: torch.cat(x) for t, x in by_t.items()} for tap, by_t in result.items()}
     return per_image, cost.seconds, cost.forwards
 
 

@@ -106,6 +106,42 @@ def cost_figure(result: dict):
     return fig
 
 
+def selector_regret_figure(result: dict):
+    """Horizontal bars: each selector's regret on one comparison (label-using selectors hatched), best first."""
+    rows = sorted(result["selectors"], key=lambda r: r["regret"])
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(rows)))
+    names = [r["name"] + (" (E)" if r["timestep"] is None else f" (t={r['timestep']})") for r in rows]
+    bars = ax.barh(names, [r["regret"] for r in rows], color=["tab:red" if r["name"] == "hfr" else "tab:gray"
+                                                              for r in rows])
+    for bar, r in zip(bars, rows):
+        if r["uses_labels"]:
+            bar.set_hatch("//")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"regret ({result['metric']} points; {result['splits']['test']} split)")
+    ax.set_title(f"{result['task']}/{result['dataset']} ({result['preset']}): regret per selector "
+                 f"(hatched: uses labels)", fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def leaderboard_figure(board: dict):
+    """Mean regret per selector (bars) with the worst regret marked, over the leaderboard's comparisons."""
+    rows = board["selectors"]
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(rows)))
+    names = [r["name"] for r in rows]
+    ax.barh(names, [r["mean_regret"] for r in rows], color=["tab:red" if n == "hfr" else "tab:gray" for n in names],
+            label="mean regret")
+    ax.plot([r["worst_regret"] for r in rows], names, "k|", markersize=10, label="worst regret")
+    ax.invert_yaxis()
+    ax.set_xlabel("regret (points of each task's metric)")
+    ax.set_title(f"selectors over {len(board['comparisons'])} comparisons (preset {board['preset']})", fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def palette(num_classes: int):
     """A fixed palette ``uint8 [K + 1, 3]`` (ADE20K's when it has enough colours; the last row: ignore)."""
     import numpy as np

@@ -62,20 +62,22 @@ def main(argv=None) -> dict:
     summary = {
         "preset": preset.name, "backbone": backbone.name, "taps": exp.last_task.taps, "hfr_tap": exp.hfr_tap,
         "candidates": list(preset.hfr.candidates), "hfr_settings": preset.hfr.to_json(), "timestep": run.timestep,
-        "hfr": run.hfr, **{k: v for k, v in selector.result.to_json().items() if k in ("support", "runner_up", "margin")},
+        "selector": preset.hfr.selector, "hfr": run.hfr, "scores": selector.choice.scores,
+        **{k: getattr(selector.choice, k) for k in ("support", "runner_up", "margin")},
         "splits": splits, "val_miou": run.test, "val_aacc": results["aAcc"], "selection_miou": run.val,
         "per_class_iou": {names[k]: (None if math.isnan(v) else v) for k, v in enumerate(results["per_class_iou"])},
         "seconds": run.seconds, "forwards": run.forwards, "scan_seconds": run.scan_seconds,
         "scan_forwards": run.scan_forwards, "log_dir": run.log_dir, "skipped_images": exp.datamodule.bad_files(),
         "constant_predictor_miou": constant_predictor_miou(exp), "run": run_record(preset, backbone),
     }
-    support = f", bootstrap support {100 * summary['support']:.0f}%" if "support" in summary else ""
+    support = f", bootstrap support {100 * summary['support']:.0f}%" if summary["support"] is not None else ""
     md = [f"# ADE20K, preset `{preset.name}`\n", run_header(summary["run"]),
           f"Backbone `{backbone.name}`, taps {', '.join(f'`{t}`' for t in summary['taps'])}, UperNet + FCN auxiliary "
-          f"head. Timestep {run.timestep} chosen by the HFR of `{exp.hfr_tap}` over {len(summary['candidates'])} "
-          f"candidates{support}.\n",
-          f"- **mIoU {summary['val_miou']:.2f}**, aAcc {summary['val_aacc']:.2f} ({splits['test']} split, "
-          f"{len(exp.datamodule.sets['test'])} images, last iteration)",
+          f"head. Timestep {run.timestep} chosen by the `{summary['selector']}` selector over {len(summary['candidates'])} "
+          f"candidates (`hfr`: the HFR of `{exp.hfr_tap}`){support}.\n",
+          f"- **mIoU {summary['val_miou']:.2f}** (a constant predictor: {summary['constant_predictor_miou']:.2f}), "
+          f"aAcc {summary['val_aacc']:.2f} ({splits['test']} split, {len(exp.datamodule.sets['test'])} images, "
+          f"last iteration)",
           f"- {splits['val']} split ({len(exp.datamodule.sets['val'])} held-out training images): mIoU "
           f"{summary['selection_miou']:.2f}",
           f"- a constant predictor (the most frequent training class everywhere) scores mIoU "

@@ -33,7 +33,7 @@ def main(argv=None) -> dict:
     check_output_folders(args, "results", "runs")
     backbone = preset_backbone(preset, "fgvc")
     out_dir = Path(args.results) / "fgvc" / preset.name
-    summary = {"preset": preset.name, "backbone": backbone.name, "tap": preset.fgvc.tap,
+    summary = {"preset": preset.name, "backbone": backbone.name, "tap": preset.fgvc.tap, "selector": preset.hfr.selector,
                "candidates": list(preset.hfr.candidates), "hfr_settings": preset.hfr.to_json(), "datasets": {},
                "mean_test_top1": None, "run": run_record(preset, backbone)}
     print(f"backbone {backbone.name}, precision {summary['run']['precision']}, {len(preset.fgvc.datasets)} datasets")
@@ -43,11 +43,13 @@ def main(argv=None) -> dict:
         exp = build_experiment("fgvc", name, preset, backbone)
         selector = hfr_selector(preset)
         run = exp.fit(None, Path(args.runs) / "fgvc" / preset.name, name, selector=selector)
+        choice = selector.choice
         summary["datasets"][name] = {
             "num_classes": exp.datamodule.num_classes, "timestep": run.timestep, "hfr": run.hfr,
-            "val_top1": run.val, "test_top1": run.test, "seconds": run.seconds, "forwards": run.forwards,
+            "scores": choice.scores, "val_top1": run.val, "test_top1": run.test,
+            "chance_top1": 100 / exp.datamodule.num_classes, "seconds": run.seconds, "forwards": run.forwards,
             "scan_seconds": run.scan_seconds, "scan_forwards": run.scan_forwards,
-            **{k: v for k, v in selector.result.to_json().items() if k in ("support", "runner_up", "margin")},
+            "support": choice.support, "runner_up": choice.runner_up, "margin": choice.margin,
             "skipped_images": exp.datamodule.bad_files(),
         }
         tests = [d["test_top1"] for d in summary["datasets"].values()]
@@ -63,14 +65,20 @@ def write_summary(out_dir: Path, summary: dict) -> None:
     """summary.json, summary.md and the HFR curves figure, each written atomically."""
     rows = [[name, d["num_classes"], d["timestep"],
              None if d.get("support") is None else f"{100 * d['support']:.0f}%", d["val_top1"], d["test_top1"],
-             d["seconds"]] for name, d in summary["datasets"].items()]
-    rows.append(["**mean**", None, None, None, None, summary["mean_test_top1"], None])
+             d["chance_top1"], d["seconds"]] for name, d in summary["datasets"].items()]
+    chance = [d["chance_top1"] for d in summary["datasets"].values()]
+    rows.append(["**mean**", None, None, None, None, summary["mean_test_top1"], sum(chance) / len(chance), None])
+    selector = summary["selector"]
+    how = (f"the HFR argmax over {len(summary['candidates'])} candidates (A-SelecT, {summary['hfr_settings']['mode']} "
+           f"low band, cutoff {summary['hfr_settings']['cutoff']})" if selector == "hfr" else
+           f"chosen by the `{selector}` selector over {len(summary['candidates'])} candidates (the HFR curves below "
+           f"are shown for reference)")
     md = [f"# FGVC, preset `{summary['preset']}`\n", run_header(summary["run"]),
-          f"Backbone `{summary['backbone']}`, tap `{summary['tap']}`; the timestep is the HFR argmax over "
-          f"{len(summary['candidates'])} candidates (A-SelecT, {summary['hfr_settings']['mode']} low band, cutoff "
-          f"{summary['hfr_settings']['cutoff']}); support = share of bootstrap resamples of the calibration images "
-          f"that pick the same timestep. Top-1 in percent; the best epoch is chosen on val, test only reported.\n",
-          markdown_table(["dataset", "classes", "timestep", "support", "val top-1", "test top-1", "seconds"], rows),
+          f"Backbone `{summary['backbone']}`, tap `{summary['tap']}`; the timestep is {how}; support = share of "
+          f"bootstrap resamples of the calibration images that pick the same timestep. Top-1 in percent; the best "
+          f"epoch is chosen on val, test only reported; chance = 100 / classes.\n",
+          markdown_table(["dataset", "classes", "timestep", "support", "val top-1", "test top-1", "chance",
+                          "seconds"], rows),
           "\n## HFR curves (chosen timestep in bold)\n"]
     md += [f"- **{name}**: {hfr_row(d['hfr'], d['timestep'])}" for name, d in summary["datasets"].items()]
     md.append("\n## Unreadable images skipped\n")

@@ -58,7 +58,7 @@ def compare_at(folder: Path, is_end: bool, state: str, runs: str) -> dict:
     if not is_end:
         preset = preset.override(backbone=str(folder))
     exp = build_experiment("fgvc", "cub", preset, preset_backbone(preset, "fgvc"))
-    return run_comparison(exp, state_root=state, runs_dir=runs, variants=False)
+    return run_comparison(exp, state_root=state, runs_dir=runs, selectors=False)
 
 
 def row(step: int, card: dict, result: dict) -> dict:

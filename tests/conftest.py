@@ -37,6 +37,10 @@ class BlobsDataModule(L.LightningDataModule):
     def calibration_images(self, n, seed=0):
         return self.sets["train"].tensors[0][:n]
 
+    def selection_images(self, n, seed=0):
+        images, labels, _ = self.sets["val"].tensors
+        return images[:n], labels[:n]
+
     def train_dataloader(self):
         return DataLoader(self.sets["train"], self.batch_size, shuffle=True,
                           generator=torch.Generator().manual_seed(0))
@@ -82,3 +86,11 @@ def hooked_components(transformer, blocks, attn_name: str):
     finally:
         for h in handles:
             h.remove()
+
+
+@pytest.fixture(scope="module")
+def private_cache(tmp_path_factory):
+    """The suite's cache (empty-prompt embeddings etc.) in a private folder for a test module, never the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASELECT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield

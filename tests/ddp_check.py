@@ -29,8 +29,8 @@ def main(devices: int, out: str) -> None:
     metrics = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
     if trainer.global_rank == 0:
         with open(out, "w") as f:
-            json.dump({"timestep": task.timestep, "curve": selector.result.curve, "val_top1": metrics["val/top1"],
-                       "val_loss": metrics["val/loss"], "forwards": selector.result.forwards}, f)
+            json.dump({"timestep": task.timestep, "curve": selector.choice.scores, "val_top1": metrics["val/top1"],
+                       "val_loss": metrics["val/loss"], "forwards": selector.result.scan.forwards}, f)
 
 
 if __name__ == "__main__":

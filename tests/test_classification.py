@@ -45,8 +45,8 @@ def test_callback_selects_logs_and_the_probe_learns(tmp_path, blobs):
     logger = TensorBoardLogger(tmp_path, name="run")
     trainer = quiet_trainer(tmp_path, max_epochs=15, callbacks=[selector], logger=logger)
     trainer.fit(task, datamodule=blobs)
-    assert task.timestep == selector.result.timestep
-    assert set(selector.result.curve) == {0, 20, 40}
+    assert task.timestep == selector.choice.timestep
+    assert set(selector.result.choices["hfr"].scores) == {0, 20, 40}
     saved = json.loads((tmp_path / "run" / "version_0" / "hfr_selection.json").read_text())
     assert saved["timestep"] == task.timestep and set(saved["hfr"]) == {"0", "20", "40"}
     assert list((tmp_path / "run" / "version_0").glob("events.out.tfevents*"))

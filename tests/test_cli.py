@@ -67,3 +67,28 @@ def test_help_lists_every_command():
     result = cli("--help")
     for name in ("fit", "select", "compare", "components", "synth", "pretrain"):
         assert name in result.stdout
+
+
+def test_select_with_a_label_using_selector_reads_the_val_split(cub_root, tmp_path):
+    out = tmp_path / "knn.json"
+    result = cli("select", "--backbone", "tiny-dit", "--dataset", "cub", "--data-root", cub_root, "--selector",
+                 "knn", "--tap", "blocks.1.out", "--candidates", "0,500,999", "--num-images", 6, "--out", out)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(out.read_text())
+    assert saved["selector"] == "knn" and saved["uses_labels"] and set(saved["scores"]) == {"0", "500", "999"}
+    assert saved["timestep"] == int(max(saved["scores"], key=saved["scores"].get))
+    assert set(saved["hfr"]) == {"0", "500", "999"}  # the HFR curve is reported beside any selector
+    assert saved["num_labelled"] > 0 and saved["forwards"] == 6 * 3 + saved["num_labelled"] * 3
+    assert "knn score" in result.stdout and f"chosen timestep: {saved['timestep']}" in result.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["select", "--selector", "token-ncm"], "does not apply to cub"),
+    (["select", "--selector", "random"], "names no single timestep"),
+    (["compare", "--selectors", "hfr,nope", "--preset", "demo"], "unknown timestep selector 'nope'"),
+    (["compare", "--selectors", "token-ncm", "--preset", "demo"], "does not apply to the fgvc task"),
+])
+def test_selector_mistakes_are_one_line(cub_root, args, fragment):
+    if args[0] == "select":
+        args += ["--backbone", "tiny-dit", "--dataset", "cub", "--data-root", str(cub_root), "--num-images", "2"]
+    assert_one_line_error(cli(*args), fragment)

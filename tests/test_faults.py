@@ -108,7 +108,7 @@ def test_compare_with_a_single_candidate_is_refused_before_any_training(tmp_path
 
     exp = BlobsExperiment(PRESET.override(**{"hfr.candidates": [300]}), load_backbone("tiny-dit", pretrained=False))
     with pytest.raises(UserError, match="at least 2 candidate timesteps, got \\[300\\]"):
-        run_comparison(exp, state_root=tmp_path / "state", runs_dir=tmp_path / "runs", variants=False, progress=False)
+        run_comparison(exp, state_root=tmp_path / "state", runs_dir=tmp_path / "runs", selectors=False, progress=False)
     assert exp.calls == []
 
 
@@ -258,7 +258,7 @@ def latent_folder(tmp_path_factory):
 @pytest.mark.parametrize("vae, fragment", [
     ("missing", "has no vae/"),
     ("empty", "vae is empty or has no config.json"),
-    ("bare", "is a bare transformer folder, which runs in pixel space"),
+    ("bare", "is a bare transformer folder, which runs in pixel space \\(RGB\\)"),
 ])
 def test_a_latent_model_without_its_vae_is_named_not_a_channel_mismatch(latent_folder, vae, fragment):
     if vae == "empty":
@@ -350,7 +350,7 @@ def test_a_resumed_candidate_counts_the_cost_of_its_interrupted_attempt(tmp_path
 
     backbone = load_backbone("tiny-dit", pretrained=False)
     reference = run_comparison(BlobsExperiment(PRESET, backbone), state_root=tmp_path / "ref",
-                               runs_dir=tmp_path / "runs", variants=False, progress=False)
+                               runs_dir=tmp_path / "runs", selectors=False, progress=False)
     steps, original = [], ClassificationTask.training_step
 
     def interrupted_in_the_second_epoch_of_t300(self, batch, batch_idx):
@@ -362,10 +362,10 @@ def test_a_resumed_candidate_counts_the_cost_of_its_interrupted_attempt(tmp_path
     monkeypatch.setattr(ClassificationTask, "training_step", interrupted_in_the_second_epoch_of_t300)
     with pytest.raises(Interrupted):
         run_comparison(BlobsExperiment(PRESET, backbone), state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
-                       variants=False, progress=False, only=[0, 300])
+                       selectors=False, progress=False, only=[0, 300])
     monkeypatch.setattr(ClassificationTask, "training_step", original)
     resumed = run_comparison(BlobsExperiment(PRESET, backbone), state_root=tmp_path / "state",
-                             runs_dir=tmp_path / "runs", variants=False, progress=False)
+                             runs_dir=tmp_path / "runs", selectors=False, progress=False)
     row, expected = resumed["exhaustive"]["per_timestep"][300], reference["exhaustive"]["per_timestep"][300]
     assert row["forwards"] == expected["forwards"] and row["interrupted_forwards"] > 0
     assert row["attempts"] == 2 and row["cost_complete"] is True

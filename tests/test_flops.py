@@ -38,10 +38,14 @@ def test_matches_torch_flop_counter_on_the_early_exit_forward(preset, tap):
         backbone.family.transformer = backbone.transformer = SD3Transformer2DModel(**config)
     else:
         backbone = load_backbone(preset, pretrained=False)
-    x0 = torch.zeros(1, 3, 16, 16)
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:  # MATH: attention as bmm
-        backbone.extract_x0(x0, 10, [tap])
-    assert flops_per_image(backbone, tap) == counter.get_total_flops()
+    assert flops_per_image(backbone, tap) == counted_flops(backbone, tap)
+
+
+def counted_flops(backbone, tap: str) -> int:
+    """torch's FLOP counter on the early-exit forward of one 16x16 image to ``tap`` (MATH: attention as bmm)."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        backbone.extract_x0(torch.zeros(1, 3, 16, 16), 10, [tap])
+    return counter.get_total_flops()
 
 
 def test_paper_scale_counts():
@@ -52,3 +56,40 @@ def test_paper_scale_counts():
     assert flops_per_image(dit, "blocks.27.out") / 2e9 == pytest.approx(118.6, abs=0.1)
     assert flops_per_image(dit, "blocks.9.query") < flops_per_image(dit, "blocks.9.out")
     assert sd3.image_size == 512 and flops_per_image(sd3, "blocks.9.query") > 5 * flops_per_image(dit, "blocks.9.query")
+
+
+FAMILY_TAPS = {
+    "tiny-pixart": ["blocks.0.norm1", "blocks.1.key", "blocks.1.attn_gated", "blocks.2.cross", "blocks.3.mlp"],
+    "tiny-sana": ["blocks.0.norm1", "blocks.1.value", "blocks.1.attn", "blocks.2.cross", "blocks.3.out"],
+    "tiny-flux": ["blocks.0.norm1", "blocks.1.key", "blocks.1.attn_gated", "blocks.1.out", "single_blocks.0.query",
+                  "single_blocks.0.attn", "single_blocks.1.attn_gated", "single_blocks.1.mlp", "single_blocks.1.out"],
+    "pixart-alpha-1024-style": ["blocks.0.norm1", "blocks.2.cross"],
+}
+
+
+@pytest.mark.parametrize("preset, tap", [(p, t) for p, taps in FAMILY_TAPS.items() for t in taps])
+def test_new_families_match_torch_flop_counter_on_the_early_exit_forward(preset, tap):
+    if preset == "pixart-alpha-1024-style":  # the resolution and aspect-ratio embeddings (width divisible by 3)
+        from diffusers import PixArtTransformer2DModel
+
+        from aselect_bench.backbones.registry import PRESETS
+
+        backbone = load_backbone("tiny-pixart", pretrained=False)
+        config = {**PRESETS["tiny-pixart"].transformer, "num_attention_heads": 3, "cross_attention_dim": 48,
+                  "use_additional_conditions": True}
+        backbone.family.transformer = backbone.transformer = PixArtTransformer2DModel(**config)
+        backbone.family.hidden_size = 48
+    else:
+        backbone = load_backbone(preset, pretrained=False)
+    assert flops_per_image(backbone, tap) == counted_flops(backbone, tap)
+
+
+def test_new_families_at_paper_scale():
+    with torch.device("meta"):
+        pixart = load_backbone("pixart-sigma-1024", pretrained=False, device="meta")
+        flux = load_backbone("flux.1-dev", pretrained=False, device="meta")
+        sana = load_backbone("sana-1600m-1024", pretrained=False, device="meta")
+    # 1024 px: PixArt 64x64 = 4096 tokens of 1152; Flux 4096 tokens of 3072 (+512 text); Sana 32x32 = 1024 of 2240
+    assert flops_per_image(flux, "single_blocks.37.out") > flops_per_image(flux, "blocks.18.out")
+    assert flops_per_image(flux, "blocks.9.query") > flops_per_image(pixart, "blocks.9.query")
+    assert flops_per_image(sana, "blocks.19.out") < flops_per_image(pixart, "blocks.27.out")

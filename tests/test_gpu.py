@@ -25,7 +25,7 @@ ACCELERATOR = "gpu" if DEVICE == "cuda" else DEVICE
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(),
                                                   reason="needs a CUDA device")]
 
-#: Every family's tiny preset (``tiny-sd3`` joins once the SD3 family exists).
+#: Every family's tiny preset.
 TINY_PRESETS = sorted(name for name in PRESETS if name.startswith("tiny-"))
 #: Relative error allowed against float32 on the CPU: cuDNN may use TF32 (10-bit mantissa) in the VAE's
 #: convolutions; a device bug (noise, labels or a tensor left behind) gives errors of order 1.
@@ -47,8 +47,8 @@ def pair(preset: str):
 def test_extraction_on_cuda_equals_the_cpu(preset, precision):
     cpu, gpu = pair(preset)
     gpu.set_precision(precision)
-    block = min(1, cpu.num_blocks - 1)
-    taps = [f"blocks.{block}.{c}" for c in cpu.family.components]
+    taps = [f"{stack}.{min(1, count - 1)}.{c}" for stack, count in cpu.family.block_counts().items()
+            for c in cpu.family.components]  # Flux: its single-stream blocks too
     images = torch.rand(4, 3, cpu.image_size, cpu.image_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     noise = torch.randn(cpu.encode(images).shape, generator=torch.Generator().manual_seed(1))
     expected = cpu.extract(images, 300, taps, noise=noise)

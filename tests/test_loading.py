@@ -127,7 +127,8 @@ def test_folders_of_another_class_are_refused(folders, folder):
 
 
 def test_legacy_transformer2d_folders_load_as_the_class_their_norm_stands_for(folders, tmp_path):
-    """The released DiT-XL/2 folders name ``Transformer2DModel`` (saved by diffusers 0.12): a DiT all the same."""
+    """The released DiT-XL/2 folders name ``Transformer2DModel`` (saved by diffusers 0.12): a DiT all the same; one
+    with ``ada_norm_single`` is a PixArt."""
     root, source = folders
     config = json.loads((root / "intact" / "config.json").read_text())
     (tmp_path / "dit").mkdir()
@@ -135,11 +136,15 @@ def test_legacy_transformer2d_folders_load_as_the_class_their_norm_stands_for(fo
     (tmp_path / "dit" / WEIGHTS).symlink_to(root / "intact" / WEIGHTS)
     loaded = load_backbone(str(tmp_path / "dit"))
     assert torch.equal(loaded.transformer.proj_out_2.weight, source.transformer.proj_out_2.weight)
-    (tmp_path / "pixart").mkdir()
-    (tmp_path / "pixart" / "config.json").write_text(json.dumps(
-        {**config, "_class_name": "Transformer2DModel", "norm_type": "ada_norm_single"}))
-    with pytest.raises(UserError, match="holds a PixArtTransformer2DModel, which this suite cannot use"):
-        load_backbone(str(tmp_path / "pixart"))
+    # the released PixArt-Σ folder was saved as a Transformer2DModel too: it loads as PixArt
+    pixart = load_backbone("tiny-pixart", pretrained=False)
+    pixart.transformer.save_pretrained(tmp_path / "pixart")
+    config = json.loads((tmp_path / "pixart" / "config.json").read_text())
+    (tmp_path / "pixart" / "config.json").write_text(json.dumps({**config, "_class_name": "Transformer2DModel"}))
+    with pytest.warns(UserWarning, match="conditioning on zeros"):
+        loaded = load_backbone(str(tmp_path / "pixart"))
+    assert type(loaded.family).__name__ == "PixArtFamily"
+    assert torch.equal(loaded.transformer.proj_out.weight, pixart.transformer.proj_out.weight)
 
 
 def test_a_config_without_a_class_name_is_refused(folders, tmp_path):

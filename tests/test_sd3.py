@@ -333,7 +333,7 @@ def test_comparison_and_component_grid_with_a_tiny_sd3(tmp_path, monkeypatch):
     preset = PRESET.override(**{"backbone": "tiny-sd3", "hfr.candidates": [0, 999], "hfr.num_images": 4,
                                 "fgvc.max_epochs": 1})
     result = run_comparison(BlobsExperiment(preset, backbone), state_root=tmp_path / "state",
-                            runs_dir=tmp_path / "runs", variants=False, progress=False)
+                            runs_dir=tmp_path / "runs", selectors=False, progress=False)
     assert set(result["exhaustive"]["per_timestep"]) == {0, 999} and result["aselect"]["timestep"] in (0, 999)
     grid = run_components(BlobsExperiment(preset, backbone), blocks=[3], components=["query", "out"],
                           runs_dir=tmp_path / "runs", progress=False, measure_separate=False)

@@ -9,6 +9,7 @@ import pytest
 from aselect_bench import load_backbone
 from aselect_bench.analyses.compare import run_comparison, spearman, write_comparison
 from aselect_bench.experiments import FGVCExperiment
+from aselect_bench.selectors import selector_names
 from aselect_bench.settings import preset_from_dict
 from tests.conftest import BlobsDataModule
 
@@ -40,7 +41,7 @@ def metrics_only(result):
 def test_interrupted_comparison_resumes_without_recomputing(tmp_path, monkeypatch):
     backbone = load_backbone("tiny-dit", pretrained=False)
     reference = run_comparison(BlobsExperiment(PRESET, backbone), state_root=tmp_path / "ref",
-                               runs_dir=tmp_path / "runs", variants=False, progress=False)
+                               runs_dir=tmp_path / "runs", selectors=False, progress=False)
 
     exp = BlobsExperiment(PRESET, backbone)
     original_fit = exp.fit
@@ -53,23 +54,23 @@ def test_interrupted_comparison_resumes_without_recomputing(tmp_path, monkeypatc
     monkeypatch.setattr(exp, "fit", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         run_comparison(exp, state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
-                       variants=False, progress=False)
+                       selectors=False, progress=False)
     assert exp.calls == [0, 300]
 
     resumed_exp = BlobsExperiment(PRESET, backbone)
     resumed = run_comparison(resumed_exp, state_root=tmp_path / "state",
-                             runs_dir=tmp_path / "runs", variants=False, progress=False)
+                             runs_dir=tmp_path / "runs", selectors=False, progress=False)
     chosen = resumed["aselect"]["timestep"]
     assert resumed_exp.calls == [999, chosen]  # only the unfinished candidate, then A-SelecT's training
     assert metrics_only(resumed) == metrics_only(reference)
     again = BlobsExperiment(PRESET, backbone)
     run_comparison(again, state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
-                   variants=False, progress=False)
+                   selectors=False, progress=False)
     assert again.calls == []  # everything finished is reused
 
     changed = PRESET.override(**{"fgvc.lr": 1e-2})
     fresh = BlobsExperiment(changed, backbone)
-    run_comparison(fresh, state_root=tmp_path / "state", runs_dir=tmp_path / "runs", variants=False,
+    run_comparison(fresh, state_root=tmp_path / "state", runs_dir=tmp_path / "runs", selectors=False,
                    progress=False, only=[0])
     assert fresh.calls == [0]  # a changed configuration never reuses stale results
 
@@ -77,10 +78,10 @@ def test_interrupted_comparison_resumes_without_recomputing(tmp_path, monkeypatc
 def test_another_candidate_grid_gets_a_fresh_scan_and_is_recorded(tmp_path):
     backbone = load_backbone("tiny-dit", pretrained=False)
     first = run_comparison(BlobsExperiment(PRESET, backbone), state_root=tmp_path / "state",
-                           runs_dir=tmp_path / "runs", variants=False, progress=False)
+                           runs_dir=tmp_path / "runs", selectors=False, progress=False)
     grid = PRESET.override(**{"hfr.candidates": [0, 500]})
     exp = BlobsExperiment(grid, backbone)
-    second = run_comparison(exp, state_root=tmp_path / "state", runs_dir=tmp_path / "runs", variants=False,
+    second = run_comparison(exp, state_root=tmp_path / "state", runs_dir=tmp_path / "runs", selectors=False,
                             progress=False)
     assert exp.calls[:2] == [0, 500]  # nothing of the 3-candidate comparison is reused
     assert second["fingerprint"] != first["fingerprint"]
@@ -88,11 +89,11 @@ def test_another_candidate_grid_gets_a_fresh_scan_and_is_recorded(tmp_path):
     assert second["run"]["overrides"] == {"hfr.candidates": [0, 500]} and second["run"]["preset"] == "unit"
 
 
-def test_comparison_accounting_variants_fused_and_files(tmp_path):
+def test_comparison_accounting_selectors_fused_and_files(tmp_path):
     backbone = load_backbone("tiny-dit", pretrained=False)
     exp = BlobsExperiment(PRESET, backbone)
     result = run_comparison(exp, state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
-                            variants=True, fused=True, progress=False)
+                            selectors=True, fused=True, progress=False)
     ex, a = result["exhaustive"], result["aselect"]
     assert ex["forwards"] == sum(r["forwards"] for r in ex["per_timestep"].values())
     assert a["forwards"] == a["stages"]["scan"]["forwards"] + a["stages"]["train"]["forwards"]
@@ -104,9 +105,22 @@ def test_comparison_accounting_variants_fused_and_files(tmp_path):
     assert result["regret"] == pytest.approx(ex["test_at_best"] - a["test"])
     # A-SelecT's training reproduces the exhaustive run at the same timestep (same seed and data)
     assert a["test"] == ex["per_timestep"][a["timestep"]]["test"]
-    assert len(result["variants"]) == 12
-    default = result["variants"]["tokens1d-K1"]
-    assert default["timestep"] == a["timestep"] and default["hfr"] == result["hfr"]
+    rows = {r["name"]: r for r in result["selectors"]}
+    assert set(rows) == set(selector_names("fgvc")) and len(rows) == 20
+    assert rows["hfr"]["timestep"] == a["timestep"] and rows["hfr"]["scores"] == result["hfr"]
+    for row in rows.values():  # every selector scored on the shared curve, none trained again
+        t = row["timestep"]
+        expected = ex["per_timestep"][t]["test"] if t is not None else sum(
+            r["test"] for r in ex["per_timestep"].values()) / 3
+        assert row["test"] == pytest.approx(expected) and row["regret"] == pytest.approx(ex["test_at_best"] - expected)
+    assert rows["t0"]["timestep"] == 0 and rows["random"]["timestep"] is None
+    assert rows["fixed-150"]["timestep"] == 0  # 0 and 300 are equally near 150: the cleaner one
+    assert rows["t0"]["extra_forwards"] == 0 and not rows["t0"]["needs_scan"]  # a rule needs no scan
+    assert rows["hfr-radial-K8"]["extra_forwards"] == 7 * 6 * 3  # 7 more draws of 6 images x 3 candidates
+    labelled = result["scan"]["num_labelled"]
+    assert labelled == len(exp.datamodule.sets["val"]) and rows["knn"]["extra_forwards"] == labelled * 3
+    assert rows["knn"]["uses_labels"] and not rows["rankme"]["uses_labels"]
+    assert rows["rankme"]["extra_forwards"] == 0 and rows["rankme"]["spearman"] is not None
     fused = result["fused_exhaustive"]
     assert set(fused["per_timestep"]) == {0, 300, 999}
     stem = write_comparison(result, tmp_path / "out", tensorboard_dir=tmp_path / "tb")
@@ -114,7 +128,29 @@ def test_comparison_accounting_variants_fused_and_files(tmp_path):
     assert saved["task"] == "fgvc" and set(saved) >= {"saving_seconds", "saving_forwards", "regret",
                                                        "spearman_hfr_val", "exhaustive", "aselect", "hfr"}
     assert stem.with_suffix(".png").stat().st_size > 1000
-    assert "Per timestep" in stem.with_suffix(".md").read_text()
+    markdown = stem.with_suffix(".md").read_text()
+    assert "Per timestep" in markdown and "## Selectors" in markdown and "| knn | yes |" in markdown
+    assert stem.with_name(stem.name + "-selectors.png").stat().st_size > 1000
+    assert [r["name"] for r in saved["selectors"]] == [r["name"] for r in result["selectors"]]
+
+
+def test_the_selector_scan_is_resumed_and_redone_only_for_another_selector_list(tmp_path, monkeypatch):
+    import aselect_bench.analyses.compare as compare
+
+    backbone = load_backbone("tiny-dit", pretrained=False)
+    first = run_comparison(BlobsExperiment(PRESET, backbone), state_root=tmp_path / "state",
+                           runs_dir=tmp_path / "runs", selectors=["t0", "rankme"], progress=False)
+    scans = []
+    original = compare.run_selectors
+    monkeypatch.setattr(compare, "run_selectors", lambda *a, **k: scans.append(a[1]) or original(*a, **k))
+    again = BlobsExperiment(PRESET, backbone)
+    second = run_comparison(again, state_root=tmp_path / "state", runs_dir=tmp_path / "runs",
+                            selectors=["t0", "rankme"], progress=False)
+    assert scans == [] and again.calls == [] and second["selectors"] == first["selectors"]  # all reused
+    third = run_comparison(BlobsExperiment(PRESET, backbone), state_root=tmp_path / "state",
+                           runs_dir=tmp_path / "runs", selectors=["knn"], progress=False)
+    assert [[s.name for s in group] for group in scans] == [["hfr", "knn"]]  # a new list: one new scan
+    assert [r["name"] for r in third["selectors"]] == ["hfr", "knn"]
 
 
 def test_spearman_edge_cases():

@@ -1,9 +1,12 @@
-"""Exhaustive search vs A-SelecT on the same candidate grid, data, seeds, head and schedule.
+"""Exhaustive search vs A-SelecT on the same candidate grid, data, seeds, head and schedule, and every
+timestep selector scored on the same exhaustive curve.
 
 - exhaustive: train + validate a head at every candidate, take the best validation metric, test there;
-- A-SelecT: the HFR scan, then one training at the chosen timestep, tested;
-- fused exhaustive (optional, classification): one data loop with one head per candidate;
-- HFR variants (ablation): other HFR settings scanned on the same images, scored on the shared curve.
+- A-SelecT: the scan, the preset's selector (``hfr`` by default) picks a timestep, one training there, tested;
+- selectors (:mod:`aselect_bench.selectors`): every registered selector reads the same scan; each is scored
+  on the exhaustive curve (its timestep's test metric, regret, Spearman of its score with the validation
+  metric, its extra cost and its saving), without another training;
+- fused exhaustive (optional, classification): one data loop with one head per candidate.
 
 Every finished piece is written atomically under a folder keyed by a fingerprint of everything that
 changes it (the preset with its overrides and candidate grid, the backbone's weights and precision, the
@@ -23,9 +26,9 @@ from pathlib import Path
 from aselect_bench.costs import Cost, cost_across_attempts
 from aselect_bench.errors import UserError
 from aselect_bench.experiments.base import exhaustive_summary
-from aselect_bench.hfr import DEFAULTS, MODES, scan_hfr_variants, summarize_scan
 from aselect_bench.io import atomic_write_json, read_json
 from aselect_bench.reports import run_record
+from aselect_bench.selectors import build_selector, labelled_set, run_selectors, selector_names
 
 
 def fingerprint(obj) -> str:
@@ -54,6 +57,9 @@ class Store:
     def __init__(self, root: Path):
         self.root = Path(root)
 
+    def has(self, name: str) -> bool:
+        return (self.root / f"{name}.json").exists()
+
     def get_or_run(self, name: str, fn):
         path = self.root / f"{name}.json"
         if path.exists():
@@ -63,15 +69,11 @@ class Store:
         return json.loads(json.dumps(value)), False  # the same form a resumed run reads back
 
 
-def variant_grid() -> dict[str, dict]:
-    """The ablation: mode x remove_mean x noise_draws (1, 8) at the default cutoff."""
-    grid = {}
-    for draws in (1, 8):
-        for mode in MODES:
-            for remove_mean in (False, True):
-                name = f"{mode}{'-demean' if remove_mean else ''}-K{draws}"
-                grid[name] = dict(cutoff=DEFAULTS.cutoff, mode=mode, remove_mean=remove_mean, noise_draws=draws)
-    return grid
+def comparison_selectors(task: str, selectors=True, default: str = "hfr") -> list[str]:
+    """The selectors a comparison scores: ``True`` every one that applies to ``task``, ``False`` only the
+    preset's ``default``, or a list of names (the default is always included, first)."""
+    names = selector_names(task) if selectors is True else [] if selectors is False else list(selectors)
+    return [default] + [n for n in names if n != default]
 
 
 def check_candidates_to_compare(candidates) -> None:
@@ -82,12 +84,14 @@ def check_candidates_to_compare(candidates) -> None:
                         f"'aselect-bench select' for a single scan)")
 
 
-def run_comparison(exp, state_root="runs/compare", runs_dir="runs", variants: bool = True, fused: bool = False,
+def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=True, fused: bool = False,
                    only=None, progress: bool = True) -> dict | None:
     """Run (or resume) the comparison for experiment ``exp`` on its preset's candidate grid (at least two).
 
-    ``only``: train just these candidates of the exhaustive sweep and stop (split a sweep over jobs,
-    e.g. a SLURM array; a later run without ``only`` merges). Returns the comparison dict (or None).
+    ``selectors``: which selectors to score (:func:`comparison_selectors`). ``fused``: also run the fused
+    exhaustive baseline (a finished one is reported whenever it exists). ``only``: train just these candidates
+    of the exhaustive sweep and stop (split a sweep over jobs, e.g. a SLURM array; a later run without
+    ``only`` merges). Returns the comparison dict (or None).
     """
     check_candidates_to_compare(exp.preset.hfr.candidates)
     config = exp.describe()
@@ -117,19 +121,20 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", variants: bo
         print(f"trained {len(only) - reused} candidate(s), reused {reused}; state in {store.root}")
         return None
 
-    scan, _ = store.get_or_run("aselect/scan", lambda: _scan(exp, {"hfr": exp.preset.hfr.band()},
-                                                             exp.preset.hfr.noise_draws, progress)["hfr"])
-    chosen = scan["timestep"]
+    default = exp.preset.hfr.selector
+    names = comparison_selectors(exp.task, selectors, default)
+    selection, _ = store.get_or_run(f"selectors/{fingerprint(names)}", lambda: _select(exp, names, progress))
+    choice = selection["choices"][default]
+    chosen = choice["timestep"]
     aselect_train, _ = store.get_or_run("aselect/train", lambda: train(chosen, f"aselect-t{chosen}", "features-aselect",
                                                                        "aselect/train"))
     exhaustive = exhaustive_summary(per_timestep)
-    stages = {"scan": Cost(scan["seconds"], scan["forwards"]),
-              "train": Cost(aselect_train["seconds"], aselect_train["forwards"])}
+    stages = {"scan": _cost_of(selection, default), "train": Cost(aselect_train["seconds"], aselect_train["forwards"])}
     total = stages["scan"] + stages["train"]
-    aselect = {"timestep": chosen, "val": aselect_train["val"], "test": aselect_train["test"], **total.to_json(),
-               "stages": {name: cost.to_json() for name, cost in stages.items()},
-               **{k: scan[k] for k in ("support", "runner_up", "margin") if k in scan}}
-    hfr = int_keys(scan["hfr"])
+    aselect = {"timestep": chosen, "selector": default, "val": aselect_train["val"], "test": aselect_train["test"],
+               **total.to_json(), "stages": {name: cost.to_json() for name, cost in stages.items()},
+               **{k: choice[k] for k in ("support", "runner_up", "margin")}}
+    hfr = int_keys(selection["choices"]["hfr"]["scores"]) if "hfr" in selection["choices"] else {}
     result = {
         "task": exp.task, "dataset": exp.dataset, "preset": exp.preset.name, "metric": exp.metric_name,
         "splits": exp.split_names(), "backbone": exp.backbone.name, "tap": exp.hfr_tap, "candidates": candidates,
@@ -137,57 +142,79 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", variants: bo
         "saving_seconds": exhaustive["seconds"] / aselect["seconds"],
         "saving_forwards": exhaustive["forwards"] / aselect["forwards"],
         "ideal_saving": len(candidates),
-        "scan_share_of_one_training": scan["seconds"] / aselect_train["seconds"],
+        "scan_share_of_one_training": stages["scan"].seconds / aselect_train["seconds"],
         "regret": exhaustive["test_at_best"] - aselect["test"],
-        "spearman_hfr_val": spearman([hfr[t] for t in candidates], [per_timestep[t]["val"] for t in candidates]),
-        "test_checkpoint": exp.test_checkpoint, "hfr_settings": exp.preset.hfr.to_json(), "fingerprint": fp, "run": run_record(exp.preset, exp.backbone),
+        "spearman_hfr_val": spearman([hfr[t] for t in candidates], [per_timestep[t]["val"] for t in candidates])
+        if hfr else None,
+        "selectors": score_selectors(selection, exhaustive, candidates),
+        "scan": {**selection["scan"], "num_images": selection["num_images"], "num_labelled": selection["num_labelled"]},
+        "test_checkpoint": exp.test_checkpoint, "hfr_settings": exp.preset.hfr.to_json(), "fingerprint": fp,
+        "run": run_record(exp.preset, exp.backbone),
         "resumed": {name: {k: row[k] for k in ("attempts", "cost_complete")} for name, row in
                     [*((f"exhaustive t={t}", r) for t, r in per_timestep.items()), ("A-SelecT training", aselect_train)]
                     if "attempts" in row},
     }
-    if fused and exp.supports_fused:
+    if (fused or store.has("fused")) and exp.supports_fused:
         fused_result, _ = store.get_or_run("fused", lambda: exp.fit_fused(
             candidates, log_root, progress, feature_cache_root=store.root / "features-fused"))
         result["fused_exhaustive"] = {**fused_result, "per_timestep": int_keys(fused_result["per_timestep"])}
-    if variants:
-        result["variants"] = _variants(exp, store, candidates, per_timestep, exhaustive, progress)
     return result
 
 
-def _scan(exp, variants: dict, noise_draws: int, progress: bool) -> dict:
-    """One timed scan of the preset's grid reading several HFR variants: ``{variant: selection json}``."""
-    images = exp.calibration_images()
-    per_variant, seconds, forwards = scan_hfr_variants(
-        exp.backbone, images, exp.preset.hfr.candidates, [exp.hfr_tap], variants, noise_draws=noise_draws,
-        seed=exp.preset.seed, progress=progress)
-    return {name: summarize_scan(per_image[exp.hfr_tap], exp.hfr_tap, seconds, forwards,
-                                 {**variants[name], "noise_draws": noise_draws}).to_json()
-            for name, per_image in per_variant.items()}
+def _select(exp, names: list[str], progress: bool) -> dict:
+    """Every selector in ``names`` on one scan of the experiment's calibration (and, for label-using
+    selectors, labelled held-out) images: the :class:`~aselect_bench.selectors.Selection` as JSON."""
+    preset = exp.preset
+    selectors = [build_selector(n, preset.hfr) for n in names]
+    labelled = labels = None
+    if any(s.uses_labels for s in selectors):
+        labelled, labels = labelled_set(exp.datamodule, preset.hfr.label_images, preset.seed)
+    selection = run_selectors(exp.backbone, selectors, preset.hfr.candidates, exp.hfr_tap, exp.calibration_images(),
+                              labelled, labels, seed=preset.seed, progress=progress)
+    return selection.to_json()
 
 
-def _variants(exp, store, candidates, per_timestep, exhaustive, progress) -> dict:
-    """Each HFR variant's choice scored on the shared exhaustive curve (no extra training)."""
-    grid = variant_grid()
-    out = {}
-    for draws in sorted({v["noise_draws"] for v in grid.values()}):
-        group = {name: {k: v for k, v in s.items() if k != "noise_draws"}
-                 for name, s in grid.items() if s["noise_draws"] == draws}
-        scans, _ = store.get_or_run(f"variants/K{draws}", lambda group=group, draws=draws: _scan(
-            exp, group, draws, progress))
-        for name, scan in scans.items():
-            t, hfr = scan["timestep"], int_keys(scan["hfr"])
-            out[name] = {**grid[name], "timestep": t, "val": per_timestep[t]["val"], "test": per_timestep[t]["test"],
-                         "regret": exhaustive["test_at_best"] - per_timestep[t]["test"],
-                         "spearman_hfr_val": spearman([hfr[c] for c in candidates],
-                                                      [per_timestep[c]["val"] for c in candidates]),
-                         "scan_seconds": scan["seconds"], "scan_forwards": scan["forwards"], "hfr": hfr,
-                         **{k: scan[k] for k in ("support", "runner_up", "margin") if k in scan}}
-    return out
+def _cost_of(selection: dict, name: str) -> Cost:
+    """What selector ``name`` cost in a stored selection: the scan (when it needs one) plus its own extra."""
+    c = selection["choices"][name]
+    scan = Cost(**selection["scan"]) if c["needs_scan"] else Cost()
+    return scan + Cost(c["extra_seconds"], c["extra_forwards"])
+
+
+def score_selectors(selection: dict, exhaustive: dict, candidates: list[int]) -> list[dict]:
+    """Each selector's choice scored on the exhaustive curve: ``{"name", "timestep", "val", "test", "regret",
+    "spearman", "extra_forwards", "extra_seconds", "uses_labels", "needs_scan", "seconds", "forwards",
+    "saving_seconds", "saving_forwards", ...}``.
+
+    A selector's cost is what it needs (the scan, its extra work) plus one training at its timestep, taken
+    from the exhaustive sweep's run there (the same training); the random rule (``timestep`` None) is scored by
+    its expectation over the grid: mean metrics, mean regret, mean training cost.
+    """
+    per_t, best = exhaustive["per_timestep"], exhaustive["test_at_best"]
+    rows = []
+    for name, c in selection["choices"].items():
+        t = c["timestep"]
+        at = [t] if t is not None else candidates
+        mean = {k: sum(per_t[u][k] for u in at) / len(at) for k in ("val", "test", "seconds", "forwards")}
+        cost = _cost_of(selection, name) + Cost(mean["seconds"], mean["forwards"])
+        scores = int_keys(c["scores"]) if c["scores"] is not None else None
+        scored = [u for u in candidates if scores is not None and scores.get(u) is not None]
+        rows.append({
+            "name": name, "timestep": t, "val": mean["val"], "test": mean["test"], "regret": best - mean["test"],
+            "spearman": spearman([scores[u] for u in scored], [per_t[u]["val"] for u in scored]) if scores else None,
+            "extra_forwards": c["extra_forwards"], "extra_seconds": c["extra_seconds"],
+            "uses_labels": c["uses_labels"], "needs_scan": c["needs_scan"], "seconds": cost.seconds,
+            "forwards": cost.forwards, "saving_seconds": exhaustive["seconds"] / cost.seconds,
+            "saving_forwards": exhaustive["forwards"] / cost.forwards if cost.forwards else None,
+            "settings": c["settings"], "scores": scores,
+            **{k: c[k] for k in ("support", "runner_up", "margin")}})
+    return rows
 
 
 def write_comparison(result: dict, out_dir="results/compare", tensorboard_dir=None) -> Path:
-    """``<task>-<dataset>-<preset>.json``, ``.md`` and ``.png`` (atomic), and the same in TensorBoard."""
-    from aselect_bench.plots import comparison_figure, cost_figure
+    """``<task>-<dataset>-<preset>.json``, ``.md`` and ``.png`` (curves), ``-cost.png`` and ``-selectors.png``
+    (regret per selector), atomically, and the same figures and scalars in TensorBoard."""
+    from aselect_bench.plots import comparison_figure, cost_figure, selector_regret_figure
     from aselect_bench.reports import write_report
 
     name = f"{result['task']}-{result['dataset']}-{result['preset']}"
@@ -195,9 +222,12 @@ def write_comparison(result: dict, out_dir="results/compare", tensorboard_dir=No
     scalars = {f"compare/val_{m}": {t: per_t[t]["val"] for t in result["candidates"]},
                f"compare/test_{m}": {t: per_t[t]["test"] for t in result["candidates"]},
                "compare/hfr": result["hfr"], **{f"compare/{k}": result[k]
-                                               for k in ("saving_seconds", "saving_forwards", "regret")}}
-    return write_report(out_dir, name, result, comparison_markdown(result),
-                        {f"{name}.png": comparison_figure(result), f"{name}-cost.png": cost_figure(result)},
+                                               for k in ("saving_seconds", "saving_forwards", "regret")},
+               **{f"compare/regret/{r['name']}": r["regret"] for r in result.get("selectors", [])}}
+    figures = {f"{name}.png": comparison_figure(result), f"{name}-cost.png": cost_figure(result)}
+    if result.get("selectors"):
+        figures[f"{name}-selectors.png"] = selector_regret_figure(result)
+    return write_report(out_dir, name, result, comparison_markdown(result), figures,
                         tensorboard_dir=None if tensorboard_dir is None else Path(tensorboard_dir) / "comparison",
                         scalars=scalars)
 
@@ -214,7 +244,7 @@ def resumed_note(resumed: dict) -> str:
 
 
 def comparison_markdown(result: dict) -> str:
-    """The comparison as Markdown: how it was run, summary, cost, per-timestep table, and the HFR variants."""
+    """The comparison as Markdown: how it was run, summary, cost, the selectors table, per-timestep table."""
     from aselect_bench.reports import markdown_table, run_header
 
     m, ex, a = result["metric"], result["exhaustive"], result["aselect"]
@@ -222,18 +252,23 @@ def comparison_markdown(result: dict) -> str:
     rho = result["spearman_hfr_val"]
     last = result.get("test_checkpoint") == "last"
     choices, at = ("timestep", ", at the last iteration") if last else ("timestep, epoch", "")
-    support = (f"; bootstrap support {100 * a['support']:.0f}% (runner-up t={a['runner_up']}, margin "
-               f"{a['margin']:.4f})" if "support" in a else "")
+    support = ""
+    if a.get("support") is not None:
+        other = f"runner-up t={a['runner_up']}" if a.get("runner_up") is not None else "no other t chosen"
+        margin = f", margin {a['margin']:.4f}" if a.get("margin") is not None else ""
+        support = f"; bootstrap support {100 * a['support']:.0f}% ({other}{margin})"
+    selector = a.get("selector", "hfr")
     lines = [
         f"# Exhaustive search vs A-SelecT: {result['task']} / {result['dataset']} / preset `{result['preset']}`\n",
         run_header(result["run"]) if "run" in result else "",
-        f"Backbone `{result['backbone']}`, HFR tap `{result['tap']}`, {len(result['candidates'])} candidate "
-        f"timesteps. Metric: {m} in percent; every choice ({choices}) is made on the {val} split, the "
-        f"{test} split is only reported{at}.\n",
+        f"Backbone `{result['backbone']}`, tap `{result['tap']}`, {len(result['candidates'])} candidate "
+        f"timesteps, A-SelecT's selector `{selector}`. Metric: {m} in percent; every choice ({choices}) is made "
+        f"on the {val} split, the {test} split is only reported{at}.\n",
         markdown_table(["strategy", "timestep", f"{val} {m}", f"{test} {m}", "seconds", "forwards"], [
             [f"exhaustive (best {val})", ex["best_timestep"], ex["per_timestep"][ex["best_timestep"]]["val"],
              ex["test_at_best"], ex["seconds"], ex["forwards"]],
-            ["A-SelecT (scan + 1 training)", a["timestep"], a["val"], a["test"], a["seconds"], a["forwards"]],
+            [f"A-SelecT (scan + `{selector}` + 1 training)", a["timestep"], a["val"], a["test"], a["seconds"],
+             a["forwards"]],
         ] + ([["fused exhaustive (1 loop, 1 head per t)", result["fused_exhaustive"]["best_timestep"], None,
                result["fused_exhaustive"]["test_at_best"], result["fused_exhaustive"]["seconds"],
                result["fused_exhaustive"]["forwards"]]] if "fused_exhaustive" in result else [])),
@@ -245,16 +280,31 @@ def comparison_markdown(result: dict) -> str:
         f"- regret (exhaustive {test} at best - A-SelecT {test}): **{result['regret']:.2f}** points",
         f"- Spearman(HFR, {val} {m}) over the grid: **{'n/a' if rho is None else f'{rho:.3f}'}**\n",
         resumed_note(result.get("resumed", {})),
+    ]
+    if result.get("selectors"):
+        scan = result["scan"]
+        lines += [
+            "## Selectors (scored on the exhaustive curve below)\n",
+            f"Every selector reads one scan ({scan['num_images']} calibration images x "
+            f"{len(result['candidates'])} candidates: {scan['seconds']:.1f}s, {scan['forwards']} forwards); label-"
+            f"using ones read {scan['num_labelled']} labelled images of the {val} split, never the {test} split. "
+            f"*extra* is what a selector needs beyond the scan (its own computation, more noise draws, the "
+            f"labelled images); *saving* is the exhaustive sweep's cost over the selector's (scan if it needs one, "
+            f"extra, and one training at its timestep, as measured in the sweep). `random` is the expectation "
+            f"over the grid. Spearman: the selector's score against the {val} {m}, over the grid.\n",
+            markdown_table(["selector", "labels", "timestep", f"{val} {m}", f"{test} {m}", "regret",
+                            f"Spearman(score, {val})", "extra forwards", "extra s", "saving (time)",
+                            "saving (forwards)"],
+                           [[r["name"], "yes" if r["uses_labels"] else "no",
+                             "E[grid]" if r["timestep"] is None else r["timestep"], r["val"], r["test"], r["regret"],
+                             r["spearman"], r["extra_forwards"], r["extra_seconds"], r["saving_seconds"],
+                             r["saving_forwards"]] for r in result["selectors"]]),
+        ]
+    lines += [
         "## Per timestep\n",
         markdown_table(["timestep", "mean HFR", f"{val} {m}", f"{test} {m}", "seconds", "forwards"], [
-            [t, result["hfr"][t], ex["per_timestep"][t]["val"], ex["per_timestep"][t]["test"],
+            [t, result["hfr"].get(t), ex["per_timestep"][t]["val"], ex["per_timestep"][t]["test"],
              ex["per_timestep"][t]["seconds"], ex["per_timestep"][t]["forwards"]]
             for t in result["candidates"]]),
     ]
-    if "variants" in result:
-        lines += ["\n## HFR variants (ablation; scored on the exhaustive curve above)\n",
-                  markdown_table(["variant", "mode", "remove_mean", "noise_draws", "timestep", f"{test} {m}",
-                                  "regret", f"Spearman(HFR, {val})"], [
-                      [name, v["mode"], v["remove_mean"], v["noise_draws"], v["timestep"], v["test"], v["regret"],
-                       v["spearman_hfr_val"]] for name, v in result["variants"].items()])]
     return "\n".join(lines) + "\n"

@@ -11,12 +11,20 @@ import torch
 from torch import nn
 
 from aselect_bench.backbones.noise import NoiseProcess
-from aselect_bench.backbones.taps import parse_taps
+from aselect_bench.backbones.taps import Tap, parse_taps
 from aselect_bench.errors import UserError
 
 
+def vae_scale_factor(vae) -> int:
+    """Input pixels per latent pixel: 8 for the SD/SD3/Flux VAEs, 32 for Sana's DC-AE (``AutoencoderDC``)."""
+    if vae is None:
+        return 1
+    channels = getattr(vae.config, "block_out_channels", None) or vae.config.encoder_block_out_channels
+    return 2 ** (len(channels) - 1)
+
+
 class Backbone(nn.Module):
-    """A frozen diffusion transformer (a family adapter: DiT, SD3) with its VAE and noise process.
+    """A frozen diffusion transformer (a family adapter: DiT, SD3, PixArt, Flux, Sana) with its VAE and noise process.
 
     Attributes: ``image_size`` (native input size in pixels), ``num_blocks``, ``hidden_size``,
     ``patch_size`` (pixels per token side), ``num_train_timesteps``, ``forwards`` (images passed through
@@ -31,7 +39,7 @@ class Backbone(nn.Module):
         self.noise = noise
         self.name = name
         self.weights_id = weights_id
-        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+        self.vae_scale = vae_scale_factor(vae)
         self.image_size = family.sample_size * self.vae_scale
         self.patch_size = family.patch_size * self.vae_scale
         self.num_blocks = family.num_blocks
@@ -103,9 +111,11 @@ class Backbone(nn.Module):
         return self._encode_latents(images)
 
     def _encode_latents(self, images: torch.Tensor) -> torch.Tensor:
-        """``(posterior mean - shift_factor) * scaling_factor``; VAEs without a shift factor (DiT's) skip it."""
+        """``(posterior mean - shift_factor) * scaling_factor``; VAEs without a shift factor (DiT's) skip it; a
+        deterministic autoencoder (Sana's DC-AE) gives its latent itself."""
         with self._autocast():
-            latent = self.vae.encode(images).latent_dist.mean.to(self.dtype)
+            encoded = self.vae.encode(images)
+            latent = (encoded.latent_dist.mean if hasattr(encoded, "latent_dist") else encoded.latent).to(self.dtype)
         shift = getattr(self.vae.config, "shift_factor", None)
         if shift is not None:
             latent = latent - shift
@@ -115,11 +125,17 @@ class Backbone(nn.Module):
         """Features ``{tap: [B, C, h, w]}`` of ``images [B, 3, H, W]`` at ``timestep``."""
         return self.extract_x0(self.encode(images), timestep, taps, noise, generator, class_labels)
 
+    def check_taps(self, taps) -> list[Tap]:
+        """Parse and validate tap names against this model (its stacks of blocks and its components)."""
+        return parse_taps(taps, self.family.block_counts(), self.family.components)
+
     def extract_x0(self, x0, timestep, taps, noise=None, generator=None, class_labels=None) -> dict:
         """Like :meth:`extract` but from a clean input ``x0`` already encoded (for latent caches)."""
         timestep = self.noise.check_timestep(timestep)
-        parsed = parse_taps(taps, self.num_blocks, self.family.components)
+        parsed = self.check_taps(taps)
         names = taps if not isinstance(taps, str) else [taps]
+        grid_h, grid_w = x0.shape[-2] // self.family.patch_size, x0.shape[-1] // self.family.patch_size
+        process = self.noise.for_tokens(grid_h * grid_w)  # Flux: the shift depends on the image's token count
         with torch.inference_mode():
             x0 = x0.to(self.device, self.dtype)
             if noise is None:
@@ -127,31 +143,33 @@ class Backbone(nn.Module):
                                     device=generator.device if generator is not None else "cpu")
             if noise.shape != x0.shape:
                 raise UserError(f"noise has shape {tuple(noise.shape)} but the clean input has {tuple(x0.shape)}")
-            x_t = self.noise.add_noise(x0, timestep, noise.to(x0.device, x0.dtype))
+            x_t = process.add_noise(x0, timestep, noise.to(x0.device, x0.dtype))
             with self._autocast():
-                tokens = self._run(x_t, timestep, parsed, class_labels)
+                tokens = self._run(x_t, process.model_timestep(timestep), parsed, class_labels)
         self.forwards += x0.shape[0]
-        grid_h, grid_w = x0.shape[-2] // self.family.patch_size, x0.shape[-1] // self.family.patch_size
         # Outside inference mode: the copy is a normal tensor, usable by a trainable head.
         return {
             name: tokens[tap].transpose(1, 2).reshape(x0.shape[0], -1, grid_h, grid_w).to(self.dtype, copy=True)
             for name, tap in zip(names, parsed)
         }
 
-    def _run(self, x_t, timestep, taps, class_labels) -> dict:
-        """Run the blocks up to the deepest tap; returns ``{Tap: tokens [B, N, C]}``.
+    def _run(self, x_t, model_timestep: float, taps: list[Tap], class_labels) -> dict:
+        """Run the family's stacks of blocks in order up to the deepest tap; returns ``{Tap: tokens [B, N, C]}``.
 
-        The family adapter owns what flows between blocks: ``family.start(x_t, t [B], class_labels)`` gives
-        a state, ``family.run_block(i, state, wanted)`` the next state and ``{component: [B, N, C]}``.
+        The family adapter owns what flows between blocks (:mod:`~aselect_bench.backbones.family`):
+        ``family.start(x_t, t [B], class_labels)`` gives a state, each stack's runner ``(i, state, wanted)`` the
+        next state and ``{component: [B, N, C]}``; the deepest tap's block stops after the tap's stage.
         """
-        t = torch.full((x_t.shape[0],), self.noise.model_timestep(timestep), device=x_t.device)
+        t = torch.full((x_t.shape[0],), model_timestep, device=x_t.device)
         state = self.family.start(x_t, t, class_labels)
-        deepest = max(tap.block for tap in taps)
+        order = [(stack, i, run) for stack, (count, run) in self.family.stacks().items() for i in range(count)]
+        position = {(stack, i): k for k, (stack, i, _) in enumerate(order)}
+        deepest = max(position[tap.stack, tap.block] for tap in taps)
         found = {}
-        for i in range(deepest + 1):
-            wanted = {tap.component for tap in taps if tap.block == i}
-            state, comps = self.family.run_block(i, state, wanted if i == deepest else wanted | {"out"})
-            for tap in taps:
-                if tap.block == i:
-                    found[tap] = comps[tap.component]
+        for k, (stack, i, run) in enumerate(order[:deepest + 1]):
+            here = [tap for tap in taps if (tap.stack, tap.block) == (stack, i)]
+            wanted = {tap.component for tap in here}
+            state, comps = run(i, state, wanted if k == deepest else wanted | {"out"})
+            for tap in here:
+                found[tap] = comps[tap.component]
         return found

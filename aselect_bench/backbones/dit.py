@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from aselect_bench.backbones.attention import attend, pick, split_heads
-from aselect_bench.backbones.taps import COMPONENT_STAGE, COMPONENTS
+from aselect_bench.backbones.family import Family
+from aselect_bench.backbones.taps import ATTN, NORM, QKV, stage_of
 
 
 @dataclass
@@ -24,10 +25,8 @@ class DiTState:
     class_labels: torch.Tensor
 
 
-class DiTFamily:
+class DiTFamily(Family):
     """Adapter from the generic :class:`Backbone` to a diffusers ``DiTTransformer2DModel``."""
-
-    components = COMPONENTS
 
     def __init__(self, transformer):
         self.transformer = transformer
@@ -42,10 +41,6 @@ class DiTFamily:
             attn = block.attn1
             if block.norm_type != "ada_norm_zero" or attn.residual_connection or attn.rescale_output_factor != 1.0:
                 raise ValueError("only ada_norm_zero DiT blocks with plain attention are supported")
-
-    def identity(self) -> dict:
-        """What, beyond the weights and configs, changes the features (nothing for DiT)."""
-        return {}
 
     def start(self, x_t: torch.Tensor, timestep: torch.Tensor, class_labels=None) -> DiTState:
         """Patchify + position embedding of ``x_t [B, C, H, W]``; the null class unless ``class_labels`` given."""
@@ -63,18 +58,18 @@ class DiTFamily:
         """
         hidden, timestep, class_labels = state.hidden, state.timestep, state.class_labels
         block = self.transformer.transformer_blocks[index]
-        last_stage = max((COMPONENT_STAGE[c] for c in wanted), default=3)
+        last_stage = stage_of(wanted)
         out = {}
         normed, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.norm1(
             hidden, timestep, class_labels, hidden_dtype=hidden.dtype
         )
         out["norm1"] = normed
-        if last_stage == 0:
+        if last_stage == NORM:
             return None, pick(out, wanted)
         attn = block.attn1
         q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
         out.update(query=q, key=k, value=v)
-        if last_stage == 1:
+        if last_stage == QKV:
             return None, pick(out, wanted)
         if attn.norm_q is not None or attn.norm_k is not None:
             raise ValueError("q/k normalisation is not used by DiT and not supported here")
@@ -84,7 +79,7 @@ class DiTFamily:
         out["attn"] = a
         out["attn_gated"] = gate_msa.unsqueeze(1) * a
         hidden = hidden + out["attn_gated"]
-        if last_stage == 2:
+        if last_stage == ATTN:
             return None, pick(out, wanted)
         x = block.norm3(hidden) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
         out["mlp"] = block.ff(x)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from aselect_bench.backbones import sd3
+from aselect_bench.backbones import flux, pixart, sana, sd3
 from aselect_bench.backbones.backbone import Backbone
 from aselect_bench.backbones.checkpoints import FolderParts, folder_class, load_strict, read_config
 from aselect_bench.backbones.dit import DiTFamily
+from aselect_bench.backbones.family import random_modules
 from aselect_bench.backbones.noise import DDPMNoise
 from aselect_bench.backbones.registry import PRESETS, Preset
 from aselect_bench.errors import UserError
@@ -21,9 +22,9 @@ from aselect_bench.io import hf_offline
 def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bool = True, seed: int = 0) -> Backbone:
     """Build a frozen :class:`Backbone` from ``source``.
 
-    ``source``: a preset name (``dit-xl-2-256``, ``dit-xl-2-512``, ``sd3-medium``, ``sd3.5-medium``,
-    ``sd3.5-large``, ``tiny-dit``, ``tiny-dit-latent``, ``tiny-sd3``, ``demo``), a hub id in diffusers layout,
-    or a local folder (a ``DiTPipeline`` or ``StableDiffusion3Pipeline`` folder with ``transformer/`` and
+    ``source``: a preset name (:data:`~aselect_bench.backbones.registry.PRESETS`: ``dit-xl-2-256``, ``sd3-medium``,
+    ``pixart-sigma-1024``, ``flux.1-dev``, ``sana-1600m-1024``, ``tiny-*``, ``demo``, ...), a hub id in diffusers
+    layout, or a local folder (a pipeline folder of DiT, SD3, PixArt, Flux or Sana with ``transformer/`` and
     optionally ``vae/``, ``scheduler/``, text encoders; or a bare transformer folder: pixel space). A folder's
     transformer class picks the family (:data:`FOLDER_FAMILIES`; any other class is refused) and its weights
     load strictly (every tensor from the checkpoint). ``pretrained=False`` builds a preset's architecture with random weights (seeded by
@@ -65,13 +66,9 @@ def _looks_like_hub_id(source: str) -> bool:
 def _random_backbone(preset: Preset, seed: int) -> Backbone:
     from diffusers import AutoencoderKL, DiTTransformer2DModel
 
-    if preset.family == "sd3":
-        return sd3.random_backbone(preset, seed)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        transformer = DiTTransformer2DModel(**preset.transformer)
-        vae = AutoencoderKL(**preset.vae) if preset.vae else None
+    if preset.family in RANDOM_FAMILIES:
+        return RANDOM_FAMILIES[preset.family](preset, seed)
+    transformer, vae = random_modules(preset, seed, DiTTransformer2DModel, AutoencoderKL)
     return Backbone(DiTFamily(transformer), DDPMNoise.from_config(preset.scheduler), vae,
                     name=preset.name, weights_id=f"random-init-seed{seed}")
 
@@ -90,7 +87,13 @@ def _dit_from_folder(parts: FolderParts) -> Backbone:
 FOLDER_FAMILIES: dict[str, Callable[[FolderParts], Backbone]] = {
     "DiTTransformer2DModel": _dit_from_folder,
     sd3.SD3_CLASS: sd3.backbone_from_parts,
+    pixart.PIXART_CLASS: pixart.backbone_from_parts,
+    flux.FLUX_CLASS: flux.backbone_from_parts,
+    sana.SANA_CLASS: sana.backbone_from_parts,
 }
+#: Builders of a preset's architecture with random weights, by ``Preset.family`` (DiT's is :func:`_random_backbone`).
+RANDOM_FAMILIES = {"sd3": sd3.random_backbone, "pixart": pixart.random_backbone, "flux": flux.random_backbone,
+                   "sana": sana.random_backbone}
 
 
 def _from_diffusers(where: str, name: str, preset: Preset | None = None) -> Backbone:
@@ -121,19 +124,24 @@ def _folder_parts(folder: Path, source: str, name: str, preset: Preset | None = 
         )
     class_name = folder_class(transformer_dir / "config.json")
     if vae_dir is None:
-        _check_pixel_space(folder, transformer_dir)
+        _check_pixel_space(folder, transformer_dir, class_name)
     return FolderParts(root=folder, transformer=transformer_dir, vae=vae_dir, scheduler=sched,
                        class_name=class_name, source=source, name=name, preset=preset)
 
 
-def _check_pixel_space(folder: Path, transformer_dir: Path) -> None:
-    """Without a VAE the model sees pixels: its transformer must take 3 channels, else one line on the missing VAE."""
+#: Input channels of a transformer that reads pixels: RGB, or Flux's 2x2-packed RGB.
+PIXEL_CHANNELS = {flux.FLUX_CLASS: 12}
+
+
+def _check_pixel_space(folder: Path, transformer_dir: Path, class_name: str) -> None:
+    """Without a VAE the model sees pixels: its transformer must take RGB (:data:`PIXEL_CHANNELS`), else one line on
+    the missing VAE."""
     channels = read_config(transformer_dir / "config.json").get("in_channels")
-    if channels in (None, 3):
+    if channels in (None, PIXEL_CHANNELS.get(class_name, 3)):
         return
     if transformer_dir == folder:
-        where = (f"{folder} is a bare transformer folder, which runs in pixel space (3 channels); pass the pipeline "
-                 f"folder that holds it with its vae/")
+        where = (f"{folder} is a bare transformer folder, which runs in pixel space (RGB); pass the pipeline folder "
+                 f"that holds it with its vae/")
     elif (folder / "vae").is_dir():
         where = (f"{folder / 'vae'} is empty or has no config.json; restore the VAE (its config.json and weights, "
                  f"as the model's repository ships them)")

@@ -61,6 +61,10 @@ class NoiseProcess:
         """What identifies the schedule beyond the model's configs (empty: DDPM's is fixed by the family)."""
         return {}
 
+    def for_tokens(self, tokens: int) -> NoiseProcess:
+        """The process for an image of ``tokens`` image tokens (itself, unless the shift depends on resolution)."""
+        return self
+
 
 class DDPMNoise(NoiseProcess):
     """Variance-preserving DDPM: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``."""
@@ -76,7 +80,7 @@ class DDPMNoise(NoiseProcess):
 
         keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
         config = {k: v for k, v in (scheduler_config or {}).items() if k in keys and v is not None}
-        with invalid_scheduler_config(config):
+        with torch.device("cpu"), invalid_scheduler_config(config):  # the tables live on the CPU (meta-device models)
             return cls(DDPMScheduler(**{**DIT_SCHEDULER, **config}).alphas_cumprod)
 
     def add_noise(self, x0, timestep, noise):
@@ -108,18 +112,31 @@ class RectifiedFlowNoise(NoiseProcess):
         self.num_train_timesteps = self.steps
 
     @classmethod
-    def from_config(cls, scheduler_config: dict | None = None) -> RectifiedFlowNoise:
-        """Build from a diffusers ``FlowMatchEulerDiscreteScheduler`` config (default :data:`SD3_SCHEDULER`)."""
-        from diffusers import FlowMatchEulerDiscreteScheduler
+    def from_config(cls, scheduler_config: dict | None = None, defaults: dict = SD3_SCHEDULER,
+                    pipeline_sigmas: bool = False) -> NoiseProcess:
+        """Build from a folder's flow scheduler config (``defaults`` where it has none, SD3's by default).
 
-        config = {k: v for k, v in (scheduler_config or {}).items() if not k.startswith("_")}
-        with invalid_scheduler_config(config):
-            scheduler = FlowMatchEulerDiscreteScheduler.from_config({**SD3_SCHEDULER, **config})
-            if scheduler.config.use_dynamic_shifting:
-                raise UserError("the scheduler config uses dynamic shifting (resolution-dependent sigmas), which this "
-                                "suite does not model; set use_dynamic_shifting to false in scheduler_config.json")
-            scheduler.set_timesteps(cls.steps)
-            return cls(scheduler.sigmas, scheduler.timesteps)
+        The scheduler is the config's class (``FlowMatchEulerDiscreteScheduler``, or a DPM-Solver with
+        ``use_flow_sigmas`` as Sana ships); ``set_timesteps(1000)`` gives its tables. ``pipeline_sigmas`` passes
+        the base sigmas ``linspace(1, 1/1000, 1000)`` explicitly, as ``FluxPipeline`` does. A scheduler with
+        ``use_dynamic_shifting`` (Flux.1-dev) gives a :class:`DynamicShiftFlowNoise`: its sigmas depend on the
+        image's token count.
+        """
+        with invalid_scheduler_config(scheduler_config or {}):
+            scheduler = flow_scheduler(scheduler_config or {}, defaults)
+            if scheduler.config.get("use_dynamic_shifting"):
+                return DynamicShiftFlowNoise(scheduler, pipeline_sigmas)
+            return cls.from_scheduler(scheduler, pipeline_sigmas)
+
+    @classmethod
+    def from_scheduler(cls, scheduler, pipeline_sigmas: bool = False, mu: float | None = None) -> RectifiedFlowNoise:
+        """The tables of ``scheduler.set_timesteps(1000)`` (with the pipeline's base sigmas and shift ``mu``)."""
+        kwargs = {"mu": mu} if mu is not None else {}
+        if pipeline_sigmas:
+            kwargs["sigmas"] = np.linspace(1.0, 1 / cls.steps, cls.steps)
+        with torch.device("cpu"):
+            scheduler.set_timesteps(None if pipeline_sigmas else cls.steps, **kwargs)
+        return cls(scheduler.sigmas, scheduler.timesteps)
 
     def sigma(self, timestep: int) -> float:
         return 0.0 if timestep == 0 else float(self.sigmas[self.steps - timestep])
@@ -135,6 +152,70 @@ class RectifiedFlowNoise(NoiseProcess):
     def add_noise(self, x0, timestep, noise):
         s = self.sigma(timestep)
         return ((1 - s) * x0.double() + s * noise.double()).to(x0.dtype)
+
+
+def flow_scheduler(config: dict, defaults: dict = SD3_SCHEDULER):
+    """A fresh diffusers scheduler for a flow-matching config: its ``_class_name`` (default
+    ``FlowMatchEulerDiscreteScheduler``), with ``defaults`` under the config's keys where both name the same class
+    (only ``defaults`` when the config is empty); schedulers that are not rectified flow are refused."""
+    import diffusers
+
+    def name_of(c: dict) -> str:
+        return c.get("_class_name", "FlowMatchEulerDiscreteScheduler")
+
+    config = {**defaults, **config} if not config or name_of(config) == name_of(defaults) else config
+    name = name_of(config)
+    cls = getattr(diffusers, name, None)
+    flow = name.startswith("FlowMatch") or config.get("use_flow_sigmas") or config.get("prediction_type") == (
+        "flow_prediction")
+    if cls is None or not flow:
+        raise UserError(f"the scheduler config names {name}, which is not a rectified-flow scheduler this suite can "
+                        f"read; use the model's own scheduler/scheduler_config.json (FlowMatchEulerDiscreteScheduler, "
+                        f"or a DPM-Solver with use_flow_sigmas)")
+    with torch.device("cpu"):  # the tables live on the CPU, also when a model is built on the meta device
+        return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+
+
+class DynamicShiftFlowNoise(NoiseProcess):
+    """Rectified flow whose shift depends on the image's token count (``use_dynamic_shifting``, Flux.1-dev).
+
+    For an image of ``n`` tokens, ``mu = calculate_shift(n, base_image_seq_len, max_image_seq_len, base_shift,
+    max_shift)`` with the scheduler config's values (diffusers' defaults 256, 4096, 0.5, 1.15 where absent), as
+    ``FluxPipeline`` computes it, and the tables are those of ``set_timesteps(1000, mu=mu)``
+    (:class:`RectifiedFlowNoise` at that shift; one per token count, kept).
+    """
+
+    def __init__(self, scheduler, pipeline_sigmas: bool = False):
+        self.scheduler, self.pipeline_sigmas = scheduler, pipeline_sigmas
+        self.num_train_timesteps = RectifiedFlowNoise.steps
+        self._sized: dict[int, RectifiedFlowNoise] = {}
+
+    def mu(self, tokens: int) -> float:
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+        cfg = self.scheduler.config
+        return calculate_shift(tokens, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                               cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
+
+    def for_tokens(self, tokens: int) -> RectifiedFlowNoise:
+        if tokens not in self._sized:
+            self._sized[tokens] = RectifiedFlowNoise.from_scheduler(self.scheduler, self.pipeline_sigmas,
+                                                                    self.mu(tokens))
+        return self._sized[tokens]
+
+    def add_noise(self, x0, timestep, noise):
+        raise TypeError("the shift depends on the image size: use for_tokens(n).add_noise(...)")
+
+    def model_timestep(self, timestep: int) -> float:
+        raise TypeError("the shift depends on the image size: use for_tokens(n).model_timestep(...)")
+
+    def identity(self) -> dict:
+        import hashlib
+        import json
+
+        public = {k: v for k, v in self.scheduler.config.items() if not k.startswith("_")}
+        blob = json.dumps([public, self.pipeline_sigmas], sort_keys=True, default=str)
+        return {"flow": hashlib.sha256(blob.encode()).hexdigest()[:16]}
 
 
 def image_noise(shape, seed: int, timestep: int, index: int, draw: int = 0) -> torch.Tensor:

@@ -16,7 +16,10 @@ class Preset:
     to build the architecture with random weights; ``default_tap``: the probe's default feature;
     ``seg_blocks``: the default segmentation taps' blocks; ``folder``: a diffusers folder shipped inside the
     package (the demo model), loaded like any local folder; ``family``: the transformer family of the
-    random architecture (``"dit"``: ``DiTTransformer2DModel``, ``"sd3"``: ``SD3Transformer2DModel``).
+    random architecture (``"dit"``, ``"sd3"``, ``"pixart"``, ``"flux"``, ``"sana"``: diffusers' ``DiT``, ``SD3``,
+    ``PixArt``, ``Flux``, ``SanaTransformer2DModel``);
+    ``pipeline``: the diffusers pipeline class of the hub folder (PixArt-α and -Σ differ in caption length);
+    ``sample_size``: the latent size to run at where the transformer config has none (Flux).
     """
 
     name: str
@@ -28,6 +31,8 @@ class Preset:
     scheduler: dict = field(default_factory=dict)
     folder: Path | None = None
     family: str = "dit"
+    pipeline: str | None = None
+    sample_size: int | None = None
 
 
 def dit_config(depth=28, heads=16, head_dim=72, sample_size=32, patch_size=2, in_channels=4,
@@ -89,6 +94,63 @@ def sd3_vae_config(sample_size=1024) -> dict:
     )
 
 
+def pixart_config(depth=28, heads=16, head_dim=72, sample_size=128, patch_size=2, in_channels=4, out_channels=None,
+                  caption_channels=4096, interpolation_scale=None, use_additional_conditions=None) -> dict:
+    """A diffusers ``PixArtTransformer2DModel`` config (defaults: PixArt-XL-2 at 1024 px; ``out_channels`` 2 x in:
+    the learned variance). ``use_additional_conditions`` ``None`` means "at 1024 px" (``sample_size`` 128), as
+    diffusers decides it; PixArt-Σ sets it false."""
+    return dict(
+        num_attention_heads=heads, attention_head_dim=head_dim, in_channels=in_channels,
+        out_channels=out_channels if out_channels is not None else 2 * in_channels, num_layers=depth,
+        cross_attention_dim=heads * head_dim, attention_bias=True, sample_size=sample_size, patch_size=patch_size,
+        activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
+        norm_elementwise_affine=False, norm_eps=1e-6, interpolation_scale=interpolation_scale,
+        use_additional_conditions=use_additional_conditions, caption_channels=caption_channels,
+    )
+
+
+def flux_config(depth=19, single_depth=38, heads=24, head_dim=128, in_channels=64, joint_attention_dim=4096,
+                pooled_projection_dim=768, guidance_embeds=True, axes_dims_rope=(16, 56, 56)) -> dict:
+    """A diffusers ``FluxTransformer2DModel`` config (defaults: Flux.1-dev; schnell has no guidance embedding)."""
+    return dict(
+        patch_size=1, in_channels=in_channels, num_layers=depth, num_single_layers=single_depth,
+        attention_head_dim=head_dim, num_attention_heads=heads, joint_attention_dim=joint_attention_dim,
+        pooled_projection_dim=pooled_projection_dim, guidance_embeds=guidance_embeds,
+        axes_dims_rope=tuple(axes_dims_rope),
+    )
+
+
+def sana_config(depth=20, heads=70, head_dim=32, cross_heads=20, cross_head_dim=112, in_channels=32, sample_size=32,
+                patch_size=1, caption_channels=2304, mlp_ratio=2.5) -> dict:
+    """A diffusers ``SanaTransformer2DModel`` config (defaults: Sana 1600M at 1024 px, no position embedding)."""
+    return dict(
+        in_channels=in_channels, out_channels=in_channels, num_attention_heads=heads, attention_head_dim=head_dim,
+        num_layers=depth, num_cross_attention_heads=cross_heads, cross_attention_head_dim=cross_head_dim,
+        cross_attention_dim=heads * head_dim, caption_channels=caption_channels, mlp_ratio=mlp_ratio, dropout=0.0,
+        attention_bias=False, sample_size=sample_size, patch_size=patch_size, norm_elementwise_affine=False,
+        norm_eps=1e-6, interpolation_scale=None,
+    )
+
+
+def flux_vae_config(sample_size=1024) -> dict:
+    """Flux's 16-channel VAE: SD3's layout with scaling 0.3611 and shift 0.1159."""
+    return {**sd3_vae_config(sample_size), "scaling_factor": 0.3611, "shift_factor": 0.1159}
+
+
+def dc_ae_config() -> dict:
+    """Sana's DC-AE (``mit-han-lab/dc-ae-f32c32-sana-1.0-diffusers``): 32x downsampling to 32 channels."""
+    blocks = ["ResBlock"] * 3 + ["EfficientViTBlock"] * 3
+    scales = ((), (), (), (5,), (5,), (5,))
+    return dict(
+        in_channels=3, latent_channels=32, attention_head_dim=32, encoder_block_types=blocks,
+        decoder_block_types=blocks, encoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
+        decoder_block_out_channels=(128, 256, 512, 512, 1024, 1024), encoder_layers_per_block=(2, 2, 2, 3, 3, 3),
+        decoder_layers_per_block=(3, 3, 3, 3, 3, 3), encoder_qkv_multiscales=scales, decoder_qkv_multiscales=scales,
+        upsample_block_type="interpolate", downsample_block_type="Conv", decoder_norm_types="rms_norm",
+        decoder_act_fns="silu", scaling_factor=0.41407,
+    )
+
+
 def spread_blocks(depth: int, count: int = 4) -> tuple[int, ...]:
     """``count`` blocks spread over ``depth``, ending with the last (28 -> 6, 13, 20, 27; 24 -> 5, 11, 17, 23)."""
     return tuple(round((k + 1) * depth / count) - 1 for k in range(count))
@@ -105,6 +167,21 @@ SD35_LARGE = sd3_config(depth=38, heads=38, qk_norm="rms_norm")
 #: ``tiny-sd3``: pixel space, 16x16 px, patch 2 (8x8 tokens), 4 joint blocks of width 32, small text dims.
 TINY_SD3 = sd3_config(depth=4, heads=2, head_dim=16, sample_size=16, in_channels=3, joint_attention_dim=32,
                       pooled_projection_dim=16, pos_embed_max_size=16)
+
+
+#: The published architectures of PixArt-Σ 1024 (position embedding interpolated 2x, no size conditions, SDXL's
+#: VAE), PixArt-α 512 (SD's VAE), Flux.1 dev/schnell and Sana 1600M 1024: diffusers' classes with the values of
+#: the published ``config.json`` files, checked offline against copies of them (not the repositories themselves).
+PIXART_SIGMA_1024 = pixart_config(interpolation_scale=2, use_additional_conditions=False)
+PIXART_ALPHA_512 = pixart_config(sample_size=64)
+SDXL_VAE = {**sd_vae_config(1024), "scaling_factor": 0.13025}
+
+#: Tiny random models for tests: pixel space, 16x16 px, 8x8 tokens, width 32, small text dims.
+TINY_PIXART = pixart_config(depth=4, heads=2, head_dim=16, sample_size=16, in_channels=3, caption_channels=16)
+TINY_FLUX = flux_config(depth=2, single_depth=2, heads=2, head_dim=16, in_channels=12, joint_attention_dim=32,
+                        pooled_projection_dim=16, axes_dims_rope=(4, 6, 6))
+TINY_SANA = sana_config(depth=4, heads=2, head_dim=16, cross_heads=2, cross_head_dim=16, in_channels=3,
+                        sample_size=16, patch_size=2, caption_channels=16)
 
 
 #: The demo model's architecture: pixel space, 32x32 px, patch 2 (16x16 tokens), 6 blocks of width 128.
@@ -139,6 +216,22 @@ PRESETS: dict[str, Preset] = {
                default_tap="blocks.9.query", seg_blocks=spread_blocks(38), scheduler=SD3_SCHEDULER,
                family="sd3"),
         Preset("tiny-sd3", TINY_SD3, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sd3"),
+        Preset("pixart-sigma-1024", PIXART_SIGMA_1024, SDXL_VAE, hub_id="PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(28), family="pixart",
+               pipeline="PixArtSigmaPipeline"),
+        Preset("pixart-alpha-512", PIXART_ALPHA_512, sd_vae_config(512), hub_id="PixArt-alpha/PixArt-XL-2-512x512",
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(28), family="pixart",
+               pipeline="PixArtAlphaPipeline"),
+        Preset("flux.1-dev", flux_config(), flux_vae_config(), hub_id="black-forest-labs/FLUX.1-dev",
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(19), family="flux", sample_size=128),
+        Preset("flux.1-schnell", flux_config(guidance_embeds=False), flux_vae_config(),
+               hub_id="black-forest-labs/FLUX.1-schnell", default_tap="blocks.9.query", seg_blocks=spread_blocks(19),
+               family="flux", sample_size=128),
+        Preset("sana-1600m-1024", sana_config(), dc_ae_config(), hub_id="Efficient-Large-Model/Sana_1600M_1024px_diffusers",
+               default_tap="blocks.9.query", seg_blocks=spread_blocks(20), family="sana"),
+        Preset("tiny-pixart", TINY_PIXART, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="pixart"),
+        Preset("tiny-flux", TINY_FLUX, default_tap="blocks.1.out", seg_blocks=(0, 1), family="flux", sample_size=16),
+        Preset("tiny-sana", TINY_SANA, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sana"),
         Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.mlp", seg_blocks=(1, 2, 4, 5), folder=DEMO_FOLDER),
     ]
 }

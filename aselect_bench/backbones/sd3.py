@@ -22,18 +22,23 @@ batch. Without text encoders the conditioning is zeros of those shapes (with a o
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from aselect_bench.backbones.attention import attend, pick, split_heads
-from aselect_bench.backbones.taps import COMPONENT_STAGE, COMPONENTS
-from aselect_bench.errors import UserError
+from aselect_bench.backbones.attention import joint_attention, pick, self_attention
+from aselect_bench.backbones.conditioning import (
+    ZEROS,
+    Conditioning,
+    cached_conditioning,
+    load_text_model,
+    load_tokenizer,
+    parts_present,
+    zeros_with_warning,
+)
+from aselect_bench.backbones.family import TextFamily, random_modules, weights_with_text
+from aselect_bench.backbones.taps import ATTN, NORM, QKV, stage_of
 
 #: diffusers' class name of the transformer this family runs (the folder's ``_class_name``; loading dispatches on it).
 SD3_CLASS = "SD3Transformer2DModel"
@@ -52,7 +57,7 @@ class SD3State:
     temb: torch.Tensor
 
 
-class SD3Family:
+class SD3Family(TextFamily):
     """Adapter from the generic :class:`Backbone` to a diffusers ``SD3Transformer2DModel``.
 
     ``prompt_embeds [1, S, joint_attention_dim]`` and ``pooled [1, pooled_projection_dim]`` are the conditioning;
@@ -60,10 +65,11 @@ class SD3Family:
     overrides the config's latent size (the native input size; presets use 512 px).
     """
 
-    components = COMPONENTS
+    label = "SD3"
 
     def __init__(self, transformer, prompt_embeds: torch.Tensor, pooled: torch.Tensor, conditioning_id: str,
                  sample_size: int | None = None):
+        super().__init__(Conditioning({"embeds": prompt_embeds, "pooled": pooled}, conditioning_id))
         self.transformer = transformer
         cfg = transformer.config
         self.num_blocks = cfg.num_layers
@@ -75,31 +81,29 @@ class SD3Family:
                 1, cfg.pooled_projection_dim):
             raise ValueError(f"conditioning shapes {tuple(prompt_embeds.shape)}, {tuple(pooled.shape)} do not fit "
                              f"joint_attention_dim {cfg.joint_attention_dim}, pooled {cfg.pooled_projection_dim}")
-        self.prompt_embeds, self.pooled, self.conditioning_id = prompt_embeds, pooled, conditioning_id
-        self._placed = None  # (device, dtype, prompt_embeds, pooled): moved once, not at every call
 
-    def identity(self) -> dict:
-        """What, beyond the weights and configs, changes the features: the conditioning's source."""
-        return {"conditioning": self.conditioning_id}
+    @property
+    def prompt_embeds(self) -> torch.Tensor:
+        return self.conditioning["embeds"]
+
+    @property
+    def pooled(self) -> torch.Tensor:
+        return self.conditioning["pooled"]
+
+    @property
+    def conditioning_id(self) -> str:
+        return self.conditioning.source
 
     def start(self, x_t: torch.Tensor, timestep: torch.Tensor, class_labels=None) -> SD3State:
         """Embed ``x_t [B, C, H, W]`` (patches + positions), the timestep ``[B]`` + pooled text, and the context."""
-        if class_labels is not None:
-            raise UserError("class_labels are for class-conditional DiTs; SD3 is conditioned on the empty prompt, "
-                            "leave class_labels out")
+        self.refuse_class_labels(class_labels)
         tr, b = self.transformer, x_t.shape[0]
-        prompt, pooled = self._conditioning(x_t.device, x_t.dtype)
-        pooled = pooled.expand(b, -1)
+        cond = self.conditioning.on(x_t.device, x_t.dtype)
+        pooled = cond["pooled"].expand(b, -1)
         hidden = tr.pos_embed(x_t)
         temb = tr.time_text_embed(timestep, pooled)
-        context = tr.context_embedder(prompt).expand(b, -1, -1)  # the same for every image: embedded once
+        context = tr.context_embedder(cond["embeds"]).expand(b, -1, -1)  # the same for every image: embedded once
         return SD3State(hidden, context, temb)
-
-    def _conditioning(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """The conditioning on ``device`` in ``dtype`` (``[1, S, J]``, ``[1, P]``)."""
-        if self._placed is None or self._placed[:2] != (device, dtype):
-            self._placed = (device, dtype, self.prompt_embeds.to(device, dtype), self.pooled.to(device, dtype))
-        return self._placed[2], self._placed[3]
 
     def run_block(self, index: int, state: SD3State, wanted: set[str]):
         """Run joint block ``index``; returns (next state or None, {component: image tokens [B, N, C]}).
@@ -107,72 +111,64 @@ class SD3Family:
         If ``wanted`` only needs an early stage, the block stops there and returns ``None`` as the state. The
         context stream is updated with the image stream's last stage (the last block has none to update).
         """
-        block = self.transformer.transformer_blocks[index]
-        last_stage = max((COMPONENT_STAGE[c] for c in wanted), default=3)
-        hidden, temb = state.hidden, state.temb
-        out = {}
-        if block.use_dual_attention:
-            normed, gate_msa, shift_mlp, scale_mlp, gate_mlp, normed2, gate_msa2 = block.norm1(hidden, emb=temb)
-        else:
-            normed, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.norm1(hidden, emb=temb)
-        out["norm1"] = normed
-        if last_stage == 0:
-            return None, pick(out, wanted)
-        attn = block.attn
-        q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
-        out.update(query=q, key=k, value=v)
-        if last_stage == 1:
-            return None, pick(out, wanted)
-        if block.context_pre_only:
-            context_normed = block.norm1_context(state.context, temb)
-        else:
-            context_normed, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = block.norm1_context(
-                state.context, emb=temb)
-        image_a, context_a = _joint_attention(attn, q, k, v, context_normed)
-        out["attn"] = attn.to_out[1](attn.to_out[0](image_a))
-        out["attn_gated"] = gate_msa.unsqueeze(1) * out["attn"]
-        hidden = hidden + out["attn_gated"]
-        if last_stage == 2:
-            return None, pick(out, wanted)
-        if block.use_dual_attention:
-            hidden = hidden + gate_msa2.unsqueeze(1) * _self_attention(block.attn2, normed2)
-        x = block.norm2(hidden) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
-        out["mlp"] = block.ff(x)
-        out["mlp_gated"] = gate_mlp.unsqueeze(1) * out["mlp"]
-        hidden = hidden + out["mlp_gated"]
-        out["out"] = hidden
-        context = None
-        if not block.context_pre_only:
-            context = state.context + c_gate_msa.unsqueeze(1) * attn.to_add_out(context_a)
-            c = block.norm2_context(context) * (1 + c_scale_mlp[:, None]) + c_shift_mlp[:, None]
-            context = context + c_gate_mlp.unsqueeze(1) * block.ff_context(c)
-        return SD3State(hidden, context, temb), pick(out, wanted)
+        streams, out = joint_block(self.transformer.transformer_blocks[index], state.hidden, state.context,
+                                   state.temb, wanted)
+        return (None if streams is None else SD3State(*streams, state.temb)), out
 
 
-def _qk_norm(attn, q, k, added: bool = False):
-    """Apply the attention's (RMS) q/k norms to split heads ``[B, H, N, d]``, where it has them."""
-    norm_q, norm_k = (attn.norm_added_q, attn.norm_added_k) if added else (attn.norm_q, attn.norm_k)
-    return (norm_q(q) if norm_q is not None else q), (norm_k(k) if norm_k is not None else k)
+def joint_block(block, hidden, context, temb, wanted: set[str], rotary=None, context_rotary=None,
+                clip_context: bool = False):
+    """One MMDiT joint block (SD3's ``JointTransformerBlock``, also SD3.5's dual-attention one and Flux's
+    ``FluxTransformerBlock``) on image tokens ``hidden [B, N, D]``, text tokens ``context [B, S, D]`` and
+    ``temb [B, D]``, computed as its ``forward`` up to the last stage ``wanted`` needs; ``rotary`` /
+    ``context_rotary`` are Flux's position embeddings, ``clip_context`` its float16 guard on the text stream.
 
-
-def _joint_attention(attn, q, k, v, context):
-    """Joint attention over image ``q, k, v [B, N, D]`` and ``context [B, S, D]``; returns both raw parts."""
-    h = attn.heads
-    q, k, v = split_heads(q, h), split_heads(k, h), split_heads(v, h)
-    q, k = _qk_norm(attn, q, k)
-    cq, ck, cv = (split_heads(proj(context), h) for proj in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
-    cq, ck = _qk_norm(attn, cq, ck, added=True)
-    a = attend(torch.cat([q, cq], dim=2), torch.cat([k, ck], dim=2), torch.cat([v, cv], dim=2))
-    n = q.shape[2]
-    return a[:, :n], a[:, n:]
-
-
-def _self_attention(attn, x):
-    """SD3.5's second (image-only) attention of ``x [B, N, D]``, after ``to_out``."""
-    h = attn.heads
-    q, k = _qk_norm(attn, split_heads(attn.to_q(x), h), split_heads(attn.to_k(x), h))
-    a = attend(q, k, split_heads(attn.to_v(x), h))
-    return attn.to_out[1](attn.to_out[0](a))
+    Returns ``((image [B, N, D], context [B, S, D] or None after a "pre only" block), {component: image tokens})``,
+    or ``(None, {...})`` when it stopped early.
+    """
+    last_stage = stage_of(wanted)
+    dual = getattr(block, "use_dual_attention", False)
+    pre_only = getattr(block, "context_pre_only", False)
+    out = {}
+    if dual:
+        normed, gate_msa, shift_mlp, scale_mlp, gate_mlp, normed2, gate_msa2 = block.norm1(hidden, emb=temb)
+    else:
+        normed, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.norm1(hidden, emb=temb)
+    out["norm1"] = normed
+    if last_stage == NORM:
+        return None, pick(out, wanted)
+    attn = block.attn
+    q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
+    out.update(query=q, key=k, value=v)
+    if last_stage == QKV:
+        return None, pick(out, wanted)
+    if pre_only:
+        context_normed = block.norm1_context(context, temb)
+    else:
+        context_normed, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = block.norm1_context(context, emb=temb)
+    image_a, context_a = joint_attention(attn, q, k, v, context_normed, rotary, context_rotary)
+    out["attn"] = attn.to_out[1](attn.to_out[0](image_a))
+    out["attn_gated"] = gate_msa.unsqueeze(1) * out["attn"]
+    hidden = hidden + out["attn_gated"]
+    if last_stage == ATTN:
+        return None, pick(out, wanted)
+    if dual:
+        a2 = block.attn2
+        a2 = a2.to_out[1](a2.to_out[0](self_attention(a2, a2.to_q(normed2), a2.to_k(normed2), a2.to_v(normed2))))
+        hidden = hidden + gate_msa2.unsqueeze(1) * a2
+    x = block.norm2(hidden) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
+    out["mlp"] = block.ff(x)
+    out["mlp_gated"] = gate_mlp.unsqueeze(1) * out["mlp"]
+    hidden = hidden + out["mlp_gated"]
+    out["out"] = hidden
+    if pre_only:
+        return (hidden, None), pick(out, wanted)
+    context = context + c_gate_msa.unsqueeze(1) * attn.to_add_out(context_a)
+    c = block.norm2_context(context) * (1 + c_scale_mlp[:, None]) + c_shift_mlp[:, None]
+    context = context + c_gate_mlp.unsqueeze(1) * block.ff_context(c)
+    if clip_context and context.dtype == torch.float16:
+        context = context.clip(-65504, 65504)
+    return (hidden, context), pick(out, wanted)
 
 
 # ----------------------------------------------------------------------------------------- conditioning
@@ -209,61 +205,40 @@ def encode_empty_prompt(tokenizers, text_encoders, joint_attention_dim: int,
 
 def text_parts_present(folder: Path) -> list[str]:
     """Which of :data:`TEXT_PARTS` the pipeline folder holds."""
-    return [p for p in TEXT_PARTS if (folder / p).is_dir()]
+    return parts_present(folder, TEXT_PARTS)
 
 
 def empty_prompt_conditioning(folder: Path, config) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The empty-prompt conditioning of the SD3 pipeline ``folder`` (zeros + one warning line without encoders).
 
-    Cached under ``cache_dir()/sd3-empty-prompt/<key>.pt``, keyed by the text encoders' and tokenizers' files
-    (their identities: path, size, mtime) and the shapes, so the text encoders are loaded once and then dropped.
+    Cached under ``cache_dir()/sd3-empty-prompt/<key>.pt`` (:func:`~aselect_bench.backbones.conditioning.
+    cached_conditioning`), so the text encoders are loaded once and then dropped.
     Returns ``(prompt_embeds [1, 333, J], pooled [1, P], conditioning_id)``.
     """
     present = text_parts_present(folder)
     if len(present) < len(TEXT_PARTS):
-        missing = ", ".join(p + "/" for p in TEXT_PARTS if p not in present)
-        warnings.warn(f"SD3 folder {folder} has no {missing}: conditioning on zeros instead of the empty prompt "
-                      f"(add the pipeline's CLIP text encoders and tokenizers for the authors' conditioning)",
-                      stacklevel=3)
-        return (*zero_conditioning(config), "zeros")
-    from aselect_bench.backbones.checkpoints import folder_digest
+        prompt, pooled = zero_conditioning(config)
+        zeros_with_warning("SD3", folder, [p for p in TEXT_PARTS if p not in present], {})
+        return prompt, pooled, ZEROS
 
-    blob = json.dumps([folder_digest(*(folder / p for p in TEXT_PARTS)), config.joint_attention_dim,
-                       config.pooled_projection_dim, T5_TOKENS])
-    key = hashlib.sha256(blob.encode()).hexdigest()[:20]
-    from aselect_bench.cache import cache_dir
-    from aselect_bench.io import atomic_write_bytes
+    def compute():
+        embeds, pooled = encode_empty_prompt(*_load_text_encoders(folder), config.joint_attention_dim)
+        return {"prompt_embeds": embeds, "pooled": pooled}
 
-    path = cache_dir() / "sd3-empty-prompt" / f"{key}.pt"
-    if path.exists():
-        saved = torch.load(path, weights_only=True)
-        return saved["prompt_embeds"], saved["pooled"], f"empty-prompt-{key}"
-    prompt_embeds, pooled = encode_empty_prompt(*_load_text_encoders(folder), config.joint_attention_dim)
-    buffer = io.BytesIO()
-    torch.save({"prompt_embeds": prompt_embeds, "pooled": pooled}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return prompt_embeds, pooled, f"empty-prompt-{key}"
+    cond = cached_conditioning("sd3", folder, TEXT_PARTS, [config.joint_attention_dim, config.pooled_projection_dim,
+                                                           T5_TOKENS], compute)
+    return cond["prompt_embeds"], cond["pooled"], cond.source
 
 
 def _load_text_encoders(folder: Path):
     """The two CLIP tokenizers and text encoders (with projection) of a pipeline folder, on the CPU in float32."""
-    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import CLIPTextModelWithProjection
 
     fix = "re-save them with transformers' save_pretrained, or remove text_encoder*/ to condition on zeros"
-    try:
-        tokenizers = [CLIPTokenizer.from_pretrained(folder / p) for p in ("tokenizer", "tokenizer_2")]
-        loaded = [CLIPTextModelWithProjection.from_pretrained(folder / p, dtype=torch.float32,
-                                                              output_loading_info=True)
-                  for p in ("text_encoder", "text_encoder_2")]
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"could not load the SD3 text encoders in {folder}: {first[:200]}; {fix}") from None
-    for part, (_, info) in zip(("text_encoder", "text_encoder_2"), loaded):
-        bad = sorted(info.get("missing_keys", [])) + [str(k[0]) for k in info.get("mismatched_keys", [])]
-        if bad:  # a partly random encoder would silently change the conditioning
-            raise UserError(f"{folder / part} does not match its config: {len(bad)} missing or wrongly shaped "
-                            f"tensors (e.g. {', '.join(bad[:3])}); {fix}")
-    return tokenizers, [model.eval() for model, _ in loaded]
+    tokenizers = [load_tokenizer(folder / p, "SD3", fix) for p in ("tokenizer", "tokenizer_2")]
+    encoders = [load_text_model(CLIPTextModelWithProjection, folder / p, "SD3", fix)
+                for p in ("text_encoder", "text_encoder_2")]
+    return tokenizers, encoders
 
 
 # ----------------------------------------------------------------------------------------- building
@@ -280,17 +255,15 @@ def backbone_from_parts(parts):
     from diffusers import AutoencoderKL, SD3Transformer2DModel
 
     from aselect_bench.backbones.backbone import Backbone
-    from aselect_bench.backbones.checkpoints import folder_digest, load_strict
+    from aselect_bench.backbones.checkpoints import load_strict
     from aselect_bench.backbones.noise import RectifiedFlowNoise
 
     transformer = load_strict(SD3Transformer2DModel, parts.transformer)
     vae = load_strict(AutoencoderKL, parts.vae) if parts.vae else None
     prompt, pooled, cond_id = empty_prompt_conditioning(parts.root, transformer.config)
     size = parts.preset.transformer.get("sample_size") if parts.preset is not None else None
-    text_dirs = [parts.root / p for p in text_parts_present(parts.root)]
-    weights_id = parts.weights_id + (f"+text@{folder_digest(*text_dirs)}" if text_dirs else "")
     return Backbone(SD3Family(transformer, prompt, pooled, cond_id, size), RectifiedFlowNoise.from_config(
-        parts.scheduler), vae, name=parts.name, weights_id=weights_id)
+        parts.scheduler), vae, name=parts.name, weights_id=weights_with_text(parts, TEXT_PARTS))
 
 
 def random_backbone(preset, seed: int):
@@ -300,10 +273,7 @@ def random_backbone(preset, seed: int):
     from aselect_bench.backbones.backbone import Backbone
     from aselect_bench.backbones.noise import RectifiedFlowNoise
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        transformer = SD3Transformer2DModel(**preset.transformer)
-        vae = AutoencoderKL(**preset.vae) if preset.vae else None
+    transformer, vae = random_modules(preset, seed, SD3Transformer2DModel, AutoencoderKL)
     family = SD3Family(transformer, *zero_conditioning(transformer.config), "zeros")
     return Backbone(family, RectifiedFlowNoise.from_config(preset.scheduler), vae,
                     name=preset.name, weights_id=f"random-init-seed{seed}")

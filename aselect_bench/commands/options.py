@@ -44,6 +44,9 @@ def add_preset_arguments(parser: argparse.ArgumentParser, epochs: bool = True) -
     add_precision_argument(parser)
     parser.add_argument("--candidates", type=parse_candidates,
                         help="candidate timesteps, e.g. 0,50,100 or 0:1000:50 (default: the preset's 21)")
+    parser.add_argument("--selector", metavar="NAME",
+                        help="the timestep selector that picks the training timestep (default: the preset's, hfr; "
+                             "see 'aselect-bench select --help' for the list)")
     if epochs:
         parser.add_argument("--max-epochs", type=int, help="override the preset's training epochs")
     parser.add_argument("--strict", action="store_true", default=None,
@@ -59,7 +62,8 @@ def preset_from_args(args: argparse.Namespace, task: str | None = None):
 
     preset = load_bench_preset(args.preset)
     changes = {"data_root": args.data_root, "precision": args.precision, "strict": args.strict,
-               "backbone": args.backbone, "hfr.candidates": args.candidates}
+               "backbone": args.backbone, "hfr.candidates": args.candidates,
+               "hfr.selector": getattr(args, "selector", None)}
     if task is not None:
         changes[f"{task}.max_epochs"] = getattr(args, "max_epochs", None)
         if args.backbone is not None and getattr(preset, task).backbone is not None:

@@ -1,4 +1,4 @@
-"""``aselect-bench select``: the one-pass A-SelecT scan on its own."""
+"""``aselect-bench select``: the one-pass timestep selection on its own (A-SelecT's HFR by default)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,28 @@ from aselect_bench.hfr import DEFAULTS, MODES
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("select", help="scan candidate timesteps by HFR and print the chosen one",
+    from aselect_bench.selectors import selector_names
+
+    p = sub.add_parser("select", help="scan candidate timesteps and print the chosen one (HFR by default)",
                        description="A-SelecT: mean HFR of a tap's features at each candidate timestep over "
-                                   "calibration images; the argmax is chosen. Images are resized to the "
-                                   "backbone's native input size.")
+                                   "calibration images; the argmax is chosen. --selector picks another rule "
+                                   "reading the same scan (label-using ones read labelled held-out images: "
+                                   "the val split, or ADE20K's selection split; never the reported split). "
+                                   "Images are resized to the backbone's native input size.")
     p.add_argument("--backbone", required=True, help="preset (demo, dit-xl-2-256, ...), hub id or diffusers folder")
     p.add_argument("--dataset", required=True, help="cub, nabirds, flowers, dogs, cars, aircraft or ade20k")
     p.add_argument("--data-root", required=True, help="the folder holding the dataset's files as distributed")
     p.add_argument("--tap", default=None, help="feature tap 'blocks.<i>.<component>' (default: the preset's)")
+    p.add_argument("--selector", default=DEFAULTS.selector, choices=selector_names(), metavar="NAME",
+                   help=f"the timestep selector (default {DEFAULTS.selector}, the paper's single pass): "
+                        f"{', '.join(selector_names())}")
     p.add_argument("--candidates", type=parse_candidates, default=list(DEFAULTS.candidates),
                    help="comma-separated timesteps or a:b:step ranges (default: 0,50,...,950,999)")
     p.add_argument("--num-images", type=int, default=DEFAULTS.num_images,
                    help=f"calibration images (default {DEFAULTS.num_images})")
+    p.add_argument("--label-images", type=int, default=DEFAULTS.label_images,
+                   help=f"at most this many labelled held-out images for label-using selectors "
+                        f"(default {DEFAULTS.label_images})")
     p.add_argument("--cutoff", type=float, default=DEFAULTS.cutoff,
                    help=f"low-band edge in cycles/token (default {DEFAULTS.cutoff})")
     p.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
@@ -35,8 +45,8 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def calibration_images(dataset: str, root, image_size: int, num_images: int, seed: int):
-    """``[N, 3, S, S]`` evaluation-view images from the train split of ``dataset``."""
+def datamodule_for(dataset: str, root, image_size: int, seed: int):
+    """The dataset's datamodule at the backbone's size, set up (calibration and selection images come from it)."""
     if dataset == "ade20k":
         from aselect_bench.data.ade20k_datamodule import ADE20KDataModule
 
@@ -46,42 +56,64 @@ def calibration_images(dataset: str, root, image_size: int, num_images: int, see
 
         datamodule = FGVCDataModule(dataset, root, image_size=image_size, seed=seed, num_workers=0)
     datamodule.setup("fit")
-    return datamodule.calibration_images(num_images, seed=seed)
+    return datamodule
 
 
 def run(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
-    from aselect_bench.backbones import load_backbone, parse_tap
+    from aselect_bench.backbones import load_backbone
     from aselect_bench.backbones.registry import default_tap
-    from aselect_bench.hfr import HFRSettings, check_candidates, select_timestep
+    from aselect_bench.errors import UserError
+    from aselect_bench.hfr import HFRSettings, check_candidates
     from aselect_bench.io import atomic_write_json, check_writable
     from aselect_bench.precision import describe_precision
     from aselect_bench.reports import markdown_table, run_record
+    from aselect_bench.selectors import build_selector, labelled_set, run_selectors, selector_names
 
-    HFRSettings(candidates=args.candidates, num_images=args.num_images, cutoff=args.cutoff, mode=args.mode,
-                remove_mean=args.remove_mean, noise_draws=args.noise_draws)  # every check before the long work
+    settings = HFRSettings(num_images=args.num_images, cutoff=args.cutoff, mode=args.mode,
+                           remove_mean=args.remove_mean, noise_draws=args.noise_draws, selector=args.selector,
+                           label_images=args.label_images)
+    chosen = build_selector(args.selector, settings)
+    task = "ade20k" if args.dataset == "ade20k" else "fgvc"
+    if not chosen.applies_to(task):
+        raise UserError(f"selector {args.selector!r} does not apply to {args.dataset}; choose one of "
+                        f"{', '.join(selector_names(task))}")
+    if chosen.expected:
+        raise UserError(f"selector {args.selector!r} names no single timestep (compare scores it by its "
+                        f"expectation over the grid); choose another --selector")
     if args.out:
         check_writable(Path(args.out).parent, "the --out folder")
     backbone = load_backbone(args.backbone)
     used = describe_precision(args.precision, backbone.device)
     backbone.set_precision(used["precision"])
     tap = args.tap or default_tap(args.backbone)
-    parse_tap(tap, backbone.num_blocks, backbone.family.components)  # every check before the long work
+    backbone.check_taps([tap])  # every check before the long work
     check_candidates(args.candidates, backbone.num_train_timesteps)
-    images = calibration_images(args.dataset, args.data_root, backbone.image_size, args.num_images, args.seed)
-    result = select_timestep(backbone, images, args.candidates, tap, cutoff=args.cutoff, mode=args.mode,
-                             remove_mean=args.remove_mean, noise_draws=args.noise_draws, seed=args.seed,
-                             batch_size=args.batch_size, progress=True)
-    rows = [[t, v, result.spread[t], "<- chosen" if t == result.timestep else ""] for t, v in result.curve.items()]
-    print(markdown_table(["timestep", "mean HFR", "std", ""], rows, floatfmt="{:.4f}"))
-    print(f"chosen timestep: {result.timestep}  (tap {tap}, {len(images)} images, "
-          f"{result.forwards} forwards, {result.seconds:.1f}s)")
-    print(f"how firm: {result.firmness()} over 1000 bootstrap resamples of the images")
-    warning = result.weak_choice_warning()
+    datamodule = datamodule_for(args.dataset, args.data_root, backbone.image_size, args.seed)
+    images = datamodule.calibration_images(args.num_images, seed=args.seed)
+    labelled = labels = None
+    if chosen.uses_labels:
+        labelled, labels = labelled_set(datamodule, args.label_images, args.seed)
+    selectors = [chosen] + ([build_selector("hfr", settings)] if args.selector != "hfr" else [])
+    selection = run_selectors(backbone, selectors, args.candidates, tap, images, labelled, labels, seed=args.seed,
+                              batch_size=args.batch_size, progress=True)
+    choice, hfr = selection.choices[args.selector], selection.choices["hfr"]
+    rows = [[t, hfr.scores[t], hfr.spread[t], *([] if chosen.name == "hfr" else [(choice.scores or {}).get(t)]),
+             "<- chosen" if t == choice.timestep else ""] for t in selection.candidates]
+    extra = [] if chosen.name == "hfr" else [f"{chosen.name} score"]
+    print(markdown_table(["timestep", "mean HFR", "std", *extra, ""], rows, floatfmt="{:.4f}"))
+    cost = selection.cost_of(args.selector)
+    print(f"chosen timestep: {choice.timestep}  (selector {args.selector}, tap {tap}, {len(images)} images"
+          f"{f', {selection.num_labelled} labelled' if choice.uses_labels else ''}, {cost.forwards} forwards, "
+          f"{cost.seconds:.1f}s)")
+    if choice.support is not None:
+        print(f"how firm: {choice.firmness()} over 1000 bootstrap resamples of the images")
+    warning = choice.weak_choice_warning()
     if warning:
         print(f"warning: {warning}")
-    record = {**result.to_json(), "run": run_record(None, backbone)}
+    record = {**selection.record(args.selector), "run": run_record(None, backbone)}
     if args.out:
         atomic_write_json(args.out, record)
     return record
+

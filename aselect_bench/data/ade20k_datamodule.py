@@ -12,7 +12,7 @@ from torchvision import tv_tensors
 
 from aselect_bench.data.ade20k import check_annotations, load_pair, pairs_digest, read_split, resolve_root
 from aselect_bench.data.calibration import calibration_order
-from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform
+from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform, resize_pair
 from aselect_bench.data.skipped import SkippedFiles, load_first_readable
 from aselect_bench.errors import UserError
 
@@ -193,3 +193,25 @@ class ADE20KDataModule(L.LightningDataModule):
         view = SegmentationDataset([train.pairs[i] for i in order], SegEvalTransform(self.scale, self.antialias),
                                    self.num_classes, strict=self.strict, skipped=self.skipped)
         return torch.stack([TF.center_crop(view[i][0], [self.crop_size, self.crop_size]) for i in range(len(view))])
+
+    def selection_images(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images [M, 3, c, c], masks [M, c, c])``, ``M = min(n, selection size)``: labelled images of the
+        selection split (held out from training, never the reported validation split), resized at the
+        evaluation scale, the mask with nearest-neighbour to the image's size, both centre-cropped to the crop
+        size: what the label-using timestep selectors read."""
+        from torchvision.transforms.v2 import functional as TF
+
+        self.setup()
+        selection = self.sets["val"]
+        order = torch.randperm(len(selection), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+        view = SegmentationDataset([selection.pairs[i] for i in order], SegEvalTransform(self.scale, self.antialias),
+                                   self.num_classes, strict=self.strict, skipped=self.skipped)
+        images, masks = [], []
+        for i in range(len(view)):
+            image, mask, _ = view[i]
+            _, mask = resize_pair(image, mask[None], tuple(image.shape[-2:]))
+            crop = [self.crop_size, self.crop_size]
+            images.append(TF.center_crop(image, crop))
+            masks.append(TF.center_crop(mask, crop)[0])
+        return torch.stack(images), torch.stack(masks)
+

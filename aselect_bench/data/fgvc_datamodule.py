@@ -22,6 +22,18 @@ from aselect_bench.data.transforms import (
 from aselect_bench.errors import UserError
 
 
+def class_balanced_order(labels: list[int], seed: int) -> list[int]:
+    """Indices of ``labels`` in a seeded order that visits every class once before any class twice (each
+    class's images in a seeded random order): a prefix of any length is as class-balanced as it can be."""
+    rng, by_class = random.Random(seed), defaultdict(list)
+    for i, label in enumerate(labels):
+        by_class[label].append(i)
+    for members in by_class.values():
+        rng.shuffle(members)
+    return [i for _, _, i in sorted((rank, rng.random(), i) for members in by_class.values()
+                                    for rank, i in enumerate(members))]
+
+
 def limit_per_class(items, limit: int, seed: int):
     """At most ``limit`` items of each class, chosen with ``seed``, in their original order."""
     by_class = defaultdict(list)
@@ -146,3 +158,15 @@ class FGVCDataModule(L.LightningDataModule):
         eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False, self.resize_ratio),
                                       self.strict, self.skipped)
         return torch.stack([eval_view[i][0] for i in calibration_order(n, len(train), seed)])
+
+    def selection_images(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images [M, 3, S, S], labels [M])``, ``M = min(n, N_val)``: labelled held-out images of the val split
+        (the one every choice is made on; never the reported test split), class-balanced, in the evaluation
+        view: what the label-using timestep selectors read."""
+        self.setup()
+        val = self.sets["val"]
+        view = ImageListDataset(val.items, classification_transform(self.image_size, False, self.resize_ratio),
+                                self.strict, self.skipped)  # a fresh view: never the labels-only cached mode
+        order = class_balanced_order(item_labels(val.items), seed)[:n]
+        pairs = [view[i] for i in order]
+        return torch.stack([p[0] for p in pairs]), torch.tensor([int(p[1]) for p in pairs])

@@ -8,7 +8,7 @@ import warnings
 import lightning as L
 import torch
 
-from aselect_bench.backbones import Backbone, load_backbone, parse_taps
+from aselect_bench.backbones import Backbone, load_backbone
 from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.errors import UserError
 
@@ -43,7 +43,7 @@ class FrozenBackboneTask(L.LightningModule):
                  precision: str | None = None):
         super().__init__()
         self.backbone = resolve_backbone(backbone, precision)
-        parse_taps(taps, self.backbone.num_blocks, self.backbone.family.components)  # fail early on a bad tap
+        self.backbone.check_taps(taps)  # fail early on a bad tap
         self.taps = list(taps)
         self.hfr_tap = self.taps[0]  # the tap whose HFR the timestep scan reads
         self.timestep = None if timestep is None else self.backbone.noise.check_timestep(timestep)

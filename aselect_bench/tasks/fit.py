@@ -23,6 +23,7 @@ class RunResult:
     seconds: float
     forwards: int
     hfr: dict = field(default_factory=dict)
+    selector: str | None = None  # the selector that chose ``timestep`` (None: fixed by the caller)
     scan_seconds: float = 0.0
     scan_forwards: int = 0
     log_dir: str = ""
@@ -64,7 +65,7 @@ def make_trainer(log_dir, name: str, max_epochs: int, callbacks=(), progress: bo
 def fit_and_test(task, datamodule, log_dir, name: str, max_epochs: int, selector=None, seed: int = 0,
                  progress: bool = True, monitor: str = "val/top1", test_metric: str = "test/top1",
                  test_checkpoint: str = "best", **trainer_kwargs) -> RunResult:
-    """Fit ``task`` (the selector picks its timestep first, if given), then test it at ``test_checkpoint``:
+    """Fit ``task`` (the timestep-selector callback picks its timestep first, if given), then test it at ``test_checkpoint``:
     the ``best`` validation checkpoint or the ``last`` weights. ``val`` is the best validation score
     (``best``) or the last one (``last``)."""
     L.seed_everything(seed, workers=True, verbose=False)
@@ -77,12 +78,14 @@ def fit_and_test(task, datamodule, log_dir, name: str, max_epochs: int, selector
         last_val = float(trainer.callback_metrics[monitor]) if monitor in trainer.callback_metrics else float("nan")
         test = trainer.test(task, datamodule=datamodule, ckpt_path=best if test_checkpoint == "best" else None,
                             verbose=False)[0]
-    scan = selector.result if selector is not None else None
+    selection = selector.result if selector is not None else None
+    scan = selection.cost_of(selector.selector) if selection else None
+    hfr = selection.choices.get("hfr") if selection else None
     val = float(checkpoint.best_model_score) if test_checkpoint == "best" else last_val
     return RunResult(
         timestep=int(task.timestep), val=val, test=float(test[test_metric]),
         seconds=cost.seconds, forwards=cost.forwards,
-        hfr=dict(scan.curve) if scan else {},
+        hfr=dict(hfr.scores) if hfr else {}, selector=selector.selector if selection else None,
         scan_seconds=scan.seconds if scan else 0.0, scan_forwards=scan.forwards if scan else 0,
         log_dir=str(Path(trainer.log_dir or log_dir)),
     )

@@ -1,0 +1,101 @@
+"""The selectors' leaderboard across datasets: every comparison of one preset in a results folder, per selector
+its mean and worst regret, mean Spearman(score, validation metric) and how often it is best."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aselect_bench.io import read_json
+
+#: Regrets within this many points of the best count as a tie for "best".
+TIE = 1e-9
+
+
+def comparison_label(result: dict) -> str:
+    return f"{result['task']}/{result['dataset']}"
+
+
+def collect_comparisons(out_dir, preset: str) -> list[dict]:
+    """Every ``<task>-<dataset>-<preset>.json`` comparison in ``out_dir`` that scored selectors (FGVC first, then
+    ADE20K; by dataset name within a task)."""
+    found = []
+    for path in sorted(Path(out_dir).glob(f"*-{preset}.json")):
+        data = read_json(path)
+        if isinstance(data, dict) and data.get("preset") == preset and data.get("selectors"):
+            found.append(data)
+    return sorted(found, key=lambda r: (r["task"] != "fgvc", r["dataset"]))
+
+
+def build_leaderboard(comparisons: list[dict], preset: str) -> dict:
+    """``{"preset", "comparisons": [label], "selectors": [{"name", "uses_labels", "regret": {label: r},
+    "mean_regret", "worst_regret", "mean_spearman", "wins", "mean_saving_seconds"}]}``, best mean regret
+    first. A comparison a selector did not run in is left out of its means (``datasets`` counts them)."""
+    rows: dict[str, dict] = {}
+    for result in comparisons:
+        label = comparison_label(result)
+        best = min(r["regret"] for r in result["selectors"])
+        for r in result["selectors"]:
+            row = rows.setdefault(r["name"], {"name": r["name"], "uses_labels": r["uses_labels"], "regret": {},
+                                              "spearman": {}, "saving_seconds": {}, "timestep": {}, "wins": 0})
+            row["regret"][label], row["timestep"][label] = r["regret"], r["timestep"]
+            row["spearman"][label], row["saving_seconds"][label] = r["spearman"], r["saving_seconds"]
+            row["wins"] += r["regret"] <= best + TIE
+    for row in rows.values():
+        regrets = list(row["regret"].values())
+        rhos = [v for v in row["spearman"].values() if v is not None]
+        row.update(datasets=len(regrets), mean_regret=sum(regrets) / len(regrets), worst_regret=max(regrets),
+                   mean_spearman=sum(rhos) / len(rhos) if rhos else None,
+                   mean_saving_seconds=sum(row["saving_seconds"].values()) / len(regrets))
+    ordered = sorted(rows.values(), key=lambda r: (r["mean_regret"], r["worst_regret"], r["name"]))
+    return {"preset": preset, "comparisons": [comparison_label(r) for r in comparisons],
+            "metrics": {comparison_label(r): r["metric"] for r in comparisons}, "selectors": ordered}
+
+
+def leaderboard_markdown(board: dict, runs: list[dict]) -> str:
+    from aselect_bench.reports import markdown_table
+
+    labels = board["comparisons"]
+    header = ["selector", "labels", "mean regret", "worst regret", "mean Spearman", "best on", "mean saving (time)"]
+    rows = [[r["name"], "yes" if r["uses_labels"] else "no", r["mean_regret"], r["worst_regret"], r["mean_spearman"],
+             f"{r['wins']}/{r['datasets']}", r["mean_saving_seconds"]] for r in board["selectors"]]
+    per = [[r["name"], *[None if lab not in r["regret"] else
+                         f"{r['regret'][lab]:.1f} (t={'E' if r['timestep'][lab] is None else r['timestep'][lab]})"
+                         for lab in labels]] for r in board["selectors"]]
+    codes = sorted({run["code_version"] for run in runs})
+    return "\n".join([
+        f"# Timestep selectors across datasets, preset `{board['preset']}`\n",
+        f"_From {len(labels)} comparisons in this folder ({', '.join(labels)}); code "
+        f"{', '.join(codes)}; each comparison's own file says how it was run._\n",
+        "Regret = the exhaustive search's reported-split metric at its best (chosen on held-out data) minus the "
+        "selector's, in points of each task's metric (top-1 for FGVC, mIoU for ADE20K); *best on* counts the "
+        "comparisons where no selector has a lower regret (ties count for each). Spearman: the selector's score "
+        "against the held-out metric over the candidate grid. `random` is its expectation over the grid; "
+        "rules (`t0`, `fixed-*`) need no scan.\n",
+        markdown_table(header, rows),
+        "\n## Regret per comparison (chosen timestep)\n",
+        markdown_table(["selector", *labels], per),
+    ]) + "\n"
+
+
+def leaderboard_name(preset: str) -> str:
+    """``selectors`` for the embedded default (``demo``), ``selectors-<preset>`` for any other preset, so the
+    leaderboards of several presets can share a results folder."""
+    return "selectors" if preset == "demo" else f"selectors-{preset}"
+
+
+def write_leaderboard(out_dir, preset: str, tensorboard_dir=None) -> Path | None:
+    """``selectors.{json,md,png}`` (:func:`leaderboard_name`) in ``out_dir`` from its comparisons of ``preset``
+    (None when there are none)."""
+    from aselect_bench.plots import leaderboard_figure
+    from aselect_bench.reports import write_report
+
+    comparisons = collect_comparisons(out_dir, preset)
+    if not comparisons:
+        return None
+    board = build_leaderboard(comparisons, preset)
+    runs = [c["run"] for c in comparisons if "run" in c]
+    board["runs"] = {comparison_label(c): c["run"] for c in comparisons if "run" in c}
+    name = leaderboard_name(preset)
+    return write_report(out_dir, name, board, leaderboard_markdown(board, runs),
+                        {f"{name}.png": leaderboard_figure(board)}, tensorboard_dir=tensorboard_dir,
+                        scalars={f"leaderboard/mean_regret/{r['name']}": r["mean_regret"] for r in board["selectors"]})

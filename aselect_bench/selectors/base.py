@@ -1,0 +1,125 @@
+"""The timestep-selector interface and its registry: one place to add a selector.
+
+A selector turns one scan (the features of a set of images at every candidate timestep) into a timestep.
+Most read the *calibration* images that A-SelecT's scan already pays for; some average several noise draws
+or read a *labelled* held-out set (never the reported split), and count those extra forwards as their own
+cost. A selector without features (a fixed rule) needs no scan at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from aselect_bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The labels of the labelled held-out set: class ids ``[M]`` (classification) or masks ``[M, H, W]``
+    aligned with the images (segmentation, 255 = ignore), and the number of classes."""
+
+    targets: torch.Tensor
+    num_classes: int
+
+    @property
+    def dense(self) -> bool:
+        """True for segmentation masks, False for one class id per image."""
+        return self.targets.ndim == 3
+
+
+class Selector:
+    """One timestep-selection rule. Subclasses set the class attributes and override :meth:`score` (a
+    statistic of one candidate's features) or :meth:`choose` (a rule).
+
+    Attributes:
+        name: the registry name.
+        uses_labels: reads :class:`Labels` of the labelled held-out set.
+        images: ``"calibration"`` (the scan's unlabelled images), ``"labelled"`` (the held-out set) or
+            ``None`` (no features: a rule).
+        noise_draws: features are averaged over this many noise draws before :meth:`score` (draw 0 is the
+            scan's own).
+        per_image: :meth:`score` returns one value per image ``[N]`` whose mean is the score (so the choice's
+            bootstrap support over images can be reported and the scan can be sharded over processes).
+        task: ``"fgvc"`` or ``"ade20k"`` when the selector only applies to one task, else ``None``.
+        expected: names no single timestep; it is scored by its expectation over the grid (the random rule).
+        settings: what configures it, recorded with every choice.
+    """
+
+    name: str = ""
+    uses_labels: bool = False
+    images: str | None = "calibration"
+    noise_draws: int = 1
+    per_image: bool = False
+    task: str | None = None
+    expected: bool = False
+
+    @property
+    def settings(self) -> dict:
+        return {}
+
+    @property
+    def needs_scan(self) -> bool:
+        return self.images is not None
+
+    def score(self, features: torch.Tensor, labels: Labels | None = None) -> torch.Tensor | float:
+        """Higher is better. ``features [N, C, h, w]`` of one candidate (float32) -> a float, or ``[N]`` when
+        :attr:`per_image`."""
+        raise NotImplementedError
+
+    def choose(self, candidates: Sequence[int], scores: dict[int, float] | None) -> int | None:
+        """The chosen candidate: the first maximum of ``scores`` in candidate order (``None``: no single
+        timestep, e.g. the random rule, scored by its expectation)."""
+        return max(candidates, key=lambda t: scores[t])
+
+    def applies_to(self, task: str) -> bool:
+        return self.task is None or self.task == task
+
+
+#: name -> factory(hfr settings) -> Selector
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register(name: str):
+    """Class or factory decorator: ``@register("rankme")``; the factory is called with the HFR settings."""
+
+    def add(factory):
+        if name in _REGISTRY:
+            raise ValueError(f"selector {name!r} is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def selector_names(task: str | None = None) -> list[str]:
+    """Every registered selector (that applies to ``task``): ``hfr`` first, then the other HFR variants, the
+    rules, the label-free statistics and the label-using proxies, each group in registration order."""
+    _load_builtins()
+    built = {n: build_selector(n) for n in _REGISTRY}
+
+    def group(name: str) -> int:
+        s = built[name]
+        return 0 if name == "hfr" else 1 if s.per_image else 2 if not s.needs_scan else 4 if s.uses_labels else 3
+
+    order = sorted(range(len(built)), key=lambda k: (group(list(built)[k]), k))
+    return [n for n in (list(built)[k] for k in order) if task is None or built[n].applies_to(task)]
+
+
+def build_selector(name: str, hfr_settings=None) -> Selector:
+    """The selector ``name``; ``hfr_settings`` (:class:`~aselect_bench.hfr.HFRSettings`) configures ``hfr``."""
+    from aselect_bench.hfr import DEFAULTS
+
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown timestep selector {name!r}; use one of {', '.join(_REGISTRY)}")
+    selector = _REGISTRY[name](hfr_settings or DEFAULTS)
+    selector.name = name
+    return selector
+
+
+def _load_builtins() -> None:
+    """Import the modules that register the shipped selectors (once)."""
+    from aselect_bench.selectors import hfr, rules, spectrum, labelled  # noqa: F401, I001 (registration order)
