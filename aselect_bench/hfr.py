@@ -106,7 +106,8 @@ def _half_spectrum(h: int, w: int, cutoff: float, mode: str, device=None) -> tup
     """The low band and the bin weights over the ``rfft`` (``tokens1d``: ``[h * w // 2 + 1]``) or ``rfft2``
     (``[h, w // 2 + 1]``) grid: a real signal's spectrum is conjugate-symmetric and every low band here is
     symmetric in the sign of the frequency, so each kept bin stands for itself and its mirror (weight 2) except
-    the ones that are their own mirror (zero and, for an even length, the Nyquist bin)."""
+    the ones that are their own mirror (zero and, for an even length, the Nyquist bin). ``cutoff`` in (0, 0.5)."""
+    check_cutoff(cutoff)
     n = h * w if mode == "tokens1d" else w
     weights = torch.full((n // 2 + 1,), 2.0, device=device)
     weights[0] = 1.0
