@@ -88,7 +88,7 @@ def test_fit_preset_trains_and_tests_like_the_benchmark(tmp_path):
     lines = [line for line in result.stdout.splitlines() if line.startswith("timestep ")]
     assert len(lines) == 1 and "best val top1" in lines[0] and "test top1" in lines[0], result.stdout[-2000:]
     assert "fit: step 2/2 (100%)" in result.stdout  # the last training step's line
-    assert "HFR scan: 2/2 (100%)" in result.stderr
+    assert "selector scan: 2/2 (100%)" in result.stderr  # the timestep scan of the HFR callback
     assert "\r" not in result.stdout + result.stderr and "litlogger" not in result.stdout + result.stderr
     assert list((tmp_path / "runs" / "small-cub").glob("version_0/checkpoints/best-epoch=*.ckpt"))
 
