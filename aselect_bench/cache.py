@@ -3,7 +3,7 @@
 - :class:`LatentCache`: VAE encodings of deterministic views, keyed by (backbone, image content); in
   memory, bounded (least recently used entries are dropped).
 - :class:`FeatureCache`: features of a fixed view at one (backbone, tap, timestep, noise, split); a
-  memory-mapped file on disk with a "filled" mask, bounded in size.
+  memory-mapped file on disk with a "filled" mask, bounded in size, its disk space reserved when it is created.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aselect_bench.io import atomic_write_json
+from aselect_bench.io import atomic_write_json, reserve_file
 
 
 def cache_dir() -> Path:
@@ -84,7 +84,10 @@ class FeatureCache:
 
     ``get(indices)`` returns the cached rows or ``None`` if any is missing; ``put`` fills rows. The
     file is created lazily at the first ``put`` (its shape is known then); files larger than
-    ``max_bytes`` are refused (the caller falls back to the backbone).
+    ``max_bytes`` are refused (the caller falls back to the backbone). The files' disk space is reserved when
+    the entry is created or opened, so a full disk is one :class:`~aselect_bench.errors.UnwritableError`
+    naming the folder and the bytes needed (not a ``SIGBUS`` at the first write into the mapped file); such a
+    failed entry is removed, and ``meta.json``, written last, is what makes an entry usable.
     """
 
     def __init__(self, key: dict, num_items: int, root=None, max_bytes: int = 4 << 30, dtype=np.float16):
@@ -103,7 +106,16 @@ class FeatureCache:
         info = json.loads(meta.read_text())
         if info.get("key") != json.loads(json.dumps(self.key, default=str)) or info["num_items"] != self.num_items:
             return  # a different entry under a colliding digest: never trust it
-        shape = (self.num_items, *info["item_shape"])
+        self._map(tuple(info["item_shape"]))
+
+    def _map(self, item_shape: tuple) -> None:
+        """Reserve the files' space (one clear error when the disk is too full), then memory-map them (new files
+        read as zeros: nothing filled)."""
+        shape = (self.num_items, *item_shape)
+        for name, nbytes in (("features.mmap", int(np.prod(shape)) * self.dtype.itemsize),
+                             ("filled.mmap", self.num_items)):
+            reserve_file(self.root / name, nbytes, f"the feature cache ({self.key.get('tap')}, timestep "
+                                                   f"{self.key.get('timestep')})")
         self.data = np.memmap(self.root / "features.mmap", dtype=self.dtype, mode="r+", shape=shape)
         self.filled = np.memmap(self.root / "filled.mmap", dtype=np.bool_, mode="r+", shape=(self.num_items,))
 
@@ -112,10 +124,18 @@ class FeatureCache:
         if size > self.max_bytes:
             self.enabled = False
             return False
-        self.root.mkdir(parents=True, exist_ok=True)
-        shape = (self.num_items, *item_shape)
-        self.data = np.memmap(self.root / "features.mmap", dtype=self.dtype, mode="w+", shape=shape)
-        self.filled = np.memmap(self.root / "filled.mmap", dtype=np.bool_, mode="w+", shape=(self.num_items,))
+        files = [self.root / name for name in ("features.mmap", "filled.mmap")]
+        for f in files:  # left by an entry that never got its meta.json: start from zeros
+            f.unlink(missing_ok=True)
+        try:
+            self._map(tuple(item_shape))
+        except BaseException:
+            self.data = self.filled = None
+            for f in files:  # no half-made entry is left for a later run
+                f.unlink(missing_ok=True)
+            if self.root.is_dir() and not any(self.root.iterdir()):
+                self.root.rmdir()
+            raise
         atomic_write_json(self.root / "meta.json", {"key": self.key, "num_items": self.num_items,
                                                     "item_shape": list(item_shape), "dtype": str(self.dtype)})
         return True

@@ -23,6 +23,14 @@ def load_yaml(path: Path) -> dict:
     """Load a YAML file, resolving ``_base_: other.yaml`` (relative to the file) recursively."""
     if not path.exists():
         raise UserError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{path} is not valid YAML{where}: {problem}; fix the file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of settings (key: value lines), not a YAML {type(data).__name__}")
     base = data.pop("_base_", None)
     return deep_merge(load_yaml(path.parent / base), data) if base else data

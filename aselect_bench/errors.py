@@ -7,3 +7,11 @@ class UserError(ValueError):
     The message says what is wrong, which file or value, and how to fix it. It subclasses
     ``ValueError`` so library callers can catch it the usual way.
     """
+
+
+class UnwritableError(UserError, OSError):
+    """An output that cannot be written (a read-only folder, a full disk, a file where a folder should be).
+
+    The user can fix it (free space, another folder), so the command line prints it as one line; it is also an
+    ``OSError``, so code that falls back to another place on a failed write (a read-only data root) still does.
+    """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from numbers import Real
 
 import torch
 
@@ -20,6 +21,21 @@ MODES = ("radial", "separable", "tokens1d")
 
 #: Below this bootstrap support the choice is reported as weak (one warning line).
 WEAK_SUPPORT = 0.8
+
+
+def check_cutoff(cutoff) -> float:
+    """The low-band edge, ``0 < cutoff < 0.5`` cycles per token, or one :class:`UserError`.
+
+    ``torch.fft.fftfreq`` spans [-0.5, 0.5): at 0.5 or above the low band holds every frequency (of
+    ``tokens1d`` and ``separable``), so every HFR would be 0 and the "choice" the first candidate; at 0 or below
+    it holds nothing (not even the mean).
+    """
+    if isinstance(cutoff, bool) or not isinstance(cutoff, Real) or not 0 < cutoff < 0.5:
+        raise UserError(f"HFR cutoff {cutoff!r} is outside (0, 0.5): it is the low band's edge in cycles per token, "
+                        f"and 0.5 is the highest frequency a token grid holds (a cutoff at or above it leaves no high "
+                        f"band, so every HFR is 0); the authors use 0.15")
+    return float(cutoff)
+
 
 @dataclass(frozen=True)
 class HFRSettings:
@@ -47,6 +63,7 @@ class HFRSettings:
         object.__setattr__(self, "candidates", tuple(int(t) for t in self.candidates))
         if self.mode not in MODES:
             raise UserError(f"unknown HFR mode {self.mode!r}; use one of {', '.join(MODES)}")
+        check_cutoff(self.cutoff)
         if self.num_images < 1 or self.noise_draws < 1:
             raise UserError(f"HFR num_images and noise_draws must be >= 1 (got {self.num_images}, {self.noise_draws})")
         if self.label_images < 2:
@@ -71,7 +88,9 @@ DEFAULT_CANDIDATES = DEFAULTS.candidates
 
 
 def low_band_mask(h: int, w: int, cutoff: float, mode: str, device=None) -> torch.Tensor:
-    """Boolean mask of the low band over the ``fft2`` frequency grid ``[h, w]`` (or ``[h * w]`` for tokens1d)."""
+    """Boolean mask of the low band over the ``fft2`` frequency grid ``[h, w]`` (or ``[h * w]`` for tokens1d);
+    ``cutoff`` in (0, 0.5) (:func:`check_cutoff`)."""
+    check_cutoff(cutoff)
     if mode == "tokens1d":
         return torch.fft.fftfreq(h * w, device=device).abs() <= cutoff
     fu = torch.fft.fftfreq(h, device=device)[:, None]
@@ -87,7 +106,8 @@ def _half_spectrum(h: int, w: int, cutoff: float, mode: str, device=None) -> tup
     """The low band and the bin weights over the ``rfft`` (``tokens1d``: ``[h * w // 2 + 1]``) or ``rfft2``
     (``[h, w // 2 + 1]``) grid: a real signal's spectrum is conjugate-symmetric and every low band here is
     symmetric in the sign of the frequency, so each kept bin stands for itself and its mirror (weight 2) except
-    the ones that are their own mirror (zero and, for an even length, the Nyquist bin)."""
+    the ones that are their own mirror (zero and, for an even length, the Nyquist bin). ``cutoff`` in (0, 0.5)."""
+    check_cutoff(cutoff)
     n = h * w if mode == "tokens1d" else w
     weights = torch.full((n // 2 + 1,), 2.0, device=device)
     weights[0] = 1.0
@@ -347,6 +367,6 @@ def bootstrap_choice(per_image: dict[int, torch.Tensor], resamples: int = 1000, 
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+    from aselect_bench.progress import progress_bar  # a bar on a terminal, a line every 30 s in a log file
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+    return progress_bar(total, enabled, desc)

@@ -1,7 +1,11 @@
-"""Atomic file and folder writes (temp file or folder next to the target + rename) and small JSON helpers."""
+"""Atomic file and folder writes (temp file or folder next to the target + rename), small JSON helpers, and the
+checks that turn an unwritable or full output folder into one clear line
+(:class:`~aselect_bench.errors.UnwritableError`).
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -10,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from aselect_bench.errors import UnwritableError
 
 
 @contextmanager
@@ -29,10 +35,16 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    A folder that cannot be created or written (read-only, full, a file in the way) is one :class:`UnwritableError`
+    naming the file and the reason; nothing is left behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_folder(path.parent, f"the folder of {path}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _unwritable(path, err) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -40,10 +52,86 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _unwritable(path, err) from None
         raise
     return path
+
+
+def _reason(err: OSError) -> str:
+    """``"No space left on device"`` etc.: the system's words for ``err``, without the file name it repeats."""
+    return err.strerror or str(err)
+
+
+def _unwritable(path: Path, err: OSError) -> UnwritableError:
+    hint = ("free space on that disk or write elsewhere" if err.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "choose a folder you can write to")
+    return UnwritableError(f"cannot write {path}: {_reason(err)}; {hint}")
+
+
+def make_folder(folder: str | os.PathLike, what: str = "the output folder") -> Path:
+    """``mkdir -p folder``, or one :class:`UnwritableError` naming ``what`` and why (read-only, a file in the way)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UnwritableError(f"cannot create {what} {folder}: a file is in the way (it, or a folder above it, is a "
+                              f"file); choose another folder") from None
+    except OSError as err:
+        raise UnwritableError(f"cannot create {what} {folder}: {_reason(err)}; choose a folder you can write "
+                              f"to") from None
+    return folder
+
+
+def check_writable(folder: str | os.PathLike, what: str = "the output folder") -> Path:
+    """Before the work starts: create ``folder`` if needed and write (then remove) a small file in it, so an
+    unwritable output folder is one clear line now, not a traceback after hours of work."""
+    folder = make_folder(folder, what)
+    try:
+        with tempfile.TemporaryFile(dir=folder) as f:
+            f.write(b"x")
+            f.flush()
+    except OSError as err:
+        raise UnwritableError(f"cannot write to {what} {folder}: {_reason(err)}; choose a folder you can write "
+                              f"to") from None
+    return folder
+
+
+def reserve_file(path: str | os.PathLike, size: int, what: str = "this file") -> Path:
+    """Create ``path`` with ``size`` bytes whose disk blocks are reserved now (not a sparse file).
+
+    A memory-mapped sparse file on a full disk dies with ``SIGBUS`` (exit 135, no message) at the first write
+    to an unbacked page; reserving up front turns that into one :class:`UnwritableError` naming the folder and the
+    bytes needed, and removes the file. An existing file is extended (and its holes filled) the same way."""
+    path = Path(path)
+    make_folder(path.parent, f"the folder of {what}")
+    existed = path.exists()
+    free = shutil.disk_usage(path.parent).free
+    have = path.stat().st_blocks * 512 if existed else 0
+    if size - have > free:
+        if not existed:
+            path.unlink(missing_ok=True)
+        raise _no_room(path, what, size, free)
+    try:
+        with open(path, "r+b" if existed else "wb") as f:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, max(size, 1))
+            f.truncate(size)
+    except OSError as err:
+        if not existed:
+            path.unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _no_room(path, what, size, shutil.disk_usage(path.parent).free) from None
+        raise UnwritableError(f"cannot create {path} for {what}: {_reason(err)}; choose a folder you can write "
+                              f"to") from None
+    return path
+
+
+def _no_room(path: Path, what: str, size: int, free: int) -> UnwritableError:
+    return UnwritableError(f"no room for {what} in {path.parent}: it needs {size:,} bytes ({size / 2**20:.1f} MiB) "
+                           f"and {free:,} are free; free space there or point it at a larger disk")
 
 
 def _umask() -> int:

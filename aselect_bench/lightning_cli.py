@@ -1,11 +1,19 @@
-"""``aselect-bench fit|validate|test``: LightningCLI over the tasks and datamodules, YAML configs.
+"""``aselect-bench fit|validate|test``: LightningCLI over the tasks and datamodules.
 
-Config files may start with ``_base_: other.yaml`` (inheritance, resolved before LightningCLI reads
-them), so ``configs/fgvc/cub.yaml`` only says what differs from ``configs/fgvc/base.yaml``.
+Two ways in, both LightningCLI underneath:
+
+- ``--preset NAME --dataset NAME`` (the benchmark presets' options too: ``--data-root``, ``--precision``,
+  ``--max-epochs``...): the experiment ``make bench-fgvc`` runs, built from the preset itself
+  (:func:`preset_config`: the same task and data arguments, Trainer settings, checkpointing and HFR scan),
+  so the two cannot drift apart; ``fit`` then tests at the best validation epoch, as the benchmark does.
+  LightningCLI options (``--trainer.devices 8``...) still apply on top.
+- ``--config FILE`` (YAML written by hand or by ``--print_config``); a file may start with
+  ``_base_: other.yaml`` (inheritance, resolved before LightningCLI reads it).
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -14,13 +22,86 @@ from lightning.pytorch.cli import LightningCLI
 
 from aselect_bench.callbacks import HFRTimestepSelector
 from aselect_bench.config import load_yaml
+from aselect_bench.errors import UserError
+from aselect_bench.progress import quiet_lightning, training_progress
 
 
 class AselectCLI(LightningCLI):
-    """LightningCLI with the HFR timestep selector as a configurable callback (``--hfr.*``)."""
+    """LightningCLI with the HFR timestep selector as a configurable callback (``--hfr.*``), without Lightning's tips."""
+
+    def __init__(self, *args, **kwargs):
+        quiet_lightning()
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(HFRTimestepSelector, "hfr")
+
+
+class PresetCLI(AselectCLI):
+    """A preset's experiment: after ``fit``, test at the best validation epoch and print both, as the benchmark."""
+
+    def after_fit(self) -> None:
+        checkpoint = self.trainer.checkpoint_callback
+        if checkpoint is None or not checkpoint.best_model_path:
+            return
+        test = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=False)[0]
+        if self.trainer.is_global_zero:
+            metric = checkpoint.monitor.split("/", 1)[1]
+            print(f"timestep {self.model.timestep}: best val {metric} {float(checkpoint.best_model_score):.2f} "
+                  f"({Path(checkpoint.best_model_path).name}), test {metric} {test[f'test/{metric}']:.2f}", flush=True)
+
+
+def preset_config(preset, dataset: str, log_dir: str = "runs/cli") -> dict:
+    """The LightningCLI config of the FGVC experiment a benchmark preset defines on ``dataset`` (its data generated
+    first for a synthetic preset): what ``bench-fgvc`` builds, from the same functions."""
+    from aselect_bench.data.fgvc import class_names
+    from aselect_bench.experiments import prepare_dataset
+    from aselect_bench.experiments.fgvc import datamodule_arguments, probe_arguments
+    from aselect_bench.tasks.fit import TRAINER_DEFAULTS, checkpoint_options
+
+    if preset.fgvc is None or dataset not in preset.fgvc.datasets:
+        raise UserError(f"preset {preset.name!r} has no FGVC dataset {dataset!r}: fit --preset runs the FGVC "
+                        f"experiments ({', '.join(preset.fgvc.datasets) if preset.fgvc else 'none here'}); ADE20K runs "
+                        f"through 'make bench-ade20k' and 'aselect-bench compare --task ade20k'")
+    root = prepare_dataset(preset, "fgvc", dataset)
+    model = {"backbone": preset.fgvc.backbone or preset.backbone, "num_classes": len(class_names(dataset, root)),
+             **probe_arguments(preset)}
+    return {
+        "seed_everything": preset.seed,
+        "trainer": {**TRAINER_DEFAULTS, "max_epochs": preset.fgvc.max_epochs,
+                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                               "init_args": {"save_dir": log_dir, "name": f"{preset.name}-{dataset}",
+                                             "default_hp_metric": False}},
+                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                   "init_args": checkpoint_options("val/top1")}]},
+        "model": {"class_path": "aselect_bench.tasks.classification.ClassificationTask",
+                  "init_args": {k: list(v) if isinstance(v, tuple) else v for k, v in model.items()}},
+        "data": {"class_path": "aselect_bench.data.fgvc_datamodule.FGVCDataModule",
+                 "init_args": datamodule_arguments(preset, dataset, root)},
+        "hfr": {**preset.hfr.to_json(), "seed": preset.seed},
+    }
+
+
+def _preset_parser() -> argparse.ArgumentParser:
+    from aselect_bench.commands.options import add_preset_arguments
+
+    parser = argparse.ArgumentParser(prog="aselect-bench fit", add_help=False, allow_abbrev=False)
+    add_preset_arguments(parser)
+    parser.add_argument("--dataset", default="cub", help="FGVC dataset of the preset (default cub)")
+    return parser
+
+
+def preset_arguments(argv: list[str], tmp_dir: Path) -> list[str]:
+    """``SUBCOMMAND --preset P --dataset D [preset options] [LightningCLI options]`` -> ``SUBCOMMAND --config
+    <the preset's config> [LightningCLI options]`` (unchanged when neither ``--preset`` nor ``--dataset`` is given)."""
+    from aselect_bench.commands.options import preset_from_args
+
+    if not any(a.split("=", 1)[0] in ("--preset", "--dataset") for a in argv):
+        return argv
+    args, rest = _preset_parser().parse_known_args(argv[1:])
+    path = tmp_dir / f"preset-{args.preset}-{args.dataset}.yaml".replace("/", "_")
+    path.write_text(yaml.safe_dump(preset_config(preset_from_args(args, "fgvc"), args.dataset)))
+    return [argv[0], "--config", str(path), *rest]
 
 
 def resolve_configs(argv: list[str], tmp_dir: Path) -> list[str]:
@@ -43,8 +124,14 @@ def resolve_configs(argv: list[str], tmp_dir: Path) -> list[str]:
 
 
 def run_lightning_cli(argv: list[str]) -> None:
-    """``--resume`` continues training from the run's ``last.ckpt`` (Lightning's ``--ckpt_path last``)."""
+    """``--resume`` continues training from the run's ``last.ckpt`` (Lightning's ``--ckpt_path last``).
+
+    Progress is Lightning's bar on a terminal and a line every 30 s in a log file."""
     argv = [a for arg in argv for a in (["--ckpt_path", "last"] if arg == "--resume" else [arg])]
+    bar, lines = training_progress(True, argv[0] if argv else "fit")
     with tempfile.TemporaryDirectory(prefix="aselect-cfg-") as tmp:
-        AselectCLI(subclass_mode_model=True, subclass_mode_data=True, args=resolve_configs(argv, Path(tmp)),
-                   save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "aselect-bench"})
+        args = preset_arguments(argv, Path(tmp))
+        cli = PresetCLI if args is not argv else AselectCLI
+        cli(subclass_mode_model=True, subclass_mode_data=True, args=resolve_configs(args, Path(tmp)),
+            save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "aselect-bench"},
+            trainer_defaults={} if bar else {"enable_progress_bar": False, "callbacks": lines})

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from types import UnionType
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 from aselect_bench.config import CONFIG_DIR, load_yaml
 from aselect_bench.data.transforms import RESIZE_RATIO
@@ -154,8 +155,68 @@ def _jsonable(value):
     return value
 
 
+def _describe(hint) -> str:
+    """A type annotation in words: ``tuple[int, ...] | None`` -> ``a list of integers, or null``."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) in (Union, UnionType):
+        described = " or ".join(_describe(a) for a in args)
+        return f"{described}, or null" if type(None) in get_args(hint) else described
+    if get_origin(hint) is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0]).split(' ', 1)[1]}s"
+        return f"a list of {len(args)} {_describe(args[0]).split(' ', 1)[1]}s"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            dict: "a mapping"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _typed(value, hint):
+    """``value`` as the annotation ``hint`` wants it (an int is a valid float; a list a valid tuple), or raise
+    ``TypeError``. Booleans are never numbers, and text is never a number (YAML reads ``1e-3`` as text)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _typed(value, option)
+            except TypeError:
+                continue
+        raise TypeError
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or (args[-1] is not Ellipsis and len(value) != len(args)):
+            raise TypeError
+        elements = [args[0]] * len(value) if args[-1] is Ellipsis else args
+        return tuple(_typed(v, a) for v, a in zip(value, elements))
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (bool, str, dict) and isinstance(value, hint):
+        return value
+    if hint is Any:
+        return value
+    raise TypeError
+
+
+def _check_type(value, hint, where: str):
+    """:func:`_typed`, or one :class:`UserError` naming the key, the expected type and the value."""
+    try:
+        return _typed(value, hint)
+    except TypeError:
+        pass
+    tip = ""
+    if isinstance(value, str):
+        try:
+            float(value)
+            tip = f" (YAML reads {value} as text: write it with a dot and a signed exponent, e.g. 1.0e-3)"
+        except ValueError:
+            pass
+    raise UserError(f"{where}: expected {_describe(hint)}, got {value!r}{tip}") from None
+
+
 def _build(cls, data, where: str):
-    """``cls(**data)`` with nested dataclasses built recursively; unknown and missing keys are one clear error."""
+    """``cls(**data)`` with nested dataclasses built recursively; unknown and missing keys, and values of the
+    wrong type (checked against the field annotations), are one clear error."""
     if not isinstance(data, dict):
         raise UserError(f"{where} must be a mapping of settings, got {type(data).__name__}")
     names = {f.name: f for f in dataclasses.fields(cls)}
@@ -167,13 +228,13 @@ def _build(cls, data, where: str):
     missing = [n for n in required if n not in data]
     if missing:
         raise UserError(f"{where}: missing key {missing[0]!r} (add it to the preset or its _base_ file)")
-    nested = getattr(cls, "nested", {})
+    nested, hints = getattr(cls, "nested", {}), get_type_hints(cls)
     values = {}
     for key, value in data.items():
         if key in nested and value is not None:
             value = _build(nested[key], value, f"{where}.{key}")
-        elif isinstance(value, list):
-            value = tuple(value)
+        else:
+            value = _check_type(value, hints[key], f"{where}.{key}")
         values[key] = value
     try:
         return cls(**values)
@@ -181,10 +242,11 @@ def _build(cls, data, where: str):
         raise UserError(f"{where}: {err}") from None
 
 
-def preset_from_dict(data: dict, name: str = "custom") -> BenchPreset:
-    """A validated :class:`BenchPreset` from a plain mapping (e.g. a merged YAML file)."""
+def preset_from_dict(data: dict, name: str = "custom", where: str | None = None) -> BenchPreset:
+    """A validated :class:`BenchPreset` from a plain mapping (e.g. a merged YAML file); errors name ``where``
+    (default: the preset's name)."""
     data = {"name": name, **data}
-    return _build(BenchPreset, data, f"preset {data['name']!r}")
+    return _build(BenchPreset, data, where or f"preset {data['name']!r}")
 
 
 def load_bench_preset(name: str) -> BenchPreset:
@@ -193,4 +255,4 @@ def load_bench_preset(name: str) -> BenchPreset:
     if not path.exists():
         known = sorted(p.stem for p in (CONFIG_DIR / "presets").glob("*.yaml") if not p.stem.startswith("_"))
         raise UserError(f"unknown preset {name!r}: use one of {', '.join(known)} or a path to a YAML file")
-    return preset_from_dict(load_yaml(path), path.stem)
+    return preset_from_dict(load_yaml(path), path.stem, where=f"preset {path.stem!r} ({path})")

@@ -14,7 +14,7 @@ import argparse
 import math
 from pathlib import Path
 
-from aselect_bench.commands.options import add_preset_arguments, preset_from_args
+from aselect_bench.commands.options import add_preset_arguments, check_output_folders, preset_from_args
 from aselect_bench.experiments import build_experiment, hfr_selector, preset_backbone
 from aselect_bench.plots import hfr_curve_figure
 from aselect_bench.reports import hfr_row, markdown_table, run_header, run_record, write_report
@@ -51,6 +51,7 @@ def constant_predictor_miou(exp) -> float:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     preset = preset_from_args(args, "ade20k")
+    check_output_folders(args, "results", "runs")
     backbone = preset_backbone(preset, "ade20k")
     exp = build_experiment("ade20k", "ade20k", preset, backbone)
     selector = hfr_selector(preset)

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from aselect_bench.commands.options import add_preset_arguments, preset_from_args
+from aselect_bench.commands.options import add_preset_arguments, check_output_folders, preset_from_args
 from aselect_bench.data.fgvc import DATASETS
 from aselect_bench.experiments import build_experiment, hfr_selector, preset_backbone
 from aselect_bench.plots import hfr_curves_figure
@@ -30,6 +30,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     preset = preset_from_args(args, "fgvc").override(fgvc__datasets=args.datasets)
+    check_output_folders(args, "results", "runs")
     backbone = preset_backbone(preset, "fgvc")
     out_dir = Path(args.results) / "fgvc" / preset.name
     summary = {"preset": preset.name, "backbone": backbone.name, "tap": preset.fgvc.tap, "selector": preset.hfr.selector,

@@ -10,11 +10,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aselect_bench"
 #: Floors, lowest first. A module may import its own floor and the floors below, never one above.
 FLOORS = [
     {"errors", "io", "costs"},
-    {"backbones", "data", "heads", "metrics", "hfr", "selectors", "plots", "config", "precision", "cache"},
-    {"settings", "callbacks", "tasks", "pretrain", "reports", "lightning_cli"},
+    {"backbones", "data", "heads", "metrics", "hfr", "selectors", "plots", "config", "precision", "cache",
+     "progress"},
+    {"settings", "callbacks", "tasks", "pretrain", "reports"},
     {"experiments"},
     {"analyses"},
-    {"commands", "cli"},
+    {"commands", "cli", "lightning_cli"},
 ]
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
 

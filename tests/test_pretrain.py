@@ -18,7 +18,7 @@ from aselect_bench.backbones.registry import DEMO_FOLDER, dit_config
 from aselect_bench.errors import UserError
 from aselect_bench.pretrain import DiffusionPretrainer, Recipe, demo, pretrain_demo, training
 from aselect_bench.pretrain.demo import add_pretrain_arguments, load_demo_backbone, run_pretrain
-from aselect_bench.pretrain.progress import StepProgress
+from aselect_bench.progress import StepProgress
 
 TINY = tuple(sorted(dit_config(depth=2, heads=2, head_dim=16, sample_size=16, patch_size=2, in_channels=3,
                                out_channels=3, num_classes=1).items()))

@@ -23,7 +23,8 @@ import json
 import math
 from pathlib import Path
 
-from aselect_bench.costs import Cost
+from aselect_bench.costs import Cost, cost_across_attempts
+from aselect_bench.errors import UserError
 from aselect_bench.experiments.base import exhaustive_summary
 from aselect_bench.io import atomic_write_json, read_json
 from aselect_bench.reports import run_record
@@ -75,15 +76,24 @@ def comparison_selectors(task: str, selectors=True, default: str = "hfr") -> lis
     return [default] + [n for n in names if n != default]
 
 
+def check_candidates_to_compare(candidates) -> None:
+    """A comparison needs at least two candidate timesteps (with one, both strategies are the same training)."""
+    if len(set(candidates)) < 2:
+        raise UserError(f"a comparison needs at least 2 candidate timesteps, got {list(candidates)}: with one, "
+                        f"exhaustive search and A-SelecT train the same head; give --candidates 0,50,... (or use "
+                        f"'aselect-bench select' for a single scan)")
+
+
 def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=True, fused: bool = False,
                    only=None, progress: bool = True) -> dict | None:
-    """Run (or resume) the comparison for experiment ``exp`` on its preset's candidate grid.
+    """Run (or resume) the comparison for experiment ``exp`` on its preset's candidate grid (at least two).
 
     ``selectors``: which selectors to score (:func:`comparison_selectors`). ``fused``: also run the fused
     exhaustive baseline (a finished one is reported whenever it exists). ``only``: train just these candidates
     of the exhaustive sweep and stop (split a sweep over jobs, e.g. a SLURM array; a later run without
     ``only`` merges). Returns the comparison dict (or None).
     """
+    check_candidates_to_compare(exp.preset.hfr.candidates)
     config = exp.describe()
     fp = fingerprint(config)
     label = f"{exp.task}-{exp.dataset}-{exp.preset.name}"
@@ -92,16 +102,20 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=Tr
     log_root = Path(runs_dir) / "compare" / label
     candidates = list(exp.preset.hfr.candidates)
 
-    def train(t: int, name: str, cache: str):  # each strategy trains from its own cold feature cache
-        run = exp.fit(timestep=t, log_dir=log_root, name=name, progress=progress,
-                      feature_cache_root=store.root / cache)
-        return {"val": run.val, "test": run.test, "seconds": run.seconds, "forwards": run.forwards}
+    def train(t: int, name: str, cache: str, piece: str):  # each strategy trains from its own cold feature cache
+        with cost_across_attempts(store.root / f"{piece}.attempts.json", exp.backbone) as earlier:
+            run = exp.fit(timestep=t, log_dir=log_root, name=name, progress=progress,
+                          feature_cache_root=store.root / cache)
+        # a resumed training reads the features its interrupted attempts cached: count what those cost too
+        return {"val": run.val, "test": run.test, "seconds": run.seconds + earlier.cost.seconds,
+                "forwards": run.forwards + earlier.cost.forwards, **earlier.to_json()}
 
     per_timestep, reused = {}, 0
     for t in (only or candidates):
         print(f"exhaustive: t={t}")
-        per_timestep[t], was_reused = store.get_or_run(f"exhaustive/t{t:04d}",
-                                                       lambda t=t: train(t, f"exhaustive-t{t}", "features"))
+        piece = f"exhaustive/t{t:04d}"
+        per_timestep[t], was_reused = store.get_or_run(piece, lambda t=t, piece=piece: train(
+            t, f"exhaustive-t{t}", "features", piece))
         reused += was_reused
     if only:
         print(f"trained {len(only) - reused} candidate(s), reused {reused}; state in {store.root}")
@@ -112,7 +126,8 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=Tr
     selection, _ = store.get_or_run(f"selectors/{fingerprint(names)}", lambda: _select(exp, names, progress))
     choice = selection["choices"][default]
     chosen = choice["timestep"]
-    aselect_train, _ = store.get_or_run("aselect/train", lambda: train(chosen, f"aselect-t{chosen}", "features-aselect"))
+    aselect_train, _ = store.get_or_run("aselect/train", lambda: train(chosen, f"aselect-t{chosen}", "features-aselect",
+                                                                       "aselect/train"))
     exhaustive = exhaustive_summary(per_timestep)
     stages = {"scan": _cost_of(selection, default), "train": Cost(aselect_train["seconds"], aselect_train["forwards"])}
     total = stages["scan"] + stages["train"]
@@ -135,6 +150,9 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=Tr
         "scan": {**selection["scan"], "num_images": selection["num_images"], "num_labelled": selection["num_labelled"]},
         "test_checkpoint": exp.test_checkpoint, "hfr_settings": exp.preset.hfr.to_json(), "fingerprint": fp,
         "run": run_record(exp.preset, exp.backbone),
+        "resumed": {name: {k: row[k] for k in ("attempts", "cost_complete")} for name, row in
+                    [*((f"exhaustive t={t}", r) for t, r in per_timestep.items()), ("A-SelecT training", aselect_train)]
+                    if "attempts" in row},
     }
     if (fused or store.has("fused")) and exp.supports_fused:
         fused_result, _ = store.get_or_run("fused", lambda: exp.fit_fused(
@@ -214,6 +232,17 @@ def write_comparison(result: dict, out_dir="results/compare", tensorboard_dir=No
                         scalars=scalars)
 
 
+def resumed_note(resumed: dict) -> str:
+    """One line on pieces resumed after an interruption (their costs include the interrupted attempts), or ``""``."""
+    if not resumed:
+        return ""
+    pieces = ", ".join(f"{name} ({r['attempts']} attempts)" for name, r in resumed.items())
+    partial = [name for name, r in resumed.items() if not r["cost_complete"]]
+    return (f"Resumed after an interruption: {pieces}; their seconds and forwards include the interrupted attempts"
+            + (f", except attempts killed outright ({', '.join(partial)}), whose cost was never recorded: those costs "
+               f"are lower bounds" if partial else "") + ".\n")
+
+
 def comparison_markdown(result: dict) -> str:
     """The comparison as Markdown: how it was run, summary, cost, the selectors table, per-timestep table."""
     from aselect_bench.reports import markdown_table, run_header
@@ -250,6 +279,7 @@ def comparison_markdown(result: dict) -> str:
         f"(scan = {100 * result['scan_share_of_one_training']:.1f}% of one training){support}",
         f"- regret (exhaustive {test} at best - A-SelecT {test}): **{result['regret']:.2f}** points",
         f"- Spearman(HFR, {val} {m}) over the grid: **{'n/a' if rho is None else f'{rho:.3f}'}**\n",
+        resumed_note(result.get("resumed", {})),
     ]
     if result.get("selectors"):
         scan = result["scan"]

@@ -55,15 +55,24 @@ LEGACY_CLASSES = {"Transformer2DModel": {"ada_norm_zero": "DiTTransformer2DModel
                                          "ada_norm_single": "PixArtTransformer2DModel"}}
 
 
+def read_config(config_file: Path) -> dict:
+    """A diffusers JSON config (``config.json``, ``scheduler_config.json``) as a dict, or one clear error."""
+    try:
+        config = json.loads(Path(config_file).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the model config {config_file}: {err}; restore it, or re-save the model with "
+                        f"diffusers' save_pretrained") from None
+    if not isinstance(config, dict):
+        raise UserError(f"the model config {config_file} holds a JSON {type(config).__name__}, not an object of "
+                        f"settings; restore it, or re-save the model with diffusers' save_pretrained")
+    return config
+
+
 def folder_class(config_file: Path) -> str:
     """The model class a diffusers ``config.json`` declares (``_class_name``; a legacy ``Transformer2DModel`` as
     the class its ``norm_type`` stands for), or a one-line error when it names none."""
-    try:
-        config = json.loads(config_file.read_text())
-        name = config.get("_class_name")
-    except (OSError, ValueError, AttributeError) as err:
-        raise UserError(f"cannot read the model config {config_file}: {err}; re-save the model with diffusers' "
-                        f"save_pretrained") from None
+    config = read_config(config_file)
+    name = config.get("_class_name")
     if not isinstance(name, str) or not name:
         raise UserError(f"{config_file} names no diffusers model class (_class_name); use a folder written by "
                         f"diffusers' save_pretrained")

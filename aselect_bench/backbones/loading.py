@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,7 @@ import torch
 
 from aselect_bench.backbones import flux, pixart, sana, sd3
 from aselect_bench.backbones.backbone import Backbone
-from aselect_bench.backbones.checkpoints import FolderParts, folder_class, load_strict
+from aselect_bench.backbones.checkpoints import FolderParts, folder_class, load_strict, read_config
 from aselect_bench.backbones.dit import DiTFamily
 from aselect_bench.backbones.family import random_modules
 from aselect_bench.backbones.noise import DDPMNoise
@@ -117,15 +116,38 @@ def _folder_parts(folder: Path, source: str, name: str, preset: Preset | None = 
         transformer_dir = folder / "transformer"
         vae_dir = folder / "vae" if (folder / "vae" / "config.json").exists() else None
         sched_file = folder / "scheduler" / "scheduler_config.json"
-        sched = json.loads(sched_file.read_text()) if sched_file.exists() else {}
+        sched = read_config(sched_file) if sched_file.exists() else {}
     else:
         raise UserError(
             f"{folder} is not a diffusers model folder: expected transformer/config.json (a pipeline folder) or "
             f"config.json (a bare transformer folder) of one of: {', '.join(FOLDER_FAMILIES)}"
         )
+    class_name = folder_class(transformer_dir / "config.json")
+    if vae_dir is None:
+        _check_pixel_space(folder, transformer_dir, class_name)
     return FolderParts(root=folder, transformer=transformer_dir, vae=vae_dir, scheduler=sched,
-                       class_name=folder_class(transformer_dir / "config.json"), source=source, name=name,
-                       preset=preset)
+                       class_name=class_name, source=source, name=name, preset=preset)
+
+
+#: Input channels of a transformer that reads pixels: RGB, or Flux's 2x2-packed RGB.
+PIXEL_CHANNELS = {flux.FLUX_CLASS: 12}
+
+
+def _check_pixel_space(folder: Path, transformer_dir: Path, class_name: str) -> None:
+    """Without a VAE the model sees pixels: its transformer must take RGB (:data:`PIXEL_CHANNELS`), else one line on
+    the missing VAE."""
+    channels = read_config(transformer_dir / "config.json").get("in_channels")
+    if channels in (None, PIXEL_CHANNELS.get(class_name, 3)):
+        return
+    if transformer_dir == folder:
+        where = (f"{folder} is a bare transformer folder, which runs in pixel space (RGB); pass the pipeline folder "
+                 f"that holds it with its vae/")
+    elif (folder / "vae").is_dir():
+        where = (f"{folder / 'vae'} is empty or has no config.json; restore the VAE (its config.json and weights, "
+                 f"as the model's repository ships them)")
+    else:
+        where = f"{folder} has no vae/; add the VAE folder (config.json and weights, as the model's repository ships them)"
+    raise UserError(f"the transformer in {transformer_dir} takes {channels}-channel latents, so it needs its VAE: {where}")
 
 
 def _resolve_folder(where: str) -> Path:

@@ -4,6 +4,9 @@ sqrt(1 - abar_0) noise`` (noise std 1% for DiT's ``beta_0 = 1e-4``), not exactly
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -11,6 +14,19 @@ from aselect_bench.errors import UserError
 
 #: DiT's training process (diffusers ``DDPMScheduler`` config): 1000 steps, linear betas 1e-4..0.02.
 DIT_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
+
+
+@contextmanager
+def invalid_scheduler_config(config: dict) -> Iterator[None]:
+    """Turn diffusers' complaint about a scheduler setting (a wrong type, an unknown schedule) into one line."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - diffusers and torch raise many types for a bad value
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"the model's scheduler config is not valid ({reason}; its settings: {config}): fix "
+                        f"scheduler/scheduler_config.json, or delete it to use the family's default schedule") from None
 
 
 class NoiseProcess:
@@ -64,7 +80,7 @@ class DDPMNoise(NoiseProcess):
 
         keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
         config = {k: v for k, v in (scheduler_config or {}).items() if k in keys and v is not None}
-        with torch.device("cpu"):  # the tables live on the CPU, also when a model is built on the meta device
+        with torch.device("cpu"), invalid_scheduler_config(config):  # the tables live on the CPU (meta-device models)
             return cls(DDPMScheduler(**{**DIT_SCHEDULER, **config}).alphas_cumprod)
 
     def add_noise(self, x0, timestep, noise):
@@ -106,10 +122,11 @@ class RectifiedFlowNoise(NoiseProcess):
         ``use_dynamic_shifting`` (Flux.1-dev) gives a :class:`DynamicShiftFlowNoise`: its sigmas depend on the
         image's token count.
         """
-        scheduler = flow_scheduler(scheduler_config or {}, defaults)
-        if scheduler.config.get("use_dynamic_shifting"):
-            return DynamicShiftFlowNoise(scheduler, pipeline_sigmas)
-        return cls.from_scheduler(scheduler, pipeline_sigmas)
+        with invalid_scheduler_config(scheduler_config or {}):
+            scheduler = flow_scheduler(scheduler_config or {}, defaults)
+            if scheduler.config.get("use_dynamic_shifting"):
+                return DynamicShiftFlowNoise(scheduler, pipeline_sigmas)
+            return cls.from_scheduler(scheduler, pipeline_sigmas)
 
     @classmethod
     def from_scheduler(cls, scheduler, pipeline_sigmas: bool = False, mu: float | None = None) -> RectifiedFlowNoise:

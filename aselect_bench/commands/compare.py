@@ -40,14 +40,16 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace):
     from pathlib import Path
 
-    from aselect_bench.analyses.compare import run_comparison, write_comparison
+    from aselect_bench.analyses.compare import check_candidates_to_compare, run_comparison, write_comparison
     from aselect_bench.analyses.leaderboard import write_leaderboard
-    from aselect_bench.commands.options import preset_from_args
+    from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.errors import UserError
     from aselect_bench.experiments import build_experiment, preset_backbone
     from aselect_bench.selectors import build_selector
 
     preset = preset_from_args(args, args.task)
+    check_candidates_to_compare(preset.hfr.candidates)
+    check_output_folders(args, "out", "state", "runs")
     for name in args.selectors or []:  # an unknown or inapplicable name stops here, before any training
         if not build_selector(name).applies_to(args.task):
             raise UserError(f"selector {name!r} does not apply to the {args.task} task; leave it out of --selectors")

@@ -26,10 +26,11 @@ def run(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
     from aselect_bench.analyses.components import run_components, write_components
-    from aselect_bench.commands.options import preset_from_args
+    from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.experiments import build_experiment, preset_backbone
 
     preset = preset_from_args(args, "fgvc")
+    check_output_folders(args, "out", "runs")
     exp = build_experiment("fgvc", args.dataset, preset, preset_backbone(preset, "fgvc"))
     blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else None
     result = run_components(exp, blocks, timestep=args.timestep, runs_dir=args.runs,

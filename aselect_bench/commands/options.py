@@ -69,3 +69,11 @@ def preset_from_args(args: argparse.Namespace, task: str | None = None):
         if args.backbone is not None and getattr(preset, task).backbone is not None:
             changes[f"{task}.backbone"] = args.backbone
     return preset.override(**changes)
+
+
+def check_output_folders(args: argparse.Namespace, *options: str) -> None:
+    """Before the work: each folder option (``"out"`` for ``--out``...) can be created and written, or one line."""
+    from aselect_bench.io import check_writable
+
+    for option in options:
+        check_writable(getattr(args, option), f"the --{option} folder")

@@ -60,11 +60,13 @@ def datamodule_for(dataset: str, root, image_size: int, seed: int):
 
 
 def run(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
     from aselect_bench.backbones import load_backbone
     from aselect_bench.backbones.registry import default_tap
     from aselect_bench.errors import UserError
     from aselect_bench.hfr import HFRSettings, check_candidates
-    from aselect_bench.io import atomic_write_json
+    from aselect_bench.io import atomic_write_json, check_writable
     from aselect_bench.precision import describe_precision
     from aselect_bench.reports import markdown_table, run_record
     from aselect_bench.selectors import build_selector, labelled_set, run_selectors, selector_names
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> dict:
     if chosen.expected:
         raise UserError(f"selector {args.selector!r} names no single timestep (compare scores it by its "
                         f"expectation over the grid); choose another --selector")
+    if args.out:
+        check_writable(Path(args.out).parent, "the --out folder")
     backbone = load_backbone(args.backbone)
     used = describe_precision(args.precision, backbone.device)
     backbone.set_precision(used["precision"])

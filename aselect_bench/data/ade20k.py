@@ -3,19 +3,23 @@
 ``read_split(root, split)`` pairs ``images/{training,validation}/*.jpg`` with
 ``annotations/{training,validation}/*.png`` by file stem; ``load_mask`` applies ``reduce_zero_label``
 (0 "other" -> 255 ignore, class ``k`` -> ``k - 1``), as mmsegmentation's ADE20K protocol does.
-``CLASS_NAMES`` and ``PALETTE`` are mmsegmentation's ``ADE20KDataset`` metainfo (``'bed '`` keeps its
+:func:`check_annotations` reads every annotation once before training, so a bad one stops the run before
+the first step. ``CLASS_NAMES`` and ``PALETTE`` are mmsegmentation's ``ADE20KDataset`` metainfo (``'bed '`` keeps its
 trailing space, as there), indexed by the reduced label ``0..149``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from aselect_bench.cache import cache_dir
 from aselect_bench.data.images import load_rgb
 from aselect_bench.errors import UserError
+from aselect_bench.io import atomic_write_json, file_identity
 
 NUM_CLASSES = 150
 IGNORE_INDEX = 255
@@ -145,3 +149,37 @@ def load_pair(image_path, mask_path, num_classes: int = NUM_CLASSES) -> tuple[np
     image = load_rgb(image_path)
     mask = load_mask(mask_path, num_classes, image_size=image.size)
     return np.asarray(image), mask
+
+
+def pairs_digest(pairs, prefix: str = "") -> str:
+    """A hex digest of ``prefix`` and the identities (path, size, mtime) of every ``(image, annotation)`` file."""
+    h = hashlib.sha256(prefix.encode())
+    for image, mask in pairs:
+        h.update(f"{file_identity(image)}\t{file_identity(mask)}\n".encode())
+    return h.hexdigest()
+
+
+def check_annotations(pairs, num_classes: int = NUM_CLASSES) -> None:
+    """Check every ``(image, annotation)`` pair before training: the annotation is readable, single-channel, the
+    size of its image (read from the image's header) and within ``num_classes`` (:func:`load_mask`'s checks).
+
+    A bad annotation anywhere (the official validation split included, which is only read at the end) stops
+    the run now with one :class:`UserError`, not after a whole training. An unreadable image is left to the
+    loader (skipped with a warning, or refused under ``strict``). A set that passed is remembered in
+    ``cache_dir()/ade20k-checks/`` by its files' identities (path, size, mtime), so a rerun does not decode the
+    annotations again.
+    """
+    marker = cache_dir() / "ade20k-checks" / f"{pairs_digest(pairs, f'num_classes={num_classes};')[:24]}.json"
+    if marker.exists():
+        return
+    for image, mask in pairs:
+        try:
+            with Image.open(image) as img:
+                size = img.size  # the header only
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            size = None
+        load_mask(mask, num_classes, image_size=size)
+    try:
+        atomic_write_json(marker, {"num_classes": num_classes, "pairs": len(pairs)})
+    except OSError:
+        pass  # a read-only cache: check again next time

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 
 import lightning as L
@@ -11,11 +10,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
-from aselect_bench.data.ade20k import load_pair, read_split, resolve_root
+from aselect_bench.data.ade20k import check_annotations, load_pair, pairs_digest, read_split, resolve_root
+from aselect_bench.data.calibration import calibration_order
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform, resize_pair
 from aselect_bench.data.skipped import SkippedFiles, load_first_readable
 from aselect_bench.errors import UserError
-from aselect_bench.io import file_identity
 
 #: The held-out selection split: 1,000 of the real set's 20,210 training images (as in the paper's
 #: protocol), the same share of a smaller set but at least ``SELECTION_MIN``, drawn with ``SELECTION_SEED``
@@ -78,10 +77,7 @@ class SegmentationDataset(Dataset):
         return sizes
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(repr(self.transform).encode())
-        for image, mask in self.pairs:
-            h.update(f"{file_identity(image)}\t{file_identity(mask)}\n".encode())
-        return h.hexdigest()[:16]
+        return pairs_digest(self.pairs, repr(self.transform))[:16]
 
 
 class ADE20KDataModule(L.LightningDataModule):
@@ -132,9 +128,11 @@ class ADE20KDataModule(L.LightningDataModule):
         pairs = read_split(self.data_root, "train")
         size = selection_size(len(pairs)) if self.selection_size is None else self.selection_size
         training, selection = split_selection(pairs, size)
+        validation = read_split(self.data_root, "val")
+        check_annotations(pairs + validation, self.num_classes)  # a bad one stops now, not after a training
         self.sets = {name: SegmentationDataset(split, transform, self.num_classes, self.seed, self.strict, self.skipped)
                      for name, split, transform in (("train", training, train), ("val", selection, view),
-                                                    ("test", read_split(self.data_root, "val"), view))}
+                                                    ("test", validation, view))}
 
     def split_sizes(self) -> dict[str, int]:
         """``{"training": n, "selection": n, "validation": n}``: images per split, by their plain names."""
@@ -191,7 +189,7 @@ class ADE20KDataModule(L.LightningDataModule):
 
         self.setup()
         train = self.sets["train"]
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+        order = calibration_order(n, len(train), seed)
         view = SegmentationDataset([train.pairs[i] for i in order], SegEvalTransform(self.scale, self.antialias),
                                    self.num_classes, strict=self.strict, skipped=self.skipped)
         return torch.stack([TF.center_crop(view[i][0], [self.crop_size, self.crop_size]) for i in range(len(view))])

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from aselect_bench.data.calibration import calibration_order
 from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits, resolve_root
 from aselect_bench.data.skipped import SkippedFiles
 from aselect_bench.data.transforms import (
@@ -156,8 +157,7 @@ class FGVCDataModule(L.LightningDataModule):
         train = self.sets["train"]
         eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False, self.resize_ratio),
                                       self.strict, self.skipped)
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-        return torch.stack([eval_view[i][0] for i in order])
+        return torch.stack([eval_view[i][0] for i in calibration_order(n, len(train), seed)])
 
     def selection_images(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images [M, 3, S, S], labels [M])``, ``M = min(n, N_val)``: labelled held-out images of the val split

@@ -28,8 +28,10 @@ def ensure_synthetic_dataset(preset: BenchPreset, task: str, name: str, root: Pa
     there (same generator version and sizes); a stale synthetic copy is deleted first."""
     if task == "fgvc":
         from aselect_bench.data import synth_fgvc as generator
+        from aselect_bench.data.fgvc import DATASETS
 
-        args = dict(layout=name, seed=preset.seed + sorted(preset.fgvc.datasets).index(name),
+        # seeded by the dataset's place among all six, not among the preset's: `--datasets cub` gets the same cub
+        args = dict(layout=name, seed=preset.seed + sorted(DATASETS).index(name),
                     **asdict(preset.synth.fgvc))
     else:
         from aselect_bench.data import synth_ade20k as generator

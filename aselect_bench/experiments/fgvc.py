@@ -8,14 +8,19 @@ from aselect_bench.experiments.base import Experiment, exhaustive_summary
 from aselect_bench.settings import BenchPreset
 
 
+def datamodule_arguments(preset: BenchPreset, name: str, root) -> dict:
+    """The keyword arguments of the preset's :class:`FGVCDataModule` for dataset ``name`` at ``root`` (all but
+    ``image_size``, the backbone's)."""
+    return dict(dataset=name, data_root=str(root), batch_size=preset.fgvc.batch_size, num_workers=preset.num_workers,
+                seed=preset.seed, train_augment=preset.fgvc.train_augment, strict=preset.strict,
+                resize_ratio=preset.fgvc.resize_ratio)
+
+
 def fgvc_datamodule(preset: BenchPreset, name: str, backbone, root: Path):
     """An :class:`FGVCDataModule` for ``name`` at ``root``, at the backbone's native size, set up (num_classes known)."""
     from aselect_bench.data.fgvc_datamodule import FGVCDataModule
 
-    datamodule = FGVCDataModule(name, root, image_size=backbone.image_size, batch_size=preset.fgvc.batch_size,
-                                num_workers=preset.num_workers, seed=preset.seed,
-                                train_augment=preset.fgvc.train_augment, strict=preset.strict,
-                                resize_ratio=preset.fgvc.resize_ratio)
+    datamodule = FGVCDataModule(image_size=backbone.image_size, **datamodule_arguments(preset, name, root))
     datamodule.setup("fit")
     return datamodule
 
@@ -27,15 +32,21 @@ def training_options(preset: BenchPreset) -> dict:
                 label_smoothing=cfg.label_smoothing, seed=preset.seed, cache_features=not cfg.train_augment)
 
 
+def probe_arguments(preset: BenchPreset, tap=None) -> dict:
+    """The keyword arguments of the preset's :class:`ClassificationTask` (all but the backbone, the number of
+    classes, the timestep and where features are cached)."""
+    cfg = preset.fgvc
+    return dict(tap=tap or cfg.tap, head=cfg.head, head_width=cfg.head_width, head_depth=cfg.head_depth,
+                head_heads=cfg.head_heads, linear_norm=cfg.linear_norm, precision=preset.precision,
+                **training_options(preset))
+
+
 def fgvc_probe(preset: BenchPreset, backbone, num_classes: int, timestep=None, tap=None, feature_cache_root=None):
     """The preset's :class:`ClassificationTask` on ``backbone``."""
     from aselect_bench.tasks.classification import ClassificationTask
 
-    cfg = preset.fgvc
-    return ClassificationTask(backbone, num_classes=num_classes, tap=tap or cfg.tap, timestep=timestep, head=cfg.head,
-                              head_width=cfg.head_width, head_depth=cfg.head_depth, head_heads=cfg.head_heads,
-                              linear_norm=cfg.linear_norm, feature_cache_root=feature_cache_root,
-                              **training_options(preset))
+    return ClassificationTask(backbone, num_classes=num_classes, timestep=timestep, feature_cache_root=feature_cache_root,
+                              **probe_arguments(preset, tap))
 
 
 def fused_probe(preset: BenchPreset, backbone, pairs, num_classes: int, feature_cache_root=None):

@@ -33,7 +33,7 @@ from aselect_bench.backbones.noise import (
 from aselect_bench.backbones.registry import DEMO_TRANSFORMER
 from aselect_bench.io import atomic_folder, atomic_write_json
 from aselect_bench.precision import LIGHTNING_PRECISION, describe_precision, training_device
-from aselect_bench.pretrain.progress import StepProgress, format_duration
+from aselect_bench.progress import StepProgress, format_duration, quiet_lightning
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,7 @@ def train(recipe: Recipe, out_dir: Path, progress: bool = True, log_dir="runs/pr
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=recipe.batch_size,
                                          shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(recipe.seed))
+    quiet_lightning()
     callbacks = [LearningRateMonitor("step")] + ([StepProgress("pretraining")] if progress else [])
     if checkpoint_dir is not None and recipe.checkpoint_steps():
         callbacks.append(KeepCheckpoints(checkpoint_dir, images))

@@ -24,18 +24,20 @@ class ClassificationTask(FrozenBackboneTask):
         cache_features: with a fixed view (no random augmentation), run the backbone once per image
             and read features from a memory-mapped cache afterwards (one fixed noise draw per image).
         feature_cache_root: where that cache lives (default ``$ASELECT_CACHE/features``).
+        precision: the backbone's compute precision when it is loaded here from a name: ``auto`` (bf16 only
+            where native), ``32``, ``bf16`` or ``16`` (a ready ``Backbone`` keeps its own).
     """
 
     def __init__(self, backbone: str = "demo", num_classes: int | None = None, tap: str | None = None,
                  timestep: int | None = None, head: str = "linear", head_width: int = 800, head_depth: int = 2,
                  head_heads: int = 8, lr: float = 1e-3, weight_decay: float = 0.05, warmup_fraction: float = 0.1,
                  label_smoothing: float = 0.0, seed: int = 0, cache_features: bool = False,
-                 linear_norm: str = "batchnorm", feature_cache_root: str | None = None):
+                 linear_norm: str = "batchnorm", feature_cache_root: str | None = None, precision: str = "auto"):
         from aselect_bench.backbones.registry import default_tap
 
         resolved = tap or default_tap(backbone if isinstance(backbone, str) else backbone.name)
         super().__init__(backbone, [resolved], timestep, lr, weight_decay, warmup_fraction, seed, cache_features,
-                         feature_cache_root)
+                         feature_cache_root, precision)
         self.save_hyperparameters(ignore=["backbone", "feature_cache_root"])  # a location, not a hyperparameter
         self.hparams["backbone"] = backbone if isinstance(backbone, str) else backbone.name
         self.hparams["tap"] = self.tap = resolved

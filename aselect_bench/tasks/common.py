@@ -16,9 +16,19 @@ from aselect_bench.errors import UserError
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
 
 
-def resolve_backbone(backbone: str | Backbone, dtype=torch.float32) -> Backbone:
-    """A ready :class:`Backbone` from a source string (preset, hub id, folder) or an existing one."""
-    return backbone if isinstance(backbone, Backbone) else load_backbone(backbone, dtype=dtype)
+def resolve_backbone(backbone: str | Backbone, precision: str | None = None) -> Backbone:
+    """A ready :class:`Backbone` from a source string (preset, hub id, folder) or an existing one (kept as is).
+
+    ``precision`` (``auto``, ``32``, ``bf16``, ``16``) sets a loaded backbone's compute precision for the device
+    Lightning trains on (``auto``: bf16 only where native); ``None`` leaves it in float32."""
+    if isinstance(backbone, Backbone):
+        return backbone
+    loaded = load_backbone(backbone)
+    if precision is not None:
+        from aselect_bench.precision import describe_precision, training_device
+
+        loaded.set_precision(describe_precision(precision, training_device())["precision"])
+    return loaded
 
 
 class FrozenBackboneTask(L.LightningModule):
@@ -29,9 +39,10 @@ class FrozenBackboneTask(L.LightningModule):
     """
 
     def __init__(self, backbone, taps: list[str], timestep: int | None, lr: float, weight_decay: float,
-                 warmup_fraction: float, seed: int, cache_features: bool = False, feature_cache_root=None):
+                 warmup_fraction: float, seed: int, cache_features: bool = False, feature_cache_root=None,
+                 precision: str | None = None):
         super().__init__()
-        self.backbone = resolve_backbone(backbone)
+        self.backbone = resolve_backbone(backbone, precision)
         self.backbone.check_taps(taps)  # fail early on a bad tap
         self.taps = list(taps)
         self.hfr_tap = self.taps[0]  # the tap whose HFR the timestep scan reads

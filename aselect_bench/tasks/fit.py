@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from aselect_bench.costs import measure_cost
+from aselect_bench.progress import quiet_lightning, training_progress
 
 
 @dataclass
@@ -35,20 +36,29 @@ class RunResult:
 #: ops without a deterministic kernel (2-D cross entropy, bilinear-interpolation and adaptive-pooling backward)
 #: warn instead of raising, so segmentation trains on a GPU.
 DETERMINISM = "warn"
+#: Every benchmark Trainer's settings (besides its schedule, logger, callbacks and progress display).
+TRAINER_DEFAULTS = dict(accelerator="auto", devices=1, enable_model_summary=False, log_every_n_steps=5,
+                        deterministic=DETERMINISM, num_sanity_val_steps=0)
+
+
+def checkpoint_options(monitor: str = "val/top1") -> dict:
+    """The suite's ``ModelCheckpoint``: the best epoch by ``monitor`` (higher is better) and the last one."""
+    return dict(monitor=monitor, mode="max", save_last=True, filename="best-{epoch}")
 
 
 def make_trainer(log_dir, name: str, max_epochs: int, callbacks=(), progress: bool = True, checkpoint: bool = True,
                  monitor: str = "val/top1", logger: bool = True, **trainer_kwargs):
     """The suite's Trainer: logging to TensorBoard under ``log_dir/name`` (unless ``logger=False``); with
-    ``checkpoint`` it keeps the best validation checkpoint (by ``monitor``) and the last one. Returns
+    ``checkpoint`` it keeps the best validation checkpoint (by ``monitor``) and the last one; with ``progress``,
+    Lightning's bar on a terminal or a line every 30 s in a log file. Returns
     ``(trainer, checkpoint callback or None)``."""
-    saver = ModelCheckpoint(monitor=monitor, mode="max", save_last=True, filename="best-{epoch}") if checkpoint else None
-    defaults = dict(accelerator="auto", devices=1, max_epochs=max_epochs, enable_progress_bar=progress,
-                    enable_model_summary=False, log_every_n_steps=5, deterministic=DETERMINISM,
-                    num_sanity_val_steps=0, enable_checkpointing=checkpoint)
+    quiet_lightning()
+    saver = ModelCheckpoint(**checkpoint_options(monitor)) if checkpoint else None
+    bar, lines = training_progress(progress, name)
+    defaults = dict(**TRAINER_DEFAULTS, max_epochs=max_epochs, enable_progress_bar=bar, enable_checkpointing=checkpoint)
     trainer = L.Trainer(logger=TensorBoardLogger(str(log_dir), name=name, default_hp_metric=False) if logger else False,
                         default_root_dir=str(log_dir),
-                        callbacks=[*([saver] if saver else []), *callbacks], **{**defaults, **trainer_kwargs})
+                        callbacks=[*([saver] if saver else []), *callbacks, *lines], **{**defaults, **trainer_kwargs})
     return trainer, saver
 
 
