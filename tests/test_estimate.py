@@ -9,7 +9,7 @@ import torch
 
 from aselect_bench.analyses.estimate import fgvc_projection, run_estimate, warm_up
 from aselect_bench.analyses.projection import epoch_iterations, strategy_hours
-from aselect_bench.analyses.resources import predict_fit
+from aselect_bench.analyses.resources import largest_that_runs, predict_fit
 from aselect_bench.cli import main
 from aselect_bench.data.fgvc import DATASETS, protocol_sizes
 from aselect_bench.errors import UserError
@@ -86,6 +86,19 @@ def test_largest_batch_that_fits_is_found_by_halving():
     assert predict_fit(16, {1: GIB}, 5 * GIB) == 4  # proportional: 4 GiB <= 90% of 5
     assert predict_fit(16, {1: 3 * GIB, 2: 3.6 * GIB}, 5 * GIB) == 2  # the line: 3 + 0.6 (b - 1) GiB; 4.8 at 4
     assert predict_fit(8, {2: 10 * GIB}, 5 * GIB, smallest=2) is None
+
+
+def test_a_cuda_out_of_memory_error_halves_the_batch():
+    tried, cleaned = [], []
+
+    def run(b):  # a GPU with room for 5 images
+        tried.append(b)
+        if b > 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    assert largest_that_runs(run, 16, cleanup=lambda: cleaned.append(1)) == 4
+    assert tried == [16, 8, 4] and len(cleaned) == 2
+    assert largest_that_runs(run, 24, smallest=6) is None  # 24, 12, 6 all fail
 
 
 @pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/clear_refs").exists(), reason="Linux memory accounting")

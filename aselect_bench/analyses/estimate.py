@@ -33,7 +33,7 @@ from aselect_bench.analyses.resources import (
     EncodeTime,
     available_memory_bytes,
     current_memory_bytes,
-    halvings,
+    largest_that_runs,
     optimizer_step,
     peak_memory_bytes,
     predict_fit,
@@ -265,16 +265,13 @@ def warm_up(step: Callable, stage: str, batch: int, smallest: int, device, say: 
     ``2 x smallest`` when the proportional bound does not fit). Returns the peak memory (bytes)."""
     device = torch.device(device)
     if device.type == "cuda":
-        for tried in halvings(batch, smallest):
-            say(f"{stage}: warm-up step at batch {tried} (untimed) ...")
+        def run(b):
+            say(f"{stage}: warm-up step at batch {b} (untimed) ...")
             reset_peak_memory(device)
-            try:
-                timed(step(tried, 0), device)
-                break
-            except torch.cuda.OutOfMemoryError:
-                gc.collect()
-                torch.cuda.empty_cache()
-        else:
+            timed(step(b, 0), device)
+
+        tried = largest_that_runs(run, batch, smallest, cleanup=lambda: (gc.collect(), torch.cuda.empty_cache()))
+        if tried is None:
             raise UserError(f"{stage}: not even batch {smallest} fits in the memory of "
                             f"{torch.cuda.get_device_name(device)}: free the GPU or use one with more memory")
         if tried < batch:
@@ -581,6 +578,8 @@ def render(r: dict) -> str:
             for name, s in r["stages"].items()]
     lines.append(markdown_table(["stage", "batch", "timed steps", "s / step", "s / image", "VAE s / image",
                                  "backbone forwards", "peak memory (GiB)"], rows, "{:.3g}"))
+    lines.append("A training step is one optimizer step; `hfr_scan`'s step is one candidate's pass over the calibration "
+                 "batch (encoded once); the VAE column is the encoder's share, included in s / image.")
     if r["task"] == "fgvc":
         schedule = (f"{p['epochs']} epochs x {p['iterations'] // p['epochs']:,} steps at batch {p['batch']} "
                     f"({p['sizes']['train']:,} training images), a validation pass per epoch ({p['sizes']['val']:,}) "

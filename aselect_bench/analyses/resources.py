@@ -158,6 +158,20 @@ def halvings(batch: int, smallest: int = 1) -> list[int]:
     return out
 
 
+def largest_that_runs(run: Callable[[int], object], batch: int, smallest: int = 1,
+                      cleanup: Callable[[], object] = lambda: None) -> int | None:
+    """The first of :func:`halvings` of ``batch`` for which ``run(b)`` ends without a CUDA out-of-memory error
+    (``cleanup()`` after each one), or ``None`` when not even ``smallest`` does."""
+    for tried in halvings(batch, smallest):
+        try:
+            run(tried)
+            return tried
+        except torch.cuda.OutOfMemoryError:
+            pass
+        cleanup()  # outside the except clause: the error's traceback no longer holds the step's tensors
+    return None
+
+
 def predict_fit(batch: int, measured: dict[int, int], available: int, smallest: int = 1) -> int | None:
     """The largest of :func:`halvings` of ``batch`` whose predicted extra memory fits ``MEMORY_MARGIN x available``.
 
