@@ -43,6 +43,7 @@ def test_demo_estimate_writes_both_tasks_measured_here(tmp_path):
         assert r["weights"] == "pretrained" and r["run"]["weights_id"] == demo.weights_id
         assert r["backbone_params"] == params and r["peak_memory_bytes"] > 0
         assert set(r["seconds_per_step"]) == stages and all(s > 0 for s in r["seconds_per_step"].values())
+        assert r["cpu_share"] > 0 and all(s["cpu_seconds"] > 0 for s in r["stages"].values())
         assert r["stages"][f"{'probe' if task == 'fgvc' else 'upernet'}_train"]["batch"] == 2
         assert r["stages"]["hfr_scan"]["backbone_forwards"] == 2 * r["stages"]["hfr_scan"]["batch"]  # 2 candidates
         check_projection(r["projection"])

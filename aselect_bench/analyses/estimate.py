@@ -233,6 +233,7 @@ class Stage:
     encode: EncodeTime
     forwards: int
     peak_memory_bytes: int
+    cpu_seconds: float  # this process's CPU time (all threads) during the timed steps
 
     def to_json(self) -> dict:
         per_step = self.seconds / self.steps
@@ -241,7 +242,14 @@ class Stage:
         return {"batch": self.batch, "steps": self.steps, "images_per_step": self.images, "seconds": self.seconds,
                 "seconds_per_step": per_step, "seconds_per_image": per_step / self.images,
                 "encode_seconds_per_image": encode, "seconds_per_backbone_forward": forward,
-                "backbone_forwards": self.forwards, "peak_memory_bytes": self.peak_memory_bytes}
+                "backbone_forwards": self.forwards, "peak_memory_bytes": self.peak_memory_bytes,
+                "cpu_seconds": self.cpu_seconds, "cpu_share": cpu_share(self.cpu_seconds, self.seconds)}
+
+
+def cpu_share(cpu_seconds: float, seconds: float) -> float:
+    """The share of its threads' time the process got: CPU seconds / (wall seconds x torch threads). Well below 1
+    on a CPU run, other load on the machine took the rest, and the wall times are inflated by it."""
+    return cpu_seconds / (seconds * torch.get_num_threads()) if seconds > 0 else 0.0
 
 
 def measure(fn: Callable, backbone, device, batch: int, steps: int, images: int, warm: Callable | None = None) -> Stage:
@@ -250,10 +258,13 @@ def measure(fn: Callable, backbone, device, batch: int, steps: int, images: int,
     if warm is not None:
         timed(warm, device)
     reset_peak_memory(device)
-    forwards = backbone.forwards
+    forwards, seconds, cpu = backbone.forwards, 0.0, 0.0
     with timing_encode(backbone, device) as encode:
-        seconds = sum(timed(fn(k), device) for k in range(1, steps + 1))
-    return Stage(batch, steps, images, seconds, encode, backbone.forwards - forwards, peak_memory_bytes(device))
+        for k in range(1, steps + 1):
+            call, start = fn(k), time.process_time()
+            seconds += timed(call, device)
+            cpu += time.process_time() - start
+    return Stage(batch, steps, images, seconds, encode, backbone.forwards - forwards, peak_memory_bytes(device), cpu)
 
 
 def warm_up(step: Callable, stage: str, batch: int, smallest: int, device, say: Callable) -> int:
@@ -540,7 +551,9 @@ def task_record(preset, task: str, loaded: Loaded, device, body: dict, steps: in
         "image_size": backbone.image_size,
         "memory_measure": "CUDA max allocated" if torch.device(device).type == "cuda" else
         "peak resident memory of the process",
-        "batch": stages[TRAIN_STAGE[task]]["batch"], "steps": steps,
+        "batch": stages[TRAIN_STAGE[task]]["batch"], "steps": steps, "torch_threads": torch.get_num_threads(),
+        "cpu_share": cpu_share(sum(s["cpu_seconds"] for s in stages.values()),
+                               sum(s["seconds"] for s in stages.values())),
         "seconds_per_image": {k: s["seconds_per_image"] for k, s in stages.items()},
         "stages": stages, **body, "load_seconds": loaded.seconds, "wall_seconds": seconds,
     }
@@ -572,12 +585,18 @@ def render(r: dict) -> str:
              f"- Head: {r['head']}, {r['head_params']:,} parameters, {r['num_classes']} classes. Data: {r['data']}.",
              f"- Measured at batch {r['batch']} (the recipe's: {r['recipe_batch']}); each stage timed after a warm-up "
              f"step; peak memory {r['peak_memory_bytes'] / GIB:.1f} GiB ({r['memory_measure']}); the backbone took "
-             f"{r['load_seconds']:.0f} s to build, the stages {r['wall_seconds']:.0f} s.\n"]
+             f"{r['load_seconds']:.0f} s to build, the stages {r['wall_seconds']:.0f} s."]
+    if r["device"] == "cpu":
+        lines.append(f"- During the timed steps this process got {100 * r['cpu_share']:.0f}% of its "
+                     f"{r['torch_threads']} threads' time (CPU seconds / (wall seconds x threads))"
+                     + (": other load on the machine took the rest, so these seconds are inflated; measure on a "
+                        "quiet machine for the real figures." if r["cpu_share"] < 0.8 else "."))
+    lines[-1] += "\n"
     rows = [[name, s["batch"], s["steps"], s["seconds_per_step"], s["seconds_per_image"],
-             s["encode_seconds_per_image"], s["backbone_forwards"], s["peak_memory_bytes"] / GIB]
-            for name, s in r["stages"].items()]
+             s["encode_seconds_per_image"], s["backbone_forwards"], s["peak_memory_bytes"] / GIB,
+             f"{100 * s['cpu_share']:.0f}%"] for name, s in r["stages"].items()]
     lines.append(markdown_table(["stage", "batch", "timed steps", "s / step", "s / image", "VAE s / image",
-                                 "backbone forwards", "peak memory (GiB)"], rows, "{:.3g}"))
+                                 "backbone forwards", "peak memory (GiB)", "CPU share"], rows, "{:.3g}"))
     lines.append("A training step is one optimizer step; `hfr_scan`'s step is one candidate's pass over the calibration "
                  "batch (encoded once); the VAE column is the encoder's share, included in s / image.")
     if r["task"] == "fgvc":
