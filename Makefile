@@ -11,7 +11,7 @@ DATASETS ?=
 DATA_ROOT ?=
 ARGS ?=
 
-.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components bench-pretrain results-demo tensorboard clean
+.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components bench-pretrain estimate results-estimate results-demo tensorboard clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,16 @@ bench-components: $(STAMP)
 bench-pretrain: $(STAMP)
 	$(BIN)/python benchmarks/pretrain_checkpoints.py
 	$(BIN)/python benchmarks/pretrain_demo.py
+
+# A dry run of a preset's recipe at real size on this machine (TASK defaults to all here): memory, seconds per step,
+# projected hours of A-SelecT and of the exhaustive sweep (results/estimate/<preset>-<task>-<device>.{json,md}).
+estimate: $(STAMP)
+	$(BIN)/aselect-bench estimate --preset $(PRESET) --task $(if $(filter command line,$(origin TASK)),$(TASK),all) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
+
+# The committed real-size estimates: SD3-medium (paper) and DiT-XL/2 (paper-dit), each under 15 min on a quiet 2-core CPU.
+results-estimate: $(STAMP)
+	$(MAKE) estimate PRESET=paper
+	$(MAKE) estimate PRESET=paper-dit
 
 # Every committed demo result, re-run with the current code (about 3 hours on a 2-core CPU).
 # The comparisons also write the selectors' leaderboard (results/compare/selectors.*).

@@ -21,7 +21,6 @@ Evaluation passes are left out of both sides. Writes results/perf/gpu.json and g
 from __future__ import annotations
 
 import argparse
-import math
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,9 +29,12 @@ import torch
 import torch.nn.functional as F
 from perf_extract import best_time, best_times, matmul_peak
 
+from aselect_bench.analyses.projection import epoch_iterations, scan_seconds, strategy_hours
+from aselect_bench.analyses.resources import optimizer_step, peak_memory_bytes, reset_peak_memory, synced
 from aselect_bench.backbones import load_backbone
 from aselect_bench.backbones.flops import flops_per_image
 from aselect_bench.backbones.registry import PRESETS, default_tap
+from aselect_bench.data.fgvc import PUBLISHED_SIZES
 from aselect_bench.experiments.fgvc import fgvc_probe
 from aselect_bench.hfr import HFRSettings, select_timestep
 from aselect_bench.reports import markdown_table, write_report
@@ -40,7 +42,7 @@ from aselect_bench.settings import load_bench_preset
 
 #: Training-set images of the six FGVC datasets (the official train splits; VPT trains on them after tuning on
 #: a held-out 10%, and Flowers and Aircraft have their own val splits of 1020 and 3333 beside these).
-FGVC_TRAIN_IMAGES = {"cub": 5994, "nabirds": 23929, "flowers": 1020, "dogs": 12000, "cars": 8144, "aircraft": 3334}
+FGVC_TRAIN_IMAGES = {name: sizes[0] for name, sizes in PUBLISHED_SIZES.items()}
 #: mmseg's ADE20K schedule (UperNet, 160k iterations at batch 16: 8 GPUs x 2 in the original).
 ADE20K_SCHEDULE = {"iterations": 160_000, "batch": 16}
 FGVC_CLASSES, ADE20K_CLASSES = 200, 150
@@ -94,13 +96,6 @@ def device_info() -> dict:
             "cuda": torch.version.cuda, "driver": driver}
 
 
-def synced(fn, device: torch.device):
-    """``fn`` that returns only once the device has finished its work (CUDA runs asynchronously)."""
-    if device.type != "cuda":
-        return fn
-    return lambda: (fn(), torch.cuda.synchronize())[0]
-
-
 def precisions(preset: str, device: torch.device) -> list[str]:
     """float32 and bf16 on a GPU, plus fp16 for the SD3 family (its released weights and recipe are fp16);
     float32 alone on a CPU (bf16 is never assumed there)."""
@@ -110,12 +105,7 @@ def precisions(preset: str, device: torch.device) -> list[str]:
 
 
 def peak_memory_mib(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    return peak_memory_bytes(device) / 2**20 if device.type == "cuda" else None
 
 
 def measure_extraction(backbone, tap_block: int, size: Sizes, device, peaks: dict) -> dict:
@@ -160,19 +150,6 @@ def measure_scan(backbone, tap: str, size: Sizes, device) -> dict:
     forwards = size.scan_images * len(size.scan_candidates)
     return {"candidates": len(size.scan_candidates), "images": size.scan_images, "seconds": seconds,
             "seconds_per_forward": seconds / forwards}
-
-
-def optimizer_step(task, loss_fn, device):
-    """One step: ``loss_fn()`` forward, backward, AdamW on the trainable (head) parameters."""
-    opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-4)
-
-    def step():
-        loss = loss_fn()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return synced(step, device)
 
 
 def measure_probe_steps(backbone, tap: str, size: Sizes, device) -> dict:
@@ -231,34 +208,33 @@ def measure_model(preset: str, size: Sizes, device, peaks: dict) -> dict:
     return result
 
 
-def gpu_hours(seconds: float) -> float:
-    return seconds / 3600
-
-
 def project(model: dict, candidates: int, scan_images: int, recipe_batch: int, epochs: int, cache_allowed: bool) -> dict:
     """Projected GPU-hours, A-SelecT vs exhaustive, per FGVC dataset and for ADE20K, from ``model``'s figures."""
-    scan_s = model["scan"]["seconds_per_forward"] * candidates * scan_images
+    scan_s = scan_seconds(scan_images, candidates, 1, 0.0, model["scan"]["seconds_per_forward"])  # encodes inside
     steps = model["probe_steps"][str(recipe_batch)]
     tap_rate = model["extraction"][model["step_precision"]]["tap_images_per_s"]
     encode_rate = model["extraction"][model["step_precision"]]["encode_images_per_s"]
     out = {"recipe": model["recipe"], "epochs": epochs, "recipe_batch": recipe_batch, "fgvc": {},
            "fgvc_cache_allowed": cache_allowed}
     for name, n in FGVC_TRAIN_IMAGES.items():
-        iters = epochs * math.ceil(n / recipe_batch)
+        iters = epoch_iterations(n, epochs, recipe_batch)
         fresh = iters * steps["fresh_noise_ms"] / 1e3
         cached = n / encode_rate + n / tap_rate + iters * steps["cached_features_ms"] / 1e3  # one pass, then heads
-        out["fgvc"][name] = {
-            "train_images": n, "iterations": iters,
-            "fresh_noise": {"aselect": gpu_hours(scan_s + fresh), "exhaustive": gpu_hours(candidates * fresh)},
-            "cached_features": {"aselect": gpu_hours(scan_s + cached), "exhaustive": gpu_hours(candidates * cached)},
-        }
+        out["fgvc"][name] = {"train_images": n, "iterations": iters, "fresh_noise": hours(scan_s, fresh, candidates),
+                             "cached_features": hours(scan_s, cached, candidates)}
     if "upernet_step" in model:
         train = ADE20K_SCHEDULE["iterations"] * model["upernet_step"]["ms"] / 1e3 * (
             ADE20K_SCHEDULE["batch"] / model["upernet_step"]["batch"])
         out["ade20k"] = {"iterations": ADE20K_SCHEDULE["iterations"], "batch": ADE20K_SCHEDULE["batch"],
-                         "fresh_noise": {"aselect": gpu_hours(scan_s + train), "exhaustive": gpu_hours(candidates * train)},
+                         "fresh_noise": hours(scan_s, train, candidates),
                          "cached_features": None}  # random crops and flips every iteration: nothing to cache
     return out
+
+
+def hours(scan_s: float, training_s: float, candidates: int) -> dict:
+    """``{"aselect", "exhaustive"}`` GPU-hours (:func:`aselect_bench.analyses.projection.strategy_hours`)."""
+    cost = strategy_hours(scan_s, training_s, candidates)
+    return {"aselect": cost["aselect_hours"], "exhaustive": cost["exhaustive_hours"]}
 
 
 def main(argv=None) -> dict:

@@ -65,7 +65,7 @@ def test_select_mistakes_are_one_line(cub_root, args, fragment):
 
 def test_help_lists_every_command():
     result = cli("--help")
-    for name in ("fit", "select", "compare", "components", "synth", "pretrain"):
+    for name in ("fit", "select", "compare", "components", "synth", "pretrain", "estimate"):
         assert name in result.stdout
 
 

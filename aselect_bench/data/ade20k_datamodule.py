@@ -20,11 +20,20 @@ from aselect_bench.errors import UserError
 #: protocol), the same share of a smaller set but at least ``SELECTION_MIN``, drawn with ``SELECTION_SEED``
 #: whatever the run's seed (as the FGVC VPT-style val split in ``data/fgvc.py``).
 SELECTION_SIZE, REAL_TRAIN_SIZE, SELECTION_MIN, SELECTION_SEED = 1000, 20210, 5, 0
+#: ADEChallengeData2016's validation images (the split mmseg reports on).
+REAL_VAL_SIZE = 2000
 
 
 def selection_size(num_train: int) -> int:
     """Training images held out for selection: 1,000 of ADE20K's 20,210, the same share (>= 5) of a smaller set."""
     return max(SELECTION_MIN, round(num_train * SELECTION_SIZE / REAL_TRAIN_SIZE))
+
+
+def protocol_sizes() -> dict[str, int]:
+    """``{"train", "val", "test"}``: images per stage of the real ADE20K as this suite splits it (no files read):
+    training, the selection split held out of it, and the official validation split."""
+    held = selection_size(REAL_TRAIN_SIZE)
+    return {"train": REAL_TRAIN_SIZE - held, "val": held, "test": REAL_VAL_SIZE}
 
 
 def split_selection(pairs: list, size: int, seed: int = SELECTION_SEED) -> tuple[list, list]:

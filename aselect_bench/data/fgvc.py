@@ -249,6 +249,25 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+#: The real datasets' published split sizes (images): official train, official val (``None``: none ships), test.
+PUBLISHED_SIZES: dict[str, tuple[int, int | None, int]] = {
+    "cub": (5994, None, 5794), "nabirds": (23929, None, 24633), "flowers": (1020, 1020, 6149),
+    "dogs": (12000, None, 8580), "cars": (8144, None, 8041), "aircraft": (3334, 3333, 3333),
+}
+
+
+def protocol_sizes(name: str) -> dict[str, int]:
+    """``{"train", "val", "test"}``: images per split of the real dataset ``name`` as this suite splits it (no
+    files read). The official val where one ships (Flowers, Aircraft); else :data:`VAL_FRACTION` of the official
+    train held out (the VPT protocol; :func:`stratified_split` rounds per class, this rounds the total)."""
+    _info(name)  # an unknown name is one clear error
+    train, val, test = PUBLISHED_SIZES[name]
+    if val is None:
+        val = round(VAL_FRACTION * train)
+        train -= val
+    return {"train": train, "val": val, "test": test}
+
+
 # ---------------------------------------------------------------- public API
 def read_split(name: str, root, split: str) -> list[tuple[Path, int]]:
     """``[(image path, label)]`` of ``split`` (``train``/``val``/``test``) of dataset ``name`` under ``root``."""

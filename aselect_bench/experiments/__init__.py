@@ -7,7 +7,7 @@ experiment classes only hold and use their parts.
 from __future__ import annotations
 
 from aselect_bench.errors import UserError
-from aselect_bench.experiments.ade20k import ADE20KExperiment, ade20k_datamodule
+from aselect_bench.experiments.ade20k import ADE20KExperiment, ade20k_datamodule, segmentation_task
 from aselect_bench.experiments.base import (
     Experiment,
     dataset_path,
@@ -21,6 +21,7 @@ from aselect_bench.settings import BenchPreset
 
 __all__ = ["Experiment", "FGVCExperiment", "ADE20KExperiment", "build_experiment", "dataset_path",
            "ensure_synthetic_dataset", "hfr_selector", "fgvc_datamodule", "fgvc_probe", "fused_probe", "ade20k_datamodule",
+           "segmentation_task",
            "prepare_dataset", "preset_backbone"]
 
 

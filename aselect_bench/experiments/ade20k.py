@@ -26,6 +26,19 @@ def ade20k_datamodule(preset: BenchPreset, backbone, root: Path):
     return datamodule
 
 
+def segmentation_task(preset: BenchPreset, backbone, timestep, crop: int):
+    """The preset's :class:`SegmentationTask` on ``backbone``, trained at ``crop`` px (the slide window's default)."""
+    from aselect_bench.tasks.segmentation import SegmentationTask
+
+    cfg = preset.ade20k
+    return SegmentationTask(
+        backbone, num_classes=cfg.num_classes, blocks=cfg.blocks, component=cfg.component,
+        timestep=timestep, channels=cfg.channels, aux_channels=cfg.aux_channels, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction, warmup_iters=cfg.warmup_iters,
+        inference=cfg.inference, slide_crop=cfg.slide_crop or crop,
+        slide_stride=cfg.slide_stride or max(1, crop * 2 // 3), seed=preset.seed)
+
+
 class ADE20KExperiment(Experiment):
     """Segmentation on ADE20K (or its synthetic stand-in); metric: mIoU in percent."""
 
@@ -46,15 +59,7 @@ class ADE20KExperiment(Experiment):
         return options
 
     def make_task(self, timestep, feature_cache_root=None):
-        from aselect_bench.tasks.segmentation import SegmentationTask
-
-        cfg, crop = self.cfg, self.datamodule.crop_size
-        return SegmentationTask(
-            self.backbone, num_classes=cfg.num_classes, blocks=cfg.blocks, component=cfg.component,
-            timestep=timestep, channels=cfg.channels, aux_channels=cfg.aux_channels, lr=cfg.lr,
-            weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction, warmup_iters=cfg.warmup_iters,
-            inference=cfg.inference, slide_crop=cfg.slide_crop or crop,
-            slide_stride=cfg.slide_stride or max(1, crop * 2 // 3), seed=self.preset.seed)
+        return segmentation_task(self.preset, self.backbone, timestep, self.datamodule.crop_size)
 
     def class_names(self) -> list[str]:
         if self.preset.synthetic:
