@@ -139,7 +139,7 @@ PRESETS: dict[str, Preset] = {
                default_tap="blocks.9.query", seg_blocks=spread_blocks(38), scheduler=SD3_SCHEDULER,
                family="sd3"),
         Preset("tiny-sd3", TINY_SD3, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sd3"),
-        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.mlp", seg_blocks=(1, 2, 4, 5), folder=DEMO_FOLDER),
+        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.5.mlp", seg_blocks=(1, 2, 4, 5), folder=DEMO_FOLDER),
     ]
 }
 

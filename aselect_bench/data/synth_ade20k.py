@@ -5,8 +5,9 @@ A scene is a jittered Voronoi tessellation with wavy borders (the "stuff": 3-6 r
 is a distinct material: a base colour with per-scene jitter and its own texture (stripes at an
 orientation, dots, checks, noise, a gradient). Annotation PNGs (mode ``L``) hold ``1..K`` per pixel and
 ``0`` for "other" (a textureless grey), so the ADE20K reader's ``reduce_zero_label`` applies unchanged.
-Each scene also carries sensor grain of its own random strength (per-pixel noise of standard deviation
-``0.02 + grain * U(0, 1)``): fine detail that belongs to no material and that no model can predict.
+``grain > 0`` adds sensor grain of a random strength per scene (per-pixel noise of standard deviation
+``0.02 + grain * U(0, 1)`` instead of ``0.02``): fine detail that belongs to no material and that no model
+can predict. ``grain = 0`` (the default) renders exactly the scenes of version 2.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from PIL import Image, ImageDraw
 
 from aselect_bench.errors import UserError
 
-GENERATOR_VERSION = 3  # bump when the scenes change (the demo DiT's recipe keys on it)
-GRAIN = 0.3  # the default sensor-grain strength (the added noise's standard deviation ranges over 0.02 + [0, GRAIN])
+GENERATOR_VERSION = 2  # bump when the scenes change (the demo DiT's recipe keys on it)
+GRAIN = 0.0  # the default sensor-grain strength (the noise's standard deviation ranges over 0.02 + [0, GRAIN])
 
 MATERIALS = [  # (name, base RGB, texture kind, texture parameter)
     ("synth-brick", (0.62, 0.28, 0.2), "stripes", 0.0),
@@ -105,7 +106,7 @@ def render_scene(size: int, num_classes: int, rng: np.random.Generator, grain: f
         colour = np.clip(np.array(base) + rng.uniform(-0.07, 0.07, 3), 0, 1)
         tex = _texture(kind, param, xx, yy, rng)
         img[mask] = colour * (0.8 + 0.2 * tex[mask][:, None])
-    img = img * rng.uniform(0.85, 1.15) + rng.normal(0, 0.02 + grain * rng.uniform(0, 1), img.shape)
+    img = img * rng.uniform(0.85, 1.15) + rng.normal(0, 0.02 + (grain * rng.uniform(0, 1) if grain else 0.0), img.shape)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8), labels
 
 

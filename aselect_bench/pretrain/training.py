@@ -48,7 +48,6 @@ class Recipe:
     scene_images: int = 4800
     checkpoints: tuple = (0.125, 0.25, 0.5)  # fractions of ``steps`` kept besides the end (checkpoint study)
     image_size: int = 32
-    grain: float = 0.3  # sensor-grain strength of the synthetic images (both generators' ``grain``)
     seed: int = 0
     precision: str = "auto"  # "auto" | "32" | "bf16" | "16" (aselect_bench.precision)
     transformer: tuple = tuple(sorted(DEMO_TRANSFORMER.items()))
@@ -82,8 +81,8 @@ def pretraining_images(recipe: Recipe) -> torch.Tensor:
     from aselect_bench.data.transforms import RESIZE_RATIO
 
     seeds = data_seeds(recipe)
-    birds, _ = render_samples(recipe.fgvc_images // 12, 12, 64, seed=seeds["birds"], grain=recipe.grain)
-    scenes, _ = render_scenes(recipe.scene_images, 64, seed=seeds["scenes"], grain=recipe.grain)
+    birds, _ = render_samples(recipe.fgvc_images // 12, 12, 64, seed=seeds["birds"])  # clean renders: no grain
+    scenes, _ = render_scenes(recipe.scene_images, 64, seed=seeds["scenes"])
     images = torch.from_numpy(np.concatenate([birds, scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
     size = round(recipe.image_size * RESIZE_RATIO)
     return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
