@@ -15,6 +15,7 @@ from types import UnionType
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 from aselect_bench.config import CONFIG_DIR, load_yaml
+from aselect_bench.data import synth_ade20k, synth_fgvc
 from aselect_bench.data.transforms import RESIZE_RATIO
 from aselect_bench.errors import UserError
 from aselect_bench.hfr import HFRSettings
@@ -73,22 +74,24 @@ class ADE20KSettings:
 
 @dataclass(frozen=True)
 class SynthFGVC:
-    """Sizes of each generated fine-grained stand-in."""
+    """Sizes of each generated fine-grained stand-in, and its sensor grain (see :mod:`~aselect_bench.data.synth_fgvc`)."""
 
     num_classes: int
     train_per_class: int
     test_per_class: int
     image_size: int
+    grain: float = synth_fgvc.GRAIN
 
 
 @dataclass(frozen=True)
 class SynthADE20K:
-    """Sizes of the generated scene-parsing stand-in."""
+    """Sizes of the generated scene-parsing stand-in, and its sensor grain (see :mod:`~aselect_bench.data.synth_ade20k`)."""
 
     num_train: int
     num_val: int
     image_size: int
     num_classes: int
+    grain: float = synth_ade20k.GRAIN
 
 
 @dataclass(frozen=True)

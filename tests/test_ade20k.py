@@ -431,3 +431,15 @@ def test_data_root_is_the_folder_or_its_parent(synthetic_root, tmp_path):
         assert dms[0].view_fingerprint(stage) == dms[1].view_fingerprint(stage)
     with pytest.raises(UserError, match="the folder .*images/training is missing.*or at the folder holding it"):
         read_split(tmp_path, "train")
+
+
+def test_scene_grain_is_fine_detail_over_the_same_scene():
+    clean, masks = render_scenes(4, image_size=64, seed=0, num_classes=8, grain=1e-6)  # same draws, no grain
+    grainy, same_masks = render_scenes(4, image_size=64, seed=0, num_classes=8, grain=0.3)
+    assert np.array_equal(masks, same_masks)
+    fine = [np.abs(np.diff(x.astype(np.float32) / 255, axis=2)).mean() for x in (clean, grainy)]
+    assert fine[1] > 1.5 * fine[0]
+    coarse = [x.astype(np.float32).reshape(4, 8, 8, 8, 8, 3).mean((2, 4)) / 255 for x in (clean, grainy)]
+    assert np.abs(coarse[1] - coarse[0]).mean() < 0.03
+    with pytest.raises(UserError, match="grain"):
+        render_scenes(1, grain=-0.1)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.io import loadmat
 
 from aselect_bench.data.fgvc import class_names as read_class_names
 from aselect_bench.data.synth_fgvc import class_factors, class_names, render_samples, write_layout
+from aselect_bench.errors import UserError
 
 
 def test_same_seed_same_bytes_in_every_file(tmp_path):
@@ -79,3 +81,18 @@ def test_raw_pixels_are_far_from_solving_it_but_the_cues_are_there():
     invariant = linear_probe_accuracy(invariant_features(x), y, invariant_features(xt), yt)
     assert 1 / 12 + 0.05 < raw < 0.5, raw
     assert invariant > raw + 0.05, (invariant, raw)
+
+
+def test_grain_is_fine_detail_of_a_random_strength_that_leaves_the_coarse_image():
+    """Sensor grain (``grain``) adds per-pixel noise whose strength varies from image to image; the same seed
+    renders the same scene underneath, so the coarse image (8x8 means) barely moves."""
+    clean, y0 = render_samples(3, 12, 64, seed=2, grain=0.0)
+    grainy, y1 = render_samples(3, 12, 64, seed=2, grain=0.3)
+    assert np.array_equal(y0, y1)
+    fine = [np.abs(np.diff(x.astype(np.float32) / 255, axis=2)).mean((1, 2, 3)) for x in (clean, grainy)]
+    assert (fine[1] > fine[0]).all() and fine[1].mean() > 2 * fine[0].mean()
+    assert fine[1].std() > 3 * fine[0].std()  # a strength of its own per image (ISO)
+    coarse = [x.astype(np.float32).reshape(len(x), 8, 8, 8, 8, 3).mean((2, 4)) / 255 for x in (clean, grainy)]
+    assert np.abs(coarse[1] - coarse[0]).mean() < 0.03
+    with pytest.raises(UserError, match="grain"):
+        render_samples(1, 12, 32, grain=1.5)

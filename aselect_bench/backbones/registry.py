@@ -232,7 +232,7 @@ PRESETS: dict[str, Preset] = {
         Preset("tiny-pixart", TINY_PIXART, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="pixart"),
         Preset("tiny-flux", TINY_FLUX, default_tap="blocks.1.out", seg_blocks=(0, 1), family="flux", sample_size=16),
         Preset("tiny-sana", TINY_SANA, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sana"),
-        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.3.mlp", seg_blocks=(1, 2, 4, 5), folder=DEMO_FOLDER),
+        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.5.mlp", seg_blocks=(1, 2, 4, 5), folder=DEMO_FOLDER),
     ]
 }
 

@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
     f.add_argument("--test-per-class", type=int, default=20)
     f.add_argument("--image-size", type=int, default=64)
     f.add_argument("--seed", type=int, default=0)
+    _add_grain(f)
     a = kinds.add_parser("ade20k", help="a scene-parsing set in the ADEChallengeData2016 layout")
     a.add_argument("--out", required=True, help="output folder (ADEChallengeData2016/ is written inside)")
     a.add_argument("--num-train", type=int, default=200)
@@ -28,7 +29,16 @@ def add_parser(sub) -> None:
     a.add_argument("--num-classes", type=int, default=10)
     a.add_argument("--image-size", type=int, default=64)
     a.add_argument("--seed", type=int, default=0)
+    _add_grain(a)
     p.set_defaults(run=run)
+
+
+def _add_grain(parser: argparse.ArgumentParser) -> None:
+    from aselect_bench.data.synth_fgvc import GRAIN
+
+    parser.add_argument("--grain", type=float, default=GRAIN,
+                        help=f"sensor-grain strength: each image's noise std is uniform in base + [0, grain], pixel "
+                             f"range 0-1 (default {GRAIN}, the demo's; 0: almost clean)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -36,10 +46,11 @@ def run(args: argparse.Namespace) -> None:
         from aselect_bench.data.synth_fgvc import write_layout
 
         write_layout(args.layout, args.out, num_classes=args.num_classes, train_per_class=args.train_per_class,
-                     test_per_class=args.test_per_class, image_size=args.image_size, seed=args.seed)
+                     test_per_class=args.test_per_class, image_size=args.image_size, seed=args.seed,
+                     grain=args.grain)
     else:
         from aselect_bench.data.synth_ade20k import write_ade20k
 
         write_ade20k(args.out, num_train=args.num_train, num_val=args.num_val, image_size=args.image_size,
-                     num_classes=args.num_classes, seed=args.seed)
+                     num_classes=args.num_classes, seed=args.seed, grain=args.grain)
     print(f"wrote a synthetic {args.kind} dataset to {args.out}")

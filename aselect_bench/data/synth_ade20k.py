@@ -5,6 +5,9 @@ A scene is a jittered Voronoi tessellation with wavy borders (the "stuff": 3-6 r
 is a distinct material: a base colour with per-scene jitter and its own texture (stripes at an
 orientation, dots, checks, noise, a gradient). Annotation PNGs (mode ``L``) hold ``1..K`` per pixel and
 ``0`` for "other" (a textureless grey), so the ADE20K reader's ``reduce_zero_label`` applies unchanged.
+``grain > 0`` adds sensor grain of a random strength per scene (per-pixel noise of standard deviation
+``0.02 + grain * U(0, 1)`` instead of ``0.02``): fine detail that belongs to no material and that no model
+can predict. ``grain = 0`` (the default) renders exactly the scenes of version 2.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from PIL import Image, ImageDraw
 from aselect_bench.errors import UserError
 
 GENERATOR_VERSION = 2  # bump when the scenes change (the demo DiT's recipe keys on it)
+GRAIN = 0.0  # the default sensor-grain strength (the noise's standard deviation ranges over 0.02 + [0, GRAIN])
 
 MATERIALS = [  # (name, base RGB, texture kind, texture parameter)
     ("synth-brick", (0.62, 0.28, 0.2), "stripes", 0.0),
@@ -82,8 +86,10 @@ def _thing(size: int, xx: np.ndarray, yy: np.ndarray, rng: np.random.Generator) 
     return np.asarray(canvas, dtype=bool)
 
 
-def render_scene(size: int, num_classes: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One scene: ``(uint8 image [S, S, 3], uint8 labels [S, S])``, labels in ``0..num_classes`` (0 = other)."""
+def render_scene(size: int, num_classes: int, rng: np.random.Generator, grain: float = GRAIN
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One scene: ``(uint8 image [S, S, 3], uint8 labels [S, S])``, labels in ``0..num_classes`` (0 = other);
+    ``grain``: the sensor grain's strength (standard deviation ``0.02 + grain * U(0, 1)``, in [0, 1] units)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     n_regions, n_things = int(rng.integers(3, 7)), int(rng.integers(0, 3))
     classes = rng.choice(num_classes + 1, size=n_regions, replace=n_regions > num_classes + 1)
@@ -100,25 +106,27 @@ def render_scene(size: int, num_classes: int, rng: np.random.Generator) -> tuple
         colour = np.clip(np.array(base) + rng.uniform(-0.07, 0.07, 3), 0, 1)
         tex = _texture(kind, param, xx, yy, rng)
         img[mask] = colour * (0.8 + 0.2 * tex[mask][:, None])
-    img = img * rng.uniform(0.85, 1.15) + rng.normal(0, 0.02, img.shape)
+    img = img * rng.uniform(0.85, 1.15) + rng.normal(0, 0.02 + (grain * rng.uniform(0, 1) if grain else 0.0), img.shape)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8), labels
 
 
-def render_scenes(n: int, image_size: int = 64, seed: int = 0, num_classes: int = 10
+def render_scenes(n: int, image_size: int = 64, seed: int = 0, num_classes: int = 10, grain: float = GRAIN
                   ) -> tuple[np.ndarray, np.ndarray]:
     """``(uint8 images [N, S, S, 3], uint8 labels [N, S, S])`` in ``0..num_classes``; deterministic for ``seed``."""
     synthetic_class_names(num_classes)  # validates the class count
     if image_size < 8:
         raise UserError(f"synthetic scenes need image_size >= 8, got {image_size}")
+    if not 0 <= grain <= 1:
+        raise UserError(f"grain is a noise standard deviation in [0, 1] (pixel range 0-1), got {grain}")
     rng = np.random.default_rng(seed)
-    scenes = [render_scene(image_size, num_classes, rng) for _ in range(n)]
+    scenes = [render_scene(image_size, num_classes, rng, grain) for _ in range(n)]
     if not scenes:
         return np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros((0, image_size, image_size), np.uint8)
     return np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes])
 
 
 def write_ade20k(out_dir, num_train: int = 200, num_val: int = 40, image_size: int = 64, num_classes: int = 10,
-                 seed: int = 0) -> Path:
+                 seed: int = 0, grain: float = GRAIN) -> Path:
     """Write ``<out_dir>/ADEChallengeData2016/`` and return ``out_dir``.
 
     JPEG images (``images/{training,validation}/ADE_{train,val}_%08d.jpg``), PNG annotations of the same
@@ -128,7 +136,7 @@ def write_ade20k(out_dir, num_train: int = 200, num_val: int = 40, image_size: i
         raise UserError(f"write_ade20k needs at least one training and one validation image, got "
                         f"num_train={num_train}, num_val={num_val}")
     base = Path(out_dir) / "ADEChallengeData2016"
-    images, masks = render_scenes(num_train + num_val, image_size, seed, num_classes)
+    images, masks = render_scenes(num_train + num_val, image_size, seed, num_classes, grain)
     for sub in ("images", "annotations"):
         for split in ("training", "validation"):
             (base / sub / split).mkdir(parents=True, exist_ok=True)

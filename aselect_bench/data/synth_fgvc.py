@@ -5,7 +5,10 @@ background. Classes share the shape and differ only in small details: the body's
 (3 levels), the head's colour (2), the wing's pattern (a dark spot or a dark tip) and, past 12 classes,
 a tail (2). Position, scale, rotation, facing, body hue, background clutter and lighting vary freely.
 All cues stay visible at 32x32 px (the demo DiT's input), yet a linear probe on raw pixels cannot read
-most of them (see ``tests/test_synth_fgvc.py``).
+most of them (see ``tests/test_synth_fgvc.py``). ``grain > 0`` adds sensor grain of a random strength per
+image (per-pixel noise of standard deviation ``0.025 + grain * U(0, 1)`` instead of ``0.025``, as photographs
+taken at different ISO settings): fine detail that carries no class information and that no model can
+predict. ``grain = 0`` (the default) renders exactly the images of version 2.
 
 ``write_layout`` writes the images (JPEG, quality 95) and the index files exactly as each real dataset
 ships them, so :func:`aselect_bench.data.fgvc.read_split` loads them unchanged.
@@ -23,6 +26,7 @@ from aselect_bench.errors import UserError
 from aselect_bench.io import atomic_write_json
 
 GENERATOR_VERSION = 2  # bump when the images change (caches of generated data and demo weights key on it)
+GRAIN = 0.0  # the default sensor-grain strength (the noise's standard deviation ranges over 0.025 + [0, GRAIN])
 MAX_CLASSES = 24
 STRIPES = (2.0, 3.5, 5.0)  # body stripe cycles along the body length
 HEADS = ((0.85, 0.2, 0.15), (0.2, 0.35, 0.9))  # reddish / bluish head
@@ -59,8 +63,10 @@ def _background(xx: np.ndarray, yy: np.ndarray, rng: np.random.Generator) -> np.
     return img
 
 
-def render_image(k: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """One image of class ``k``: ``(uint8 [size, size, 3], bird box (x1, y1, x2, y2), 0-based inclusive)``."""
+def render_image(k: int, size: int, rng: np.random.Generator, grain: float = GRAIN
+                 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """One image of class ``k``: ``(uint8 [size, size, 3], bird box (x1, y1, x2, y2), 0-based inclusive)``;
+    ``grain``: the sensor grain's strength (its standard deviation is ``0.025 + grain * U(0, 1)``, in [0, 1] units)."""
     stripe, head, wing, tail = class_factors(k)
     yy, xx = (np.mgrid[0:size, 0:size].astype(np.float64) + 0.5) / size
     img = _background(xx, yy, rng)
@@ -89,34 +95,37 @@ def render_image(k: int, size: int, rng: np.random.Generator) -> tuple[np.ndarra
     head_mask = ((u - 1.0) * a_len) ** 2 + (v * b_len) ** 2 <= (0.6 * b_len) ** 2
     img[head_mask] = np.clip(np.array(HEADS[head]) + rng.uniform(-0.08, 0.08, 3), 0, 1)
     bird |= head_mask
-    # lighting (gain, offset, colour cast) and sensor noise
+    # lighting (gain, offset, colour cast) and sensor grain of a random strength (ISO)
     img = img * rng.uniform(0.7, 1.25) + rng.uniform(-0.08, 0.08) + rng.uniform(-0.06, 0.06, 3)
-    img = img + rng.normal(0, 0.025, img.shape)
+    img = img + rng.normal(0, 0.025 + (grain * rng.uniform(0, 1) if grain else 0.0), img.shape)
     ys, xs = np.nonzero(bird)
     box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), box
 
 
-def _render_all(num_per_class: int, num_classes: int, image_size: int, seed: int):
+def _render_all(num_per_class: int, num_classes: int, image_size: int, seed: int, grain: float = GRAIN):
     """``(uint8 [N, S, S, 3], labels [N], boxes int [N, 4])``, class-major; image ``j`` of class ``k`` has
     its own random stream ``(seed, k, j)``, so a larger ``num_per_class`` keeps the first images."""
     if not 2 <= num_classes <= MAX_CLASSES:
         raise UserError(f"num_classes must be in 2..{MAX_CLASSES}, got {num_classes}")
     if num_per_class < 0 or image_size < 16:
         raise UserError(f"need num_per_class >= 0 and image_size >= 16, got {num_per_class} and {image_size}")
+    if not 0 <= grain <= 1:
+        raise UserError(f"grain is a noise standard deviation in [0, 1] (pixel range 0-1), got {grain}")
     labels = np.repeat(np.arange(num_classes), num_per_class)
     images = np.zeros((len(labels), image_size, image_size, 3), np.uint8)
     boxes = np.zeros((len(labels), 4), np.int64)
     for i, k in enumerate(labels):
         rng = np.random.default_rng([seed, int(k), i % max(num_per_class, 1)])
-        images[i], boxes[i] = render_image(int(k), image_size, rng)
+        images[i], boxes[i] = render_image(int(k), image_size, rng, grain)
     return images, labels, boxes
 
 
-def render_samples(num_per_class: int, num_classes: int = 12, image_size: int = 64, seed: int = 0):
+def render_samples(num_per_class: int, num_classes: int = 12, image_size: int = 64, seed: int = 0,
+                   grain: float = GRAIN):
     """``(uint8 [N, S, S, 3], int labels [N])`` with ``N = num_per_class * num_classes``, class-major,
     deterministic for ``seed`` (in memory; e.g. the demo DiT's pretraining data)."""
-    images, labels, _ = _render_all(num_per_class, num_classes, image_size, seed)
+    images, labels, _ = _render_all(num_per_class, num_classes, image_size, seed, grain)
     return images, labels
 
 
@@ -283,7 +292,7 @@ LAYOUTS = {"cub": _cub, "nabirds": _nabirds, "flowers": _flowers, "dogs": _dogs,
 
 
 def write_layout(layout: str, out_dir, num_classes: int = 12, train_per_class: int = 40, test_per_class: int = 20,
-                 image_size: int = 64, seed: int = 0) -> Path:
+                 image_size: int = 64, seed: int = 0, grain: float = GRAIN) -> Path:
     """Generate the set and write it under ``out_dir`` in ``layout``'s original files; returns ``out_dir``.
 
     Per class, the first ``train_per_class`` images form the official train split (Flowers and Aircraft:
@@ -295,7 +304,7 @@ def write_layout(layout: str, out_dir, num_classes: int = 12, train_per_class: i
     if train_per_class < 2 or test_per_class < 1:
         raise UserError(f"need train_per_class >= 2 and test_per_class >= 1, got {train_per_class}, {test_per_class}")
     per_class = train_per_class + test_per_class
-    images, labels, boxes = _render_all(per_class, num_classes, image_size, seed)
+    images, labels, boxes = _render_all(per_class, num_classes, image_size, seed, grain)
     position = np.tile(np.arange(per_class), num_classes)
     n_val = max(1, train_per_class // 5)
     split = np.where(position >= train_per_class, "test", np.where(position >= train_per_class - n_val, "val", "train"))
@@ -303,5 +312,6 @@ def write_layout(layout: str, out_dir, num_classes: int = 12, train_per_class: i
     LAYOUTS[layout](out, _Synth(images, labels, boxes, split, class_names(num_classes)))
     atomic_write_json(out / ".aselect_synth.json", {
         "generator_version": GENERATOR_VERSION, "layout": layout, "num_classes": num_classes,
-        "train_per_class": train_per_class, "test_per_class": test_per_class, "image_size": image_size, "seed": seed})
+        "train_per_class": train_per_class, "test_per_class": test_per_class, "image_size": image_size, "seed": seed,
+        "grain": grain})
     return out

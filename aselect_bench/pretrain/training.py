@@ -81,7 +81,7 @@ def pretraining_images(recipe: Recipe) -> torch.Tensor:
     from aselect_bench.data.transforms import RESIZE_RATIO
 
     seeds = data_seeds(recipe)
-    birds, _ = render_samples(recipe.fgvc_images // 12, 12, 64, seed=seeds["birds"])
+    birds, _ = render_samples(recipe.fgvc_images // 12, 12, 64, seed=seeds["birds"])  # clean renders: no grain
     scenes, _ = render_scenes(recipe.scene_images, 64, seed=seeds["scenes"])
     images = torch.from_numpy(np.concatenate([birds, scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
     size = round(recipe.image_size * RESIZE_RATIO)
