@@ -26,6 +26,7 @@ from pathlib import Path
 from aselect_bench.backbones.registry import DEMO_FOLDER
 from aselect_bench.commands.options import parse_candidates
 from aselect_bench.data.fgvc import DATASETS
+from aselect_bench.errors import UserError
 from aselect_bench.experiments import build_experiment, preset_backbone
 from aselect_bench.io import read_json
 from aselect_bench.reports import markdown_table, run_record, write_report
@@ -188,6 +189,27 @@ def ade20k_cells(preset, backbone, timesteps, runs: Path, done: dict, save) -> d
     return cells
 
 
+def compared_cells(folder: Path, name: str, preset, overrides: dict, candidates) -> dict | None:
+    """``{"per_timestep": {t: {"val", "test"}}, "source"}`` from the committed comparison of ``name`` in ``folder``
+    (``aselect-bench compare``'s exhaustive curve, so the sweep is not run twice), or ``None`` when there is none.
+    A comparison run another way (preset, overrides of this task, tap, candidates) is one clear error."""
+    task = "ade20k" if name == "ade20k" else "fgvc"
+    path = folder / f"{task}-{name}-{preset.name}.json"
+    if not path.exists():
+        return None
+    report = read_json(path)
+    other = "fgvc." if task == "ade20k" else "ade20k."
+    wanted = {k: v for k, v in overrides.items() if not k.startswith(other)}
+    tap = preset.fgvc.tap if task == "fgvc" else report["tap"]
+    if (report["preset"], report["run"]["overrides"], report["tap"], report["candidates"]) != (
+            preset.name, wanted, tap, list(candidates)):
+        raise UserError(f"{path} was run with preset {report['preset']}, overrides {report['run']['overrides']}, tap "
+                        f"{report['tap']}, {len(report['candidates'])} candidates, not this attempt's ({wanted}, {tap}, "
+                        f"{len(candidates)} candidates); re-run the comparison or drop --from-compare")
+    per_t = {t: {k: v[k] for k in ("val", "test")} for t, v in report["exhaustive"]["per_timestep"].items()}
+    return {"per_timestep": per_t, "source": f"{path}@{report['run']['code_version']}"}
+
+
 def best_timestep(per_timestep: dict) -> int:
     """The candidate with the best validation metric (the first in grid order on ties)."""
     return int(max(per_timestep, key=lambda t: per_timestep[t]["val"]))
@@ -248,7 +270,11 @@ def run_attempt(args, store: dict, save) -> None:
         if cell.get("candidates") != candidates:
             cell.update(candidates=candidates, per_timestep={}, seeds={})
         start = time.perf_counter()
-        if name == "ade20k":
+        compared = compared_cells(Path(args.from_compare), name, preset, overrides, candidates) \
+            if args.from_compare else None
+        if compared:
+            cell.update(per_timestep=compared["per_timestep"], source=compared["source"])
+        elif name == "ade20k":
             def keep(cells, cell=cell):
                 cell["per_timestep"] = cells
                 save()
@@ -310,6 +336,12 @@ def markdown(store: dict) -> str:
                          curve["0"]["test"], seeds, f"{rand['val']:.1f}" if rand else "-", met])
     lines.append(markdown_table(["attempt", "dataset", "best t", "val@best", "val@0", "gain", "test@best", "test@0",
                                  "seed gain ± s.e.", "random init val@best", "goal met"], rows, floatfmt="{:.1f}"))
+    for name in store["attempts"]:
+        judged = {r[1]: r[-1] for r in rows if r[0] == name and r[-1] != "-"}
+        if judged:
+            fgvc = sum(v == "yes" for ds, v in judged.items() if ds != "ade20k")
+            lines.append(f"**{name}**: goal met on {fgvc} of {sum(ds != 'ade20k' for ds in judged)} FGVC stand-ins "
+                         f"(issue: at least 4 of 6) and on ADE20K: {judged.get('ade20k', 'not run')}.\n")
     lines.append("*seed gain ± s.e.*: over the seeds (preset seed 0 and the extra ones: each its own synthetic data, "
                  "noise draws, head init and order), mean val at best t minus mean val at t = 0, ± the standard error "
                  "of that difference (both means' s.e. combined). *goal met* (issue #29): best t inside the grid, the "
@@ -334,7 +366,8 @@ def markdown(store: dict) -> str:
     for name, a in store["attempts"].items():
         for ds, cell in a["datasets"].items():
             if cell.get("per_timestep"):
-                lines.append(f"- **{name}, {ds}**: " + " ".join(
+                source = f" (from `{cell['source']}`)" if cell.get("source") else ""
+                lines.append(f"- **{name}, {ds}**{source}: " + " ".join(
                     f"{t}: {v['val']:.1f}/{v['test']:.1f}" for t, v in cell["per_timestep"].items()))
     return "\n".join(lines) + "\n"
 
@@ -363,6 +396,8 @@ def main(argv=None) -> dict:
                              "forward per timestep serves them all), instead of the preset's pipeline")
     parser.add_argument("--draws", type=int, default=1, help="with --proxy: noise draws of the training images, "
                         "one per epoch in turn (1: the preset's one fixed draw)")
+    parser.add_argument("--from-compare", default=None, metavar="DIR",
+                        help="take each curve from the comparison in DIR (e.g. results/compare) when it is there")
     parser.add_argument("--out", default="results/demo/interior", help="output path without extension")
     parser.add_argument("--runs", default="runs", help="TensorBoard log folder")
     args = parser.parse_args(argv)
