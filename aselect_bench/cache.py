@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aselect_bench.io import atomic_write_json, reserve_file
+from aselect_bench.errors import CorruptFileError
+from aselect_bench.io import atomic_write_json, read_json, reserve_file
 
 
 def cache_dir() -> Path:
@@ -103,7 +104,10 @@ class FeatureCache:
         meta = self.root / "meta.json"
         if not meta.exists():
             return
-        info = json.loads(meta.read_text())
+        try:
+            info = read_json(meta, keys=("key", "num_items", "item_shape"))
+        except CorruptFileError:
+            return  # a damaged entry is rebuilt: its features are recomputed and meta.json rewritten
         if info.get("key") != json.loads(json.dumps(self.key, default=str)) or info["num_items"] != self.num_items:
             return  # a different entry under a colliding digest: never trust it
         self._map(tuple(info["item_shape"]))

@@ -58,11 +58,19 @@ def exit_status(signum: int) -> int:
     return 128 + int(signum)
 
 
-def run_guarded(fn, *args, **kwargs):
+#: What an interrupted command says it kept, and how to go on: resumable commands (the default) pick up their
+#: finished pieces when rerun; the others start again.
+RESUME = "finished results and caches are kept, the unfinished step left nothing half-written; rerun the same " \
+         "command to resume"
+RESTART = "nothing half-written was left (this command keeps no partial state); rerun the same command to start again"
+
+
+def run_guarded(fn, *args, on_stop: str = RESUME, **kwargs):
     """Run ``fn``; a :class:`UserError` becomes one line on stderr and exit status 2 (no traceback).
 
     SIGINT/SIGTERM (also a ``KeyboardInterrupt``, or Lightning's ``SIGTERMException``) stop it with status
-    130/143 and one line saying what was kept: finished results and caches, never a half-written file.
+    130/143 and one line saying what was kept (``on_stop``: :data:`RESUME` or :data:`RESTART`), never a
+    half-written file.
     """
     try:
         with interrupts_raise():
@@ -72,18 +80,17 @@ def run_guarded(fn, *args, **kwargs):
         print(f"aselect-bench: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except (Interrupted, KeyboardInterrupt) as err:
-        _stopped(getattr(err, "signum", signal.SIGINT))
+        _stopped(getattr(err, "signum", signal.SIGINT), on_stop)
     except SystemExit as err:
         if type(err).__name__ != "SIGTERMException":  # Lightning's, whose exit status would be 0
             raise
-        _stopped(signal.SIGTERM)
+        _stopped(signal.SIGTERM, on_stop)
 
 
-def _stopped(signum: int):
+def _stopped(signum: int, what: str):
     name = signal.Signals(signum).name
     sys.stderr.write("\r")
-    print(f"aselect-bench: stopped by {name}: finished results and caches are kept, the unfinished step left "
-          f"nothing half-written; rerun the same command to resume", file=sys.stderr, flush=True)
+    print(f"aselect-bench: stopped by {name}: {what}", file=sys.stderr, flush=True)
     raise SystemExit(exit_status(signum)) from None
 
 
@@ -102,18 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from aselect_bench.commands.options import join_negative_lists
+
+    argv = join_negative_lists(list(sys.argv[1:] if argv is None else argv))
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from aselect_bench.lightning_cli import run_lightning_cli
 
-        run_guarded(run_lightning_cli, argv)
+        run_guarded(run_lightning_cli, argv, on_stop="the checkpoints written so far are kept; add --resume to the same "
+                                                     "command to continue from the last one")
         return
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         raise SystemExit(1)
-    run_guarded(args.run, args)
+    run_command(args)
+
+
+def run_command(args: argparse.Namespace):
+    """Run a parsed subcommand under :func:`run_guarded`, saying on a signal whether it resumes."""
+    return run_guarded(args.run, args, on_stop=RESUME if getattr(args, "resumable", True) else RESTART)
 
 
 if __name__ == "__main__":

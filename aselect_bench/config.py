@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from aselect_bench.errors import UserError
+from aselect_bench.io import read_text
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -24,7 +25,7 @@ def load_yaml(path: Path) -> dict:
     if not path.exists():
         raise UserError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_text(path, "the config file")) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -15,3 +15,9 @@ class UnwritableError(UserError, OSError):
     The user can fix it (free space, another folder), so the command line prints it as one line; it is also an
     ``OSError``, so code that falls back to another place on a failed write (a read-only data root) still does.
     """
+
+
+class CorruptFileError(UserError):
+    """A file the suite reads (its own state, a cached record, a user's index or results file) is damaged or
+    badly encoded: the message names the file, what is wrong, and what to do (delete it to have it recomputed,
+    or restore it)."""

@@ -61,6 +61,12 @@ class HFRSettings:
 
     def __post_init__(self):
         object.__setattr__(self, "candidates", tuple(int(t) for t in self.candidates))
+        repeated = sorted({t for t in self.candidates if self.candidates.count(t) > 1})
+        if repeated:
+            raise UserError(f"HFR candidates list timestep {repeated[0]} more than once: give each candidate once")
+        if any(t < 0 for t in self.candidates):
+            raise UserError(f"HFR candidates hold a negative timestep ({min(self.candidates)}): t = 0 is the clean "
+                            f"image, give timesteps from 0 up")
         if self.mode not in MODES:
             raise UserError(f"unknown HFR mode {self.mode!r}; use one of {', '.join(MODES)}")
         check_cutoff(self.cutoff)

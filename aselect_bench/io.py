@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from aselect_bench.errors import UnwritableError
+from aselect_bench.errors import CorruptFileError, UnwritableError
 
 
 @contextmanager
@@ -66,6 +66,8 @@ def _reason(err: OSError) -> str:
 
 
 def _unwritable(path: Path, err: OSError) -> UnwritableError:
+    if err.errno == errno.EISDIR:
+        return UnwritableError(f"cannot write {path}: it is a folder; give the path of a file to write instead")
     hint = ("free space on that disk or write elsewhere" if err.errno in (errno.ENOSPC, errno.EDQUOT)
             else "choose a folder you can write to")
     return UnwritableError(f"cannot write {path}: {_reason(err)}; {hint}")
@@ -148,9 +150,32 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> Any:
+    """The JSON value in ``path``; a damaged, badly encoded or (with ``keys``: an object lacking one of them)
+    misshapen file is one :class:`CorruptFileError` naming it, never a traceback."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _corrupt(path, f"it is not valid UTF-8 JSON ({err})") from None
+    missing = [k for k in keys if not isinstance(value, dict) or k not in value]
+    if missing:
+        raise _corrupt(path, f"it has no {missing[0]!r} entry")
+    return value
+
+
+def read_text(path: str | os.PathLike, what: str = "this file") -> str:
+    """The UTF-8 text of ``path`` (``what`` names it in the error); bad encoding is one :class:`CorruptFileError`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise CorruptFileError(f"cannot read {what} {path}: it is not UTF-8 text (byte {err.start}: "
+                               f"{err.reason}); restore it from the dataset's archive or save it as UTF-8") from None
+
+
+def _corrupt(path, problem: str) -> CorruptFileError:
+    return CorruptFileError(f"cannot read {path}: {problem}; it is damaged (an interrupted copy or a full disk?): "
+                            f"delete it to have it recomputed, or restore it")
 
 
 def file_identity(path: str | os.PathLike) -> str:

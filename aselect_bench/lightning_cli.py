@@ -14,7 +14,9 @@ Two ways in, both LightningCLI underneath:
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -83,11 +85,11 @@ def preset_config(preset, dataset: str, log_dir: str = "runs/cli") -> dict:
 
 
 def _preset_parser() -> argparse.ArgumentParser:
-    from aselect_bench.commands.options import add_preset_arguments
+    from aselect_bench.commands.options import add_preset_arguments, any_dataset
 
     parser = argparse.ArgumentParser(prog="aselect-bench fit", add_help=False, allow_abbrev=False)
     add_preset_arguments(parser)
-    parser.add_argument("--dataset", default="cub", help="FGVC dataset of the preset (default cub)")
+    parser.add_argument("--dataset", default="cub", type=any_dataset, help="FGVC dataset of the preset (default cub)")
     return parser
 
 
@@ -129,9 +131,56 @@ def run_lightning_cli(argv: list[str]) -> None:
     Progress is Lightning's bar on a terminal and a line every 30 s in a log file."""
     argv = [a for arg in argv for a in (["--ckpt_path", "last"] if arg == "--resume" else [arg])]
     bar, lines = training_progress(True, argv[0] if argv else "fit")
-    with tempfile.TemporaryDirectory(prefix="aselect-cfg-") as tmp:
+    from jsonargparse import ArgumentError
+
+    with tempfile.TemporaryDirectory(prefix="aselect-cfg-") as tmp, _argv_only(argv):
         args = preset_arguments(argv, Path(tmp))
         cli = PresetCLI if args is not argv else AselectCLI
-        cli(subclass_mode_model=True, subclass_mode_data=True, args=resolve_configs(args, Path(tmp)),
-            save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "aselect-bench"},
-            trainer_defaults={} if bar else {"enable_progress_bar": False, "callbacks": lines})
+        # parse errors come back as exceptions, so the one useful line is said first (not under the usage)
+        errors_raise = {"exit_on_error": False}
+        try:
+            cli(subclass_mode_model=True, subclass_mode_data=True, args=resolve_configs(args, Path(tmp)),
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"prog": "aselect-bench", **errors_raise, **{c: errors_raise for c in LIGHTNING_SUBCOMMANDS}},
+                trainer_defaults={} if bar else {"enable_progress_bar": False, "callbacks": lines})
+        except ArgumentError as err:
+            raise UserError(config_error(str(err), argv[0] if argv else "fit")) from None
+
+
+#: LightningCLI's subcommands (each has a parser of its own).
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+@contextmanager
+def _argv_only(argv: list[str]):
+    """While inside, ``sys.argv`` is the program name alone: LightningCLI reads ``args=argv`` (ours, already
+    rewritten) and would otherwise warn that the command line holds arguments too."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def config_error(message: str, subcommand: str) -> str:
+    """jsonargparse's nested parse error as one line: an unknown key first, with the keys its class accepts
+    (instead of the usage, a Union dump and the given value), else the error's most specific lines."""
+    import importlib
+    import inspect
+    import re
+
+    unknown = re.search(r"Problem with given class_path '([\w.]+)':\s*(?:Key '[^']*': )?Option '([^']+)' is not "
+                        r"accepted", message)
+    key = re.match(r'Parser key "([^"]+)"', message)
+    where = f"{key.group(1)}.init_args" if key else "the config"
+    if unknown:
+        class_path, option = unknown.groups()
+        module, _, name = class_path.rpartition(".")
+        accepted = [p for p in inspect.signature(getattr(importlib.import_module(module), name)).parameters
+                    if p not in ("self", "args", "kwargs")]
+        return (f"{where}: unknown key {option!r} for {name}; it accepts {', '.join(accepted)} (see "
+                f"'aselect-bench {subcommand} --print_config')")
+    lines = [line.strip(" -") for line in message.splitlines() if line.strip(" -")]
+    details = [line for line in lines[1:] if not line.startswith(("Subtypes:", "Errors:", "Given value"))]
+    return f"{where}: {'; '.join([lines[0], *details[:3]])} (see 'aselect-bench {subcommand} --help')"

@@ -14,7 +14,7 @@ def hfr_curve_figure(curve: dict, chosen: int, spread: dict | None = None, title
     bootstrap support of the choice, ``SelectionResult.firmness()``) becomes the title's second line."""
     ts = sorted(int(t) for t in curve)
     ys = [curve[t] if t in curve else curve[str(t)] for t in ts]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     ax.plot(ts, ys, marker="o", color="tab:blue", label="mean HFR")
     if spread:
         sd = [spread[t] if t in spread else spread[str(t)] for t in ts]
@@ -24,7 +24,6 @@ def hfr_curve_figure(curve: dict, chosen: int, spread: dict | None = None, title
     ax.set_ylabel("high-frequency ratio")
     ax.set_title(f"{title}\n{note}" if note else title, fontsize=10 if note else None)
     ax.legend(loc="best")
-    fig.tight_layout()
     return fig
 
 
@@ -42,7 +41,7 @@ def save_figure(fig, path) -> None:
 
 def hfr_curves_figure(curves: dict, title: str):
     """Several HFR curves ``{label: (curve {t: v}, chosen t)}`` on one axis, each choice marked."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     for label, (curve, chosen) in curves.items():
         ts = sorted(int(t) for t in curve)
         ys = [curve[str(t)] if str(t) in curve else curve[t] for t in ts]
@@ -54,7 +53,6 @@ def hfr_curves_figure(curves: dict, title: str):
     ax.set_ylabel("mean HFR")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -67,7 +65,7 @@ def comparison_figure(result: dict):
     per_t = result["exhaustive"]["per_timestep"]
     metric = result.get("metric", "metric")
     val_name, test_name = (result.get("splits", {}).get(s, s) for s in ("val", "test"))
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
     ax.plot(ts, [per_t[t]["val"] for t in ts], marker="o", color="tab:green", label=f"{val_name} {metric}")
     ax.plot(ts, [per_t[t]["test"] for t in ts], marker="s", color="tab:olive", label=f"{test_name} {metric}")
     ax.set_xlabel("timestep t (0 = the clean end)")
@@ -84,7 +82,6 @@ def comparison_figure(result: dict):
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="best")
     ax.set_title(f"{result['task']}/{result['dataset']} ({result['preset']}): saving "
                  f"{result['saving_seconds']:.1f}x time, {result['saving_forwards']:.1f}x forwards")
-    fig.tight_layout()
     return fig
 
 
@@ -97,19 +94,18 @@ def cost_figure(result: dict):
         names.append("fused exhaustive")
         secs.append(result["fused_exhaustive"]["seconds"])
         fwds.append(result["fused_exhaustive"]["forwards"])
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained")
     for ax, values, title in zip(axes, (secs, fwds), ("wall seconds", "backbone forwards (images)")):
         ax.bar(names, values, color=["tab:gray", "tab:red", "tab:purple"][: len(names)])
         ax.set_title(title)
         ax.tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
     return fig
 
 
 def selector_regret_figure(result: dict):
     """Horizontal bars: each selector's regret on one comparison (label-using selectors hatched), best first."""
     rows = sorted(result["selectors"], key=lambda r: r["regret"])
-    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(rows)))
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(rows)), layout="constrained")
     names = [r["name"] + (" (E)" if r["timestep"] is None else f" (t={r['timestep']})") for r in rows]
     bars = ax.barh(names, [r["regret"] for r in rows], color=["tab:red" if r["name"] == "hfr" else "tab:gray"
                                                               for r in rows])
@@ -121,14 +117,13 @@ def selector_regret_figure(result: dict):
     ax.set_title(f"{result['task']}/{result['dataset']} ({result['preset']}): regret per selector "
                  f"(hatched: uses labels)", fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
     return fig
 
 
 def leaderboard_figure(board: dict):
     """Mean regret per selector (bars) with the worst regret marked, over the leaderboard's comparisons."""
     rows = board["selectors"]
-    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(rows)))
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(rows)), layout="constrained")
     names = [r["name"] for r in rows]
     ax.barh(names, [r["mean_regret"] for r in rows], color=["tab:red" if n == "hfr" else "tab:gray" for n in names],
             label="mean regret")
@@ -138,7 +133,6 @@ def leaderboard_figure(board: dict):
     ax.set_title(f"selectors over {len(board['comparisons'])} comparisons (preset {board['preset']})", fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
     return fig
 
 
@@ -182,7 +176,7 @@ def components_heatmap(r: dict):
     import numpy as np
 
     blocks, comps = r["blocks"], r["components"]
-    fig, axes = plt.subplots(1, 2, figsize=(2.2 + 1.1 * len(comps) * 2, 1.2 + 0.45 * len(blocks)))
+    fig, axes = plt.subplots(1, 2, figsize=(2.2 + 1.1 * len(comps) * 2, 1.2 + 0.45 * len(blocks)), layout="constrained")
     for ax, key, title in zip(axes, ("val_top1", "hfr"), ("validation top-1 (%)", "HFR at the tap's timestep")):
         data = np.array([[r["grid"][f"blocks.{b}.{c}"][key] for c in comps] for b in blocks])
         im = ax.imshow(data, cmap="viridis", aspect="auto")
@@ -200,5 +194,4 @@ def components_heatmap(r: dict):
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(f"{r['dataset']} / {r['preset']}: star = best, circle = authors' pick", fontsize=9)
-    fig.tight_layout()
     return fig

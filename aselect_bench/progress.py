@@ -157,7 +157,10 @@ _TIPS = _DropTips()
 
 
 def quiet_lightning() -> None:
-    """Drop the ``💡 Tip: ... litlogger / litmodels`` lines Lightning logs at every Trainer (idempotent)."""
+    """Drop the ``💡 Tip: ... litlogger / litmodels`` lines Lightning logs at every Trainer, and its
+    ``[rank: 0] Received SIGTERM`` line (the command line says in its own line what a signal stopped and kept)
+    (idempotent)."""
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if _TIPS not in logger.filters:

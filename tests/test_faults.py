@@ -17,7 +17,7 @@ from PIL import Image
 
 from aselect_bench import UserError, load_backbone
 from aselect_bench.cache import FeatureCache
-from aselect_bench.cli import build_parser, run_guarded
+from aselect_bench.cli import build_parser, run_command
 from tests.test_cli import assert_one_line_error, cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -43,7 +43,7 @@ def run_in_process(argv, capsys):
     """``aselect-bench ARGV`` in this process (so the test can fake a full disk): ``(exit status, out, err)``."""
     args = build_parser().parse_args(argv)
     try:
-        run_guarded(args.run, args)
+        run_command(args)
         status = 0
     except SystemExit as stop:
         status = stop.code

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aselect_bench"
 
 #: Floors, lowest first. A module may import its own floor and the floors below, never one above.
 FLOORS = [
-    {"errors", "io", "costs", "uncertainty"},
+    {"errors", "io", "costs", "uncertainty", "argtypes"},
     {"backbones", "data", "heads", "metrics", "hfr", "selectors", "plots", "config", "precision", "cache",
      "progress"},
     {"settings", "callbacks", "tasks", "pretrain", "reports"},

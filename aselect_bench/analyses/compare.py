@@ -21,12 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from pathlib import Path
 
 from aselect_bench.costs import Cost, cost_across_attempts
 from aselect_bench.errors import UserError
 from aselect_bench.experiments.base import exhaustive_summary
-from aselect_bench.io import atomic_write_json, read_json
+from aselect_bench.hfr import check_candidates
+from aselect_bench.io import atomic_write_json, make_folder, read_json
 from aselect_bench.reports import run_record
 from aselect_bench.selectors import build_selector, labelled_set, run_selectors, selector_names
 
@@ -52,21 +54,57 @@ def int_keys(mapping: dict) -> dict:
 
 
 class Store:
-    """Finished pieces of one comparison as JSON files under ``root`` (atomic writes, resumable)."""
+    """Finished pieces of one comparison as JSON files under ``root`` (atomic writes, resumable), each computed
+    under its own file lock (``<piece>.lock``), so runs (or jobs of a sweep) that share the folder never do a
+    piece twice: a second run skips or waits for what the first is computing, then reads its result."""
+
+    #: What :meth:`try_run` returns for a piece another process is computing now.
+    BUSY = object()
 
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def has(self, name: str) -> bool:
-        return (self.root / f"{name}.json").exists()
+    def path(self, name: str) -> Path:
+        return self.root / f"{name}.json"
 
-    def get_or_run(self, name: str, fn):
-        path = self.root / f"{name}.json"
-        if path.exists():
-            return read_json(path), True
-        value = fn()
-        atomic_write_json(path, value)
-        return json.loads(json.dumps(value)), False  # the same form a resumed run reads back
+    def has(self, name: str) -> bool:
+        return self.path(name).exists()
+
+    def read(self, name: str, keys: tuple[str, ...] = ()):
+        return read_json(self.path(name), keys)
+
+    def try_run(self, name: str, fn, keys: tuple[str, ...] = (), wait: bool = True):
+        """``(value, reused)``: the stored piece, else ``fn()`` computed under the piece's lock and stored. When
+        another process holds the lock: with ``wait`` say so and wait for it (then read its result), else
+        return :attr:`BUSY`. ``keys``: entries a stored piece must have (else it is reported as damaged)."""
+        from filelock import FileLock, Timeout
+
+        if self.has(name):
+            return self.read(name, keys), True
+        make_folder(self.path(name).parent, "the --state folder")
+        lock = FileLock(str(self.root / f"{name}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if not wait:
+                return self.BUSY
+            print(f"{name}: another run is computing it (lock {lock.lock_file}); waiting for it", flush=True)
+            lock.acquire()
+        try:
+            if self.has(name):  # finished by the other run meanwhile
+                return self.read(name, keys), True
+            value = fn()
+            atomic_write_json(self.path(name), value)
+            return json.loads(json.dumps(value)), False  # the same form a resumed run reads back
+        finally:
+            lock.release()
+
+    def get_or_run(self, name: str, fn, keys: tuple[str, ...] = ()):
+        return self.try_run(name, fn, keys, wait=True)
+
+
+#: The entries every stored training piece has.
+TRAINING_KEYS = ("val", "test", "seconds", "forwards")
 
 
 def comparison_selectors(task: str, selectors=True, default: str = "hfr") -> list[str]:
@@ -76,12 +114,18 @@ def comparison_selectors(task: str, selectors=True, default: str = "hfr") -> lis
     return [default] + [n for n in names if n != default]
 
 
-def check_candidates_to_compare(candidates) -> None:
-    """A comparison needs at least two candidate timesteps (with one, both strategies are the same training)."""
+def check_candidates_to_compare(candidates, only=None) -> None:
+    """A comparison needs at least two candidate timesteps (with one, both strategies are the same training), and
+    ``only`` (a share of the sweep) must be candidates of the grid (another timestep would train for nothing:
+    the merge reads the grid)."""
     if len(set(candidates)) < 2:
         raise UserError(f"a comparison needs at least 2 candidate timesteps, got {list(candidates)}: with one, "
                         f"exhaustive search and A-SelecT train the same head; give --candidates 0,50,... (or use "
                         f"'aselect-bench select' for a single scan)")
+    outside = [t for t in only or () if t not in candidates]
+    if outside:
+        raise UserError(f"--only {outside[0]} is not a candidate of the grid ({', '.join(map(str, candidates))}): "
+                        f"give timesteps of the grid, or change the grid with --candidates")
 
 
 def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=True, fused: bool = False,
@@ -93,7 +137,8 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=Tr
     of the exhaustive sweep and stop (split a sweep over jobs, e.g. a SLURM array; a later run without
     ``only`` merges). Returns the comparison dict (or None).
     """
-    check_candidates_to_compare(exp.preset.hfr.candidates)
+    check_candidates_to_compare(exp.preset.hfr.candidates, only)
+    check_candidates(exp.preset.hfr.candidates, exp.backbone.num_train_timesteps)
     config = exp.describe()
     fp = fingerprint(config)
     label = f"{exp.task}-{exp.dataset}-{exp.preset.name}"
@@ -111,12 +156,21 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=Tr
                 "forwards": run.forwards + earlier.cost.forwards, **earlier.to_json()}
 
     per_timestep, reused = {}, 0
-    for t in (only or candidates):
-        print(f"exhaustive: t={t}")
-        piece = f"exhaustive/t{t:04d}"
-        per_timestep[t], was_reused = store.get_or_run(piece, lambda t=t, piece=piece: train(
-            t, f"exhaustive-t{t}", "features", piece))
-        reused += was_reused
+    todo = list(only or candidates)
+    for wait in (False, True):  # first every piece no other run is computing, then wait for the others
+        busy = []
+        for t in todo:
+            print(f"exhaustive: t={t}", flush=True)
+            outcome = store.try_run(exhaustive_piece(t), lambda t=t: train(
+                t, f"exhaustive-t{t}", "features", exhaustive_piece(t)), TRAINING_KEYS, wait=wait)
+            if outcome is Store.BUSY:
+                print(f"exhaustive: t={t} is being trained by another run; coming back to it", flush=True)
+                busy.append(t)
+                continue
+            per_timestep[t], was_reused = outcome
+            reused += was_reused
+        todo = busy
+    per_timestep = {t: per_timestep[t] for t in (only or candidates)}
     if only:
         print(f"trained {len(only) - reused} candidate(s), reused {reused}; state in {store.root}")
         return None
@@ -127,7 +181,7 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=Tr
     choice = selection["choices"][default]
     chosen = choice["timestep"]
     aselect_train, _ = store.get_or_run("aselect/train", lambda: train(chosen, f"aselect-t{chosen}", "features-aselect",
-                                                                       "aselect/train"))
+                                                                       "aselect/train"), TRAINING_KEYS)
     exhaustive = exhaustive_summary(per_timestep)
     stages = {"scan": _cost_of(selection, default), "train": Cost(aselect_train["seconds"], aselect_train["forwards"])}
     total = stages["scan"] + stages["train"]
@@ -161,6 +215,11 @@ def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=Tr
     return result
 
 
+def exhaustive_piece(t: int) -> str:
+    """The store's name of the exhaustive sweep's training at ``t``."""
+    return f"exhaustive/t{t:04d}"
+
+
 def _select(exp, names: list[str], progress: bool) -> dict:
     """Every selector in ``names`` on one scan of the experiment's calibration (and, for label-using
     selectors, labelled held-out) images: the :class:`~aselect_bench.selectors.Selection` as JSON."""
@@ -168,7 +227,14 @@ def _select(exp, names: list[str], progress: bool) -> dict:
     selectors = [build_selector(n, preset.hfr) for n in names]
     labelled = labels = None
     if any(s.uses_labels for s in selectors):
-        labelled, labels = labelled_set(exp.datamodule, preset.hfr.label_images, preset.seed)
+        try:
+            labelled, labels = labelled_set(exp.datamodule, preset.hfr.label_images, preset.seed)
+        except UserError as err:
+            if build_selector(preset.hfr.selector, preset.hfr).uses_labels:
+                raise
+            print(f"note: the label-using selectors are left out of this comparison: {err}", file=sys.stderr,
+                  flush=True)
+            selectors = [s for s in selectors if not s.uses_labels]
     selection = run_selectors(exp.backbone, selectors, preset.hfr.candidates, exp.hfr_tap, exp.calibration_images(),
                               labelled, labels, seed=preset.seed, progress=progress)
     return selection.to_json()

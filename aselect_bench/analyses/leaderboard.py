@@ -3,6 +3,7 @@ its mean and worst regret, mean Spearman(score, validation metric) and how often
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from aselect_bench.io import read_json
@@ -15,14 +16,33 @@ def comparison_label(result: dict) -> str:
     return f"{result['task']}/{result['dataset']}"
 
 
+#: The tasks a comparison file can be of: ``<task>-<dataset>-<preset>.json``.
+TASKS = ("fgvc", "ade20k")
+
+
+def is_comparison(data, file_name: str, preset: str) -> bool:
+    """Whether ``data`` read from ``file_name`` is a comparison of ``preset`` that scored selectors: its own
+    task, dataset and preset spell the file's name, so no other file of the folder (a leaderboard, another
+    preset's comparison whose name ends the same way) is ever read as one."""
+    return (isinstance(data, dict) and data.get("preset") == preset and data.get("task") in TASKS
+            and file_name == f"{data['task']}-{data.get('dataset')}-{preset}.json" and bool(data.get("selectors")))
+
+
 def collect_comparisons(out_dir, preset: str) -> list[dict]:
     """Every ``<task>-<dataset>-<preset>.json`` comparison in ``out_dir`` that scored selectors (FGVC first, then
-    ADE20K; by dataset name within a task)."""
+    ADE20K; by dataset name within a task). A damaged file is left out with one note naming it."""
+    from aselect_bench.errors import CorruptFileError
+
     found = []
-    for path in sorted(Path(out_dir).glob(f"*-{preset}.json")):
-        data = read_json(path)
-        if isinstance(data, dict) and data.get("preset") == preset and data.get("selectors"):
-            found.append(data)
+    for task in TASKS:
+        for path in sorted(Path(out_dir).glob(f"{task}-*-{preset}.json")):
+            try:
+                data = read_json(path)
+            except CorruptFileError as err:
+                print(f"note: the leaderboard leaves out {path}: {err}", file=sys.stderr, flush=True)
+                continue
+            if is_comparison(data, path.name, preset):
+                found.append(data)
     return sorted(found, key=lambda r: (r["task"] != "fgvc", r["dataset"]))
 
 

@@ -96,8 +96,11 @@ def weight_files(folder: Path) -> list[Path]:
         path = folder / name
         if path.is_file():
             if name.endswith(".index.json"):
-                shards = json.loads(path.read_text())["weight_map"].values()
-                return [folder / s for s in sorted(set(shards))]
+                shards = read_config(path).get("weight_map")
+                if not isinstance(shards, dict):
+                    raise UserError(f"the shard index {path} has no 'weight_map' object; restore it, or re-save the "
+                                    f"model with diffusers' save_pretrained")
+                return [folder / s for s in sorted(set(shards.values()))]
             return [path]
     raise UserError(f"no weights in {folder}: expected {WEIGHTS_FILES[1]} (or {WEIGHTS_FILES[3]}); save the model "
                     f"with diffusers' save_pretrained, or use pretrained=False for random weights")

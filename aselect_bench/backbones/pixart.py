@@ -164,12 +164,12 @@ def caption_tokens(parts) -> int:
 
 def pipeline_class(parts) -> str | None:
     """The diffusers pipeline class of a preset, or of a folder's ``model_index.json`` (``None`` when absent)."""
-    import json
+    from aselect_bench.backbones.checkpoints import read_config
 
     if parts.preset is not None:
         return parts.preset.pipeline
     index = Path(parts.root) / "model_index.json"
-    return json.loads(index.read_text()).get("_class_name") if index.exists() else None
+    return read_config(index).get("_class_name") if index.exists() else None
 
 
 def zero_caption(length: int, channels: int) -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from aselect_bench.commands.options import add_preset_arguments, parse_candidates
+from aselect_bench.commands.options import add_preset_arguments, fgvc_dataset_or_all, parse_candidates
 
 
 def add_parser(sub) -> None:
@@ -19,8 +19,9 @@ def add_parser(sub) -> None:
                     "once: rerun the same command after an interruption to resume. With no arguments: the FGVC "
                     "demo (cub layout) end to end; --dataset all: the preset's six FGVC datasets in turn.")
     p.add_argument("--task", choices=("fgvc", "ade20k"), default="fgvc")
-    p.add_argument("--dataset", default="cub",
-                   help="FGVC dataset name, or 'all' for every dataset of the preset (ignored for ade20k)")
+    p.add_argument("--dataset", default="cub", type=fgvc_dataset_or_all,
+                   help="FGVC dataset name (cub, nabirds, flowers, dogs, cars, aircraft), or 'all' for every dataset "
+                        "of the preset (ignored for ade20k)")
     add_preset_arguments(p)
     p.add_argument("--only", type=parse_candidates,
                    help="train only these candidates of the exhaustive sweep and stop (one job of a split sweep; "
@@ -45,10 +46,11 @@ def run(args: argparse.Namespace):
     from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.errors import UserError
     from aselect_bench.experiments import build_experiment, preset_backbone
+    from aselect_bench.hfr import check_candidates
     from aselect_bench.selectors import build_selector
 
     preset = preset_from_args(args, args.task)
-    check_candidates_to_compare(preset.hfr.candidates)
+    check_candidates_to_compare(preset.hfr.candidates, args.only)
     check_output_folders(args, "out", "state", "runs")
     for name in args.selectors or []:  # an unknown or inapplicable name stops here, before any training
         if not build_selector(name).applies_to(args.task):
@@ -57,11 +59,13 @@ def run(args: argparse.Namespace):
         list(preset.fgvc.datasets) if args.dataset == "all" else [args.dataset])
     selectors = False if args.no_selectors else (args.selectors or True)
     backbone = preset_backbone(preset, args.task)
+    check_candidates(preset.hfr.candidates, backbone.num_train_timesteps)
+    # every dataset's folder and index files are read (and a synthetic one written) before the first training
+    experiments = [build_experiment(args.task, dataset, preset, backbone) for dataset in datasets]
     results = []
-    for index, dataset in enumerate(datasets):
+    for index, (dataset, exp) in enumerate(zip(datasets, experiments)):
         if len(datasets) > 1:
             print(f"[{index + 1}/{len(datasets)}] {args.task} {dataset}")
-        exp = build_experiment(args.task, dataset, preset, backbone)
         result = run_comparison(exp, state_root=args.state, runs_dir=args.runs, selectors=selectors,
                                 fused=args.fused, only=args.only)
         if result is None:

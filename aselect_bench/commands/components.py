@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from aselect_bench.commands.options import add_preset_arguments
+from aselect_bench.argtypes import non_negative_int
+from aselect_bench.commands.options import add_preset_arguments, block_list, fgvc_dataset
 
 
 def add_parser(sub) -> None:
@@ -13,13 +14,13 @@ def add_parser(sub) -> None:
                                    "same loop (features cached when views are fixed). Writes "
                                    "results/components/<preset>-<dataset>[-t<timestep>].json/.md/.png.")
     add_preset_arguments(p)
-    p.add_argument("--dataset", default="cub")
-    p.add_argument("--blocks", help="comma-separated blocks (default: all of a small model, a spread of a deep one)")
-    p.add_argument("--timestep", type=int, help="a fixed timestep for every tap (default: each tap's HFR argmax)")
+    p.add_argument("--dataset", default="cub", type=fgvc_dataset, help="FGVC dataset (default cub)")
+    p.add_argument("--blocks", type=block_list, help="comma-separated blocks (default: all of a small model, a spread of a deep one)")
+    p.add_argument("--timestep", type=non_negative_int, help="a fixed timestep for every tap (default: each tap's HFR argmax)")
     p.add_argument("--no-separate", action="store_true", help="skip measuring one separate probe run for the cost")
     p.add_argument("--out", default="results/components")
     p.add_argument("--runs", default="runs")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, resumable=False)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -32,8 +33,7 @@ def run(args: argparse.Namespace) -> dict:
     preset = preset_from_args(args, "fgvc")
     check_output_folders(args, "out", "runs")
     exp = build_experiment("fgvc", args.dataset, preset, preset_backbone(preset, "fgvc"))
-    blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else None
-    result = run_components(exp, blocks, timestep=args.timestep, runs_dir=args.runs,
+    result = run_components(exp, args.blocks, timestep=args.timestep, runs_dir=args.runs,
                             measure_separate=not args.no_separate)
     suffix = "" if args.timestep is None else f"-t{args.timestep}"
     stem = write_components(result, args.out, Path(args.runs) / "components" / f"{preset.name}-{args.dataset}{suffix}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from aselect_bench.commands.options import add_preset_arguments
+from aselect_bench.argtypes import positive_int
+from aselect_bench.commands.options import add_preset_arguments, fgvc_dataset
 
 
 def add_parser(sub) -> None:
@@ -19,13 +20,13 @@ def add_parser(sub) -> None:
                     "that cannot fit is refused, naming the largest that does.")
     add_preset_arguments(p, epochs=False)
     p.add_argument("--task", choices=("fgvc", "ade20k", "all"), default="all")
-    p.add_argument("--dataset", default="cub", help="the FGVC dataset whose classes and split sizes are used")
-    p.add_argument("--steps", type=int, default=3, help="timed training steps after the warm-up step (default 3)")
-    p.add_argument("--batch-size", type=int,
+    p.add_argument("--dataset", default="cub", type=fgvc_dataset, help="the FGVC dataset whose classes and split sizes are used")
+    p.add_argument("--steps", type=positive_int, default=3, help="timed training steps after the warm-up step (default 3)")
+    p.add_argument("--batch-size", type=positive_int,
                    help="the measured batch (default: the recipe's on a GPU; on a CPU the head's smallest, 1 for "
                         "FGVC and 2 for ADE20K); the projection scales time per image to the recipe's batch")
     p.add_argument("--out", default="results/estimate", help="results folder")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, resumable=False)
 
 
 def run(args: argparse.Namespace) -> list[dict]:

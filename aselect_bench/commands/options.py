@@ -1,31 +1,97 @@
-"""Command-line options shared by every command that runs a benchmark preset, and how they become overrides."""
+"""Command-line options shared by every command that runs a benchmark preset, how they become overrides, and the
+parse-time checks of every numeric option (a bad value is argparse's one usage line, before any work)."""
 
 from __future__ import annotations
 
 import argparse
+import re
+from argparse import ArgumentTypeError
 
+from aselect_bench.argtypes import integer, non_negative_int, positive_int
 from aselect_bench.precision import PRECISIONS
+
+#: Options whose value is a candidate list; ``--candidates -50,0`` is read as that option's value
+#: (argparse alone takes ``-50,0`` for an option and says "expected one argument").
+LIST_OPTIONS = ("--candidates", "--only")
+_NUMBER_LIST = re.compile(r"^-\d[\d,:\s-]*$")
+
+
+def join_negative_lists(argv: list[str]) -> list[str]:
+    """``["--candidates", "-50,0"]`` -> ``["--candidates=-50,0"]``, so a list that starts with a negative number
+    reaches :func:`parse_candidates` (which then says what is wrong with it)."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in LIST_OPTIONS and i + 1 < len(argv) and _NUMBER_LIST.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
+def block_list(text: str) -> list[int]:
+    """An argparse type: comma-separated block indices ``0,3,5`` (0-based, each once)."""
+    blocks = [non_negative_int(part.strip()) for part in text.split(",") if part.strip()]
+    if not blocks:
+        raise ArgumentTypeError("the block list is empty: give block indices such as 0,3,5")
+    if len(set(blocks)) < len(blocks):
+        raise ArgumentTypeError(f"a block is listed twice in {text!r}: give each once")
+    return blocks
 
 
 def parse_candidates(text: str) -> list[int]:
-    """``"0,50,...,950"`` style lists; ``a:b:s`` ranges are accepted too (``0:1000:50``)."""
-    from argparse import ArgumentTypeError as UserError  # argparse prints it as one usage error
-
+    """``"0,50,...,950"`` style lists; ``a:b:s`` ranges are accepted too (``0:1000:50``). Every timestep must be
+    non-negative (t = 0 is the clean image) and listed once; a range's step is not zero. The upper end depends
+    on the backbone and is checked once it is loaded, before any work."""
     out = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
-        try:
-            if ":" in part:
-                out.extend(range(*[int(x) for x in part.split(":")]))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise UserError(f"bad candidate {part!r}: give integers separated by commas, e.g. 0,50,100") from None
+        if ":" in part:
+            bounds = part.split(":")
+            if len(bounds) not in (2, 3):
+                raise ArgumentTypeError(f"bad range {part!r}: write start:stop or start:stop:step, e.g. 0:1000:50")
+            numbers = [integer(b, f"an integer in the range {part!r}") for b in bounds]
+            if len(numbers) == 3 and numbers[2] == 0:
+                raise ArgumentTypeError(f"the range {part!r} has step 0: give a positive step, e.g. 0:1000:50")
+            out.extend(range(*numbers))
+        else:
+            out.append(integer(part, "an integer: give timesteps separated by commas (0,50,100) or ranges "
+                                      "(0:1000:50)"))
     if not out:
-        raise UserError("the candidate list is empty: give timesteps such as 0,50,...,950")
+        raise ArgumentTypeError("the candidate list is empty: give timesteps such as 0,50,...,950 or 0:1000:50")
+    negative = [t for t in out if t < 0]
+    if negative:
+        raise ArgumentTypeError(f"timestep {negative[0]} is negative: t = 0 is the clean image and larger t is "
+                                f"noisier, so give timesteps from 0 up")
+    repeated = sorted({t for t in out if out.count(t) > 1})
+    if repeated:
+        raise ArgumentTypeError(f"timestep {repeated[0]} is listed more than once: give each candidate once (a "
+                                f"repeated one would be trained and counted twice)")
     return out
+
+
+def dataset_name(text: str, extra: tuple[str, ...] = ()) -> str:
+    """An argparse type: one of the six FGVC dataset names (or one of ``extra``: ``all``, ``ade20k``)."""
+    from aselect_bench.data.fgvc import DATASETS
+
+    if text in DATASETS or text in extra:
+        return text
+    raise ArgumentTypeError(f"unknown dataset {text!r}: use one of {', '.join([*DATASETS, *extra])}")
+
+
+def fgvc_dataset(text: str) -> str:
+    return dataset_name(text)
+
+
+def fgvc_dataset_or_all(text: str) -> str:
+    return dataset_name(text, ("all",))
+
+
+def any_dataset(text: str) -> str:
+    return dataset_name(text, ("ade20k",))
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -48,7 +114,7 @@ def add_preset_arguments(parser: argparse.ArgumentParser, epochs: bool = True) -
                         help="the timestep selector that picks the training timestep (default: the preset's, hfr; "
                              "see 'aselect-bench select --help' for the list)")
     if epochs:
-        parser.add_argument("--max-epochs", type=int, help="override the preset's training epochs")
+        parser.add_argument("--max-epochs", type=positive_int, help="override the preset's training epochs")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="stop at the first unreadable image (default: skip it with a warning and count it)")
 
@@ -77,3 +143,16 @@ def check_output_folders(args: argparse.Namespace, *options: str) -> None:
 
     for option in options:
         check_writable(getattr(args, option), f"the --{option} folder")
+
+
+def check_output_file(path, option: str = "--out") -> None:
+    """Before the work: ``path`` names a file (not an existing folder) in a folder that can be written."""
+    from pathlib import Path
+
+    from aselect_bench.errors import UserError
+    from aselect_bench.io import check_writable
+
+    if Path(path).is_dir():
+        raise UserError(f"{option} {path} is a folder: give the path of the file to write, e.g. "
+                        f"{Path(path) / 'selection.json'}")
+    check_writable(Path(path).parent, f"the {option} folder")

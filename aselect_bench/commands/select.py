@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from aselect_bench.commands.options import add_precision_argument, parse_candidates
+from aselect_bench.argtypes import non_negative_int, positive_float, positive_int
+from aselect_bench.commands.options import add_precision_argument, any_dataset, parse_candidates
 from aselect_bench.hfr import DEFAULTS, MODES
 
 
@@ -18,7 +19,7 @@ def add_parser(sub) -> None:
                                    "the val split, or ADE20K's selection split; never the reported split). "
                                    "Images are resized to the backbone's native input size.")
     p.add_argument("--backbone", required=True, help="preset (demo, dit-xl-2-256, ...), hub id or diffusers folder")
-    p.add_argument("--dataset", required=True, help="cub, nabirds, flowers, dogs, cars, aircraft or ade20k")
+    p.add_argument("--dataset", required=True, type=any_dataset, help="cub, nabirds, flowers, dogs, cars, aircraft or ade20k")
     p.add_argument("--data-root", required=True, help="the folder holding the dataset's files as distributed")
     p.add_argument("--tap", default=None, help="feature tap 'blocks.<i>.<component>' (default: the preset's)")
     p.add_argument("--selector", default=DEFAULTS.selector, choices=selector_names(), metavar="NAME",
@@ -26,23 +27,23 @@ def add_parser(sub) -> None:
                         f"{', '.join(selector_names())}")
     p.add_argument("--candidates", type=parse_candidates, default=list(DEFAULTS.candidates),
                    help="comma-separated timesteps or a:b:step ranges (default: 0,50,...,950,999)")
-    p.add_argument("--num-images", type=int, default=DEFAULTS.num_images,
+    p.add_argument("--num-images", type=positive_int, default=DEFAULTS.num_images,
                    help=f"calibration images (default {DEFAULTS.num_images})")
-    p.add_argument("--label-images", type=int, default=DEFAULTS.label_images,
+    p.add_argument("--label-images", type=positive_int, default=DEFAULTS.label_images,
                    help=f"at most this many labelled held-out images for label-using selectors "
                         f"(default {DEFAULTS.label_images})")
-    p.add_argument("--cutoff", type=float, default=DEFAULTS.cutoff,
+    p.add_argument("--cutoff", type=positive_float, default=DEFAULTS.cutoff,
                    help=f"low-band edge in cycles/token (default {DEFAULTS.cutoff})")
     p.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
                    help=f"low band shape (default {DEFAULTS.mode}: a 1-D FFT over the token sequence, the authors' "
                         f"LOW_FREQ_1D)")
     p.add_argument("--remove-mean", action="store_true", help="subtract each channel's spatial mean first")
-    p.add_argument("--noise-draws", type=int, default=1, help="average features over K noise draws (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--noise-draws", type=positive_int, default=1, help="average features over K noise draws (default 1)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the calibration images and noise")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per backbone forward (default 32)")
     add_precision_argument(p, default="auto")
     p.add_argument("--out", help="write the selection as JSON here")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, resumable=False)
 
 
 def datamodule_for(dataset: str, root, image_size: int, seed: int):
@@ -60,13 +61,13 @@ def datamodule_for(dataset: str, root, image_size: int, seed: int):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from pathlib import Path
 
     from aselect_bench.backbones import load_backbone
     from aselect_bench.backbones.registry import default_tap
+    from aselect_bench.commands.options import check_output_file
     from aselect_bench.errors import UserError
     from aselect_bench.hfr import HFRSettings, check_candidates
-    from aselect_bench.io import atomic_write_json, check_writable
+    from aselect_bench.io import atomic_write_json
     from aselect_bench.precision import describe_precision
     from aselect_bench.reports import markdown_table, run_record
     from aselect_bench.selectors import build_selector, labelled_set, run_selectors, selector_names
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> dict:
         raise UserError(f"selector {args.selector!r} names no single timestep (compare scores it by its "
                         f"expectation over the grid); choose another --selector")
     if args.out:
-        check_writable(Path(args.out).parent, "the --out folder")
+        check_output_file(args.out)
     backbone = load_backbone(args.backbone)
     used = describe_precision(args.precision, backbone.device)
     backbone.set_precision(used["precision"])

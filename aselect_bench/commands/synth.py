@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from aselect_bench.argtypes import non_negative_float, non_negative_int, positive_int
+
 LAYOUTS = ("cub", "nabirds", "flowers", "dogs", "cars", "aircraft")
 
 
@@ -16,27 +18,27 @@ def add_parser(sub) -> None:
     f = kinds.add_parser("fgvc", help="a fine-grained classification set in one FGVC layout")
     f.add_argument("--layout", choices=LAYOUTS, required=True, help="which dataset's layout to write")
     f.add_argument("--out", required=True, help="output folder (the dataset root)")
-    f.add_argument("--num-classes", type=int, default=12)
-    f.add_argument("--train-per-class", type=int, default=40)
-    f.add_argument("--test-per-class", type=int, default=20)
-    f.add_argument("--image-size", type=int, default=64)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--num-classes", type=positive_int, default=12)
+    f.add_argument("--train-per-class", type=positive_int, default=40)
+    f.add_argument("--test-per-class", type=positive_int, default=20)
+    f.add_argument("--image-size", type=positive_int, default=64)
+    f.add_argument("--seed", type=non_negative_int, default=0)
     _add_grain(f)
     a = kinds.add_parser("ade20k", help="a scene-parsing set in the ADEChallengeData2016 layout")
     a.add_argument("--out", required=True, help="output folder (ADEChallengeData2016/ is written inside)")
-    a.add_argument("--num-train", type=int, default=200)
-    a.add_argument("--num-val", type=int, default=40)
-    a.add_argument("--num-classes", type=int, default=10)
-    a.add_argument("--image-size", type=int, default=64)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--num-train", type=positive_int, default=200)
+    a.add_argument("--num-val", type=positive_int, default=40)
+    a.add_argument("--num-classes", type=positive_int, default=10)
+    a.add_argument("--image-size", type=positive_int, default=64)
+    a.add_argument("--seed", type=non_negative_int, default=0)
     _add_grain(a)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, resumable=False)
 
 
 def _add_grain(parser: argparse.ArgumentParser) -> None:
     from aselect_bench.data.synth_fgvc import GRAIN
 
-    parser.add_argument("--grain", type=float, default=GRAIN,
+    parser.add_argument("--grain", type=non_negative_float, default=GRAIN,
                         help=f"sensor-grain strength: each image's noise std is uniform in base + [0, grain], pixel "
                              f"range 0-1 (default {GRAIN}, the demo's; 0: almost clean)")
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from aselect_bench.cache import cache_dir
 from aselect_bench.errors import UserError
-from aselect_bench.io import atomic_write_json, hf_offline, read_json
+from aselect_bench.io import atomic_write_json, hf_offline, read_json, read_text
 
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.1
@@ -53,7 +53,7 @@ def _index(path: Path, name: str) -> list[tuple[str, str, str]]:
     """Lines ``"<key> <value...>"`` of an index file as ``[(key, value, "file line n")]``."""
     _need(path, name, "index file")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text(path, f"the {name} index file").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.strip().split(" ", 1)
@@ -207,7 +207,8 @@ def _cars(root: Path) -> RawDataset:
 def _aircraft(root: Path) -> RawDataset:
     base = root / "fgvc-aircraft-2013b" / "data"
     _need(base / "variants.txt", "aircraft", "class list")
-    variants = [line.strip() for line in (base / "variants.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    variants = [line.strip() for line in read_text(base / "variants.txt", "the aircraft class list").splitlines()
+                if line.strip()]
     index = {v: k for k, v in enumerate(variants)}
     splits = {}
     for split in SPLITS:

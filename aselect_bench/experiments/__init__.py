@@ -10,6 +10,7 @@ from aselect_bench.errors import UserError
 from aselect_bench.experiments.ade20k import ADE20KExperiment, ade20k_datamodule, segmentation_task
 from aselect_bench.experiments.base import (
     Experiment,
+    claim_synthetic_root,
     dataset_path,
     ensure_synthetic_dataset,
     hfr_selector,
@@ -19,7 +20,7 @@ from aselect_bench.experiments.base import (
 from aselect_bench.experiments.fgvc import FGVCExperiment, fgvc_datamodule, fgvc_probe, fused_probe
 from aselect_bench.settings import BenchPreset
 
-__all__ = ["Experiment", "FGVCExperiment", "ADE20KExperiment", "build_experiment", "dataset_path",
+__all__ = ["Experiment", "FGVCExperiment", "ADE20KExperiment", "build_experiment", "claim_synthetic_root", "dataset_path",
            "ensure_synthetic_dataset", "hfr_selector", "fgvc_datamodule", "fgvc_probe", "fused_probe", "ade20k_datamodule",
            "segmentation_task",
            "prepare_dataset", "preset_backbone"]

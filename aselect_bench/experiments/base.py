@@ -15,6 +15,11 @@ from aselect_bench.errors import UserError
 from aselect_bench.io import atomic_write_json, read_json
 from aselect_bench.settings import BenchPreset
 
+#: Marks a synthetic dataset's folder: the generator's version and sizes.
+SYNTHETIC_MARKER = ".aselect_synth.json"
+#: Marks a folder that a user named (``--data-root``) as one the suite writes synthetic stand-ins into.
+SYNTHETIC_ROOT_MARKER = ".aselect_synthetic_root"
+
 
 def dataset_path(preset: BenchPreset, task: str, name: str, data_root=None) -> Path:
     """Where dataset ``name`` lives (no I/O): ``<data_root>/<name>``, or ``<data_root>/<task>/<name>`` for
@@ -38,7 +43,7 @@ def ensure_synthetic_dataset(preset: BenchPreset, task: str, name: str, root: Pa
 
         args = dict(seed=preset.seed, **asdict(preset.synth.ade20k))
     expected = {"generator_version": generator.GENERATOR_VERSION, **args}
-    marker = root / ".aselect_synth.json"
+    marker = root / SYNTHETIC_MARKER
     if marker.exists() and {k: v for k, v in read_json(marker).items() if k in expected} == expected:
         return
     if root.exists() and any(root.iterdir()) and not marker.exists():
@@ -52,10 +57,37 @@ def ensure_synthetic_dataset(preset: BenchPreset, task: str, name: str, root: Pa
         atomic_write_json(marker, expected)
 
 
+def claim_synthetic_root(preset: BenchPreset, data_root=None) -> None:
+    """A synthetic preset writes its stand-ins into its own folder (``data_root`` of its YAML file), or into a
+    folder the user named that is new, empty, or already one it wrote (marked): never into a folder that
+    holds anything else, such as the user's real datasets (one :class:`UserError` instead)."""
+    if data_root is None and "data_root" not in preset.overrides:
+        return  # the preset's own folder
+    base = Path(data_root or preset.data_root)
+    if (base / SYNTHETIC_ROOT_MARKER).exists():
+        return
+    held = sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+    if held and not _only_synthetic(base):
+        raise UserError(f"--data-root {base} holds files this suite did not generate ({', '.join(held[:3])}"
+                        f"{', ...' if len(held) > 3 else ''}): preset {preset.name!r} is synthetic and writes its "
+                        f"generated stand-ins only into a folder of its own, never into yours; give a new or empty "
+                        f"folder for them, or use a preset with 'synthetic: false' (e.g. --preset paper) to read "
+                        f"your datasets")
+    atomic_write_json(base / SYNTHETIC_ROOT_MARKER, {"preset": preset.name})
+
+
+def _only_synthetic(base: Path) -> bool:
+    """Whether ``base`` holds nothing but ``<task>/<name>/`` stand-ins this suite generated (each marked)."""
+    return all(task.is_dir() and task.name in ("fgvc", "ade20k") and all(
+        (folder / SYNTHETIC_MARKER).exists() for folder in task.iterdir()) for task in base.iterdir())
+
+
 def prepare_dataset(preset: BenchPreset, task: str, name: str, data_root=None) -> Path:
-    """The dataset's folder, generated first for a synthetic preset; a missing real dataset is one clear error."""
+    """The dataset's folder, generated first for a synthetic preset (:func:`claim_synthetic_root`); a missing
+    real dataset is one clear error."""
     root = dataset_path(preset, task, name, data_root)
     if preset.synthetic:
+        claim_synthetic_root(preset, data_root)
         ensure_synthetic_dataset(preset, task, name, root)
     elif not root.exists():
         raise UserError(f"dataset folder {root} does not exist: put the {name} files as distributed under "

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from aselect_bench.argtypes import non_negative_int, positive_int
 from aselect_bench.backbones.registry import DEMO_FOLDER
 from aselect_bench.cache import cache_dir
 from aselect_bench.errors import UserError
@@ -122,13 +123,13 @@ def load_demo_backbone(pretrained: bool = True, seed: int = 0):
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The ``aselect-bench pretrain`` options: ``--steps --batch-size --out --seed --force --precision --ship``."""
     r = Recipe()
-    parser.add_argument("--steps", type=int, default=r.steps,
+    parser.add_argument("--steps", type=positive_int, default=r.steps,
                         help=f"optimizer steps (default {r.steps}; the time is estimated from a measured step)")
-    parser.add_argument("--batch-size", type=int, default=r.batch_size,
+    parser.add_argument("--batch-size", type=positive_int, default=r.batch_size,
                         help=f"images per step (default {r.batch_size})")
     parser.add_argument("--out", default=None, help="folder to write the diffusers-layout model to (default: the "
                         "cache, $ASELECT_CACHE/demo-dit/<recipe fingerprint>/; --ship writes the package's copy)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seed of the data, the initialisation and the training (default 0)")
     parser.add_argument("--force", action="store_true", help="retrain even when a complete model is already there")
     parser.add_argument("--precision", choices=PRECISIONS, default=r.precision,
@@ -158,7 +159,7 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("pretrain", help="reproduce the demo DiT (DDPM objective) into the cache",
                             description="Train the demo preset's small pixel-space DiT with the DDPM objective on "
                                         "synthetic images and save it in diffusers layout with a card.json.")
-    add_pretrain_arguments(parser).set_defaults(run=run_pretrain)
+    add_pretrain_arguments(parser).set_defaults(run=run_pretrain, resumable=False)
 
 
 run = run_pretrain

@@ -10,6 +10,7 @@ plus any backbone work only it needs (more noise draws, the labelled images), me
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -210,7 +211,26 @@ def labelled_set(datamodule, n: int, seed: int = 0) -> tuple[torch.Tensor, Label
         raise UserError("a label-using selector needs a datamodule with labelled held-out images "
                         "(selection_images); use a label-free selector such as hfr")
     images, targets = datamodule.selection_images(n, seed=seed)
+    if targets.ndim == 1:  # class labels: leave-one-out scores an image against the others of its class
+        images, targets = _drop_lone_images(images, targets)
     return images, Labels(targets, int(datamodule.num_classes))
+
+
+def _drop_lone_images(images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``images [M, 3, H, W]``, ``targets [M]`` without the images alone in their class (leave-one-out has
+    nothing to match them with: they would score 0 at every timestep), saying so in one line; too few left
+    is one :class:`UserError`."""
+    keep = torch.bincount(targets)[targets] >= 2
+    if int(keep.sum()) < 2 or len(targets[keep].unique()) < 2:
+        raise UserError(f"the label-using selectors (knn, ncm) need at least two labelled held-out images of "
+                        f"each of two classes (leave-one-out), but the {len(targets)} selection images hold "
+                        f"{int(keep.sum())} such; use a label-free selector (hfr, rankme, ...) or a larger "
+                        f"validation split / --label-images")
+    if not keep.all():
+        print(f"note: {int((~keep).sum())} of {len(targets)} labelled held-out images are alone in their class and "
+              f"are left out of the label-using selectors (leave-one-out needs two of a class)", file=sys.stderr,
+              flush=True)
+    return images[keep], targets[keep]
 
 
 def _finite(value: float) -> float | None:
