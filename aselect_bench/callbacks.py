@@ -10,9 +10,17 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from aselect_bench.errors import UserError
-from aselect_bench.hfr import DEFAULTS, HFRSettings, check_candidates
+from aselect_bench.hfr import DEFAULTS, HFRSettings
 from aselect_bench.io import atomic_write_json
-from aselect_bench.selectors import Selection, build_selector, collect_scores, finalize, labelled_set
+from aselect_bench.selectors import (
+    Selection,
+    build_selector,
+    check_candidates,
+    collect_scores,
+    finalize,
+    labelled_set,
+    training_selector,
+)
 
 
 class HFRTimestepSelector(L.Callback):
@@ -27,7 +35,7 @@ class HFRTimestepSelector(L.Callback):
     whole on every rank (deterministic noise: the same choice). A ``timestep`` already set on the task skips
     the scan. Logs the curves as scalars indexed by timestep, a figure (titled with the choice's bootstrap
     support), and the choice as hyperparameters; writes ``hfr_selection.json`` (the ``select`` output) next
-    to the logs; warns in one line when the support is below ``hfr.WEAK_SUPPORT``.
+    to the logs; warns in one line when the support is below ``selectors.support.WEAK_SUPPORT``.
     """
 
     def __init__(self, num_images: int = DEFAULTS.num_images, candidates=DEFAULTS.candidates,
@@ -39,6 +47,7 @@ class HFRTimestepSelector(L.Callback):
         self.seed, self.batch_size, self.progress = seed, batch_size, progress
         self.hfr_settings = HFRSettings(num_images=num_images, selector=selector, label_images=label_images,
                                         **self.settings)
+        training_selector(selector, self.hfr_settings)  # a bad name stops here, before any training
         self.selector, self.label_images = selector, label_images
         self.result: Selection | None = None
 
@@ -65,9 +74,6 @@ class HFRTimestepSelector(L.Callback):
         backbone = pl_module.backbone
         check_candidates(self.candidates, backbone.num_train_timesteps)
         selectors = self.selectors()
-        if selectors[0].expected:
-            raise UserError(f"selector {self.selector!r} names no single timestep (it is scored by its expectation "
-                            f"in compare); choose another selector for training")
         images = self.calibration_images(trainer).to(pl_module.device)
         labelled = labels = None
         if selectors[0].uses_labels:

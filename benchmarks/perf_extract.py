@@ -146,7 +146,7 @@ def hfr_argmax_agreement(preset_name: str = "demo", dataset: str = "cub") -> dic
     """The HFR curve's argmax under float32 and bf16 autocast: the preset's scan (tap, candidates,
     calibration images of ``dataset``, noise) run twice, once per precision."""
     from aselect_bench.experiments import build_experiment
-    from aselect_bench.hfr import select_timestep
+    from aselect_bench.selectors import select_timestep
     from aselect_bench.settings import load_bench_preset
 
     preset = load_bench_preset(preset_name)

@@ -36,8 +36,9 @@ from aselect_bench.backbones.flops import flops_per_image
 from aselect_bench.backbones.registry import PRESETS, default_tap
 from aselect_bench.data.fgvc import PUBLISHED_SIZES
 from aselect_bench.experiments.fgvc import fgvc_probe
-from aselect_bench.hfr import HFRSettings, select_timestep
+from aselect_bench.hfr import HFRSettings
 from aselect_bench.reports import markdown_table, write_report
+from aselect_bench.selectors import select_timestep
 from aselect_bench.settings import load_bench_preset
 
 #: Training-set images of the six FGVC datasets (the official train splits; VPT trains on them after tuning on

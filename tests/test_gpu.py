@@ -16,7 +16,7 @@ import torch
 
 from aselect_bench import load_backbone
 from aselect_bench.backbones.registry import PRESETS
-from aselect_bench.hfr import select_timestep
+from aselect_bench.selectors import select_timestep
 from aselect_bench.tasks.classification import ClassificationTask
 from aselect_bench.tasks.fit import make_trainer
 

@@ -345,7 +345,7 @@ def two_candidates(candidates) -> list[int]:
 def scan_stage(backbone, inputs: Inputs, preset, tap: str, batch: int, device, say: Callable) -> Stage:
     """The HFR scan (the preset's settings) of one calibration batch at two candidates, after a one-candidate
     warm-up on the same images."""
-    from aselect_bench.hfr import scan_hfr
+    from aselect_bench.selectors import scan_hfr
 
     images, cands, hfr = inputs.calibration(batch), two_candidates(preset.hfr.candidates), preset.hfr
 

@@ -65,23 +65,27 @@ def run(args: argparse.Namespace) -> dict:
     from aselect_bench.backbones import load_backbone
     from aselect_bench.backbones.registry import default_tap
     from aselect_bench.errors import UserError
-    from aselect_bench.hfr import HFRSettings, check_candidates
+    from aselect_bench.hfr import HFRSettings
     from aselect_bench.io import atomic_write_json, check_writable
     from aselect_bench.precision import describe_precision
     from aselect_bench.reports import markdown_table, run_record
-    from aselect_bench.selectors import build_selector, labelled_set, run_selectors, selector_names
+    from aselect_bench.selectors import (
+        build_selector,
+        check_candidates,
+        labelled_set,
+        run_selectors,
+        selector_names,
+        training_selector,
+    )
 
     settings = HFRSettings(num_images=args.num_images, cutoff=args.cutoff, mode=args.mode,
                            remove_mean=args.remove_mean, noise_draws=args.noise_draws, selector=args.selector,
                            label_images=args.label_images)
-    chosen = build_selector(args.selector, settings)
+    chosen = training_selector(args.selector, settings)
     task = "ade20k" if args.dataset == "ade20k" else "fgvc"
     if not chosen.applies_to(task):
         raise UserError(f"selector {args.selector!r} does not apply to {args.dataset}; choose one of "
                         f"{', '.join(selector_names(task))}")
-    if chosen.expected:
-        raise UserError(f"selector {args.selector!r} names no single timestep (compare scores it by its "
-                        f"expectation over the grid); choose another --selector")
     if args.out:
         check_writable(Path(args.out).parent, "the --out folder")
     backbone = load_backbone(args.backbone)
