@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from aselect_bench.errors import UserError
+from aselect_bench.data.calibration import calibration_images
 from aselect_bench.hfr import DEFAULTS, HFRSettings
 from aselect_bench.io import atomic_write_json
 from aselect_bench.selectors import (
@@ -27,8 +27,8 @@ class HFRTimestepSelector(L.Callback):
     """Before fit: scan candidate timesteps on ``num_images`` calibration images and let ``selector`` (default
     ``hfr``, the paper's single pass) set ``pl_module.timestep``.
 
-    Calibration images come from ``datamodule.calibration_images(n, seed)`` (the evaluation view, so
-    augmentation randomness cannot change the choice), else from the first train batches; a label-using
+    Calibration images come from :func:`~aselect_bench.data.calibration.calibration_images` (the datamodule's
+    evaluation view, so augmentation randomness cannot change the choice); a label-using
     selector also reads ``datamodule.selection_images(label_images, seed)`` (held-out, never the reported
     split). The HFR curve is computed alongside any other selector. With several processes and per-image
     selectors (the HFR family) each rank scans its shard and the scores are all-reduced; other selectors run
@@ -74,7 +74,7 @@ class HFRTimestepSelector(L.Callback):
         backbone = pl_module.backbone
         check_candidates(self.candidates, backbone.num_train_timesteps)
         selectors = self.selectors()
-        images = self.calibration_images(trainer).to(pl_module.device)
+        images = calibration_images(trainer.datamodule, self.num_images, self.seed).to(pl_module.device)
         labelled = labels = None
         if selectors[0].uses_labels:
             labelled, labels = labelled_set(trainer.datamodule, self.label_images, self.seed)
@@ -92,24 +92,6 @@ class HFRTimestepSelector(L.Callback):
         self.result = finalize(selectors, raw, pl_module.hfr_tap)
         pl_module.timestep = self.choice.timestep
         self._log(trainer)
-
-    def calibration_images(self, trainer) -> torch.Tensor:
-        """``[N, 3, H, W]``: the datamodule's fixed calibration set, else the first train batches."""
-        datamodule = trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "calibration_images"):
-            return datamodule.calibration_images(self.num_images, seed=self.seed)
-        if datamodule is None:
-            raise UserError("the HFR callback needs a datamodule (with calibration_images) to draw images from")
-        batches, count = [], 0
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            for batch in datamodule.train_dataloader():
-                images = batch[0] if isinstance(batch, (tuple, list)) else batch
-                batches.append(images)
-                count += len(images)
-                if count >= self.num_images:
-                    break
-        return torch.cat(batches)[: self.num_images]
 
     @staticmethod
     def _gather(trainer, values: dict, total: int, start: int) -> dict:

@@ -41,6 +41,7 @@ from aselect_bench.analyses.resources import (
     timed,
     timing_encode,
 )
+from aselect_bench.data.calibration import calibration_images
 from aselect_bench.errors import UserError
 from aselect_bench.reports import markdown_table, run_header, run_record, write_report
 
@@ -152,7 +153,7 @@ class DatasetInputs(Inputs):
         return next(iter(DataLoader(data, batch_size=self.eval_batch or batch)))
 
     def calibration(self, batch):
-        return self.datamodule.calibration_images(batch, seed=self.seed)
+        return calibration_images(self.datamodule, batch, self.seed)
 
 
 class SyntheticInputs(Inputs):

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> dict:
 
     from aselect_bench.backbones import load_backbone
     from aselect_bench.backbones.registry import default_tap
+    from aselect_bench.data.calibration import calibration_images
     from aselect_bench.errors import UserError
     from aselect_bench.hfr import HFRSettings
     from aselect_bench.io import atomic_write_json, check_writable
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> dict:
     backbone.check_taps([tap])  # every check before the long work
     check_candidates(args.candidates, backbone.num_train_timesteps)
     datamodule = datamodule_for(args.dataset, args.data_root, backbone.image_size, args.seed)
-    images = datamodule.calibration_images(args.num_images, seed=args.seed)
+    images = calibration_images(datamodule, args.num_images, args.seed)
     labelled = labels = None
     if chosen.uses_labels:
         labelled, labels = labelled_set(datamodule, args.label_images, args.seed)
