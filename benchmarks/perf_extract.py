@@ -22,7 +22,7 @@ import torch
 
 from aselect_bench.backbones import load_backbone
 from aselect_bench.backbones.flops import flops_per_image
-from aselect_bench.backbones.registry import Preset, sd3_config
+from aselect_bench.backbones.registry import ModelSpec, sd3_config
 from aselect_bench.backbones.sd3 import random_backbone
 from aselect_bench.cache import LatentCache
 from aselect_bench.reports import markdown_table, write_report
@@ -40,7 +40,7 @@ def matmul_peak(dtype, n: int = 4096, repeats: int = 3, device="cpu") -> float:
 
 #: A CPU-sized SD3: SD3-medium's depth (24 joint blocks), text dims and 333-token context, width 384 (6 heads),
 #: pixel space at 32 px with patch 2 (256 image tokens).
-SD3_CPU = Preset("sd3-cpu", sd3_config(heads=6, sample_size=32, in_channels=3, pos_embed_max_size=32), family="sd3")
+SD3_CPU = ModelSpec("sd3-cpu", sd3_config(heads=6, sample_size=32, in_channels=3, pos_embed_max_size=32), family="sd3")
 
 
 def paper_scale_flops() -> dict:
@@ -103,7 +103,7 @@ def peak_memory(source: str, batch: int, precision: str) -> dict:
 
 def measure_model(source, batch: int, exits: list[int], repeats: int, peaks: dict,
                   latent_cache: bool = True) -> dict:
-    """``source``: a preset name (random weights) or a ready :class:`Backbone`."""
+    """``source``: a registered model's name (random weights) or a ready :class:`Backbone`."""
     backbone = load_backbone(source, pretrained=False) if isinstance(source, str) else source
     images = torch.rand(batch, 3, backbone.image_size, backbone.image_size) * 2 - 1
     tokens = (backbone.image_size // backbone.patch_size) ** 2

@@ -70,25 +70,25 @@ class Loaded:
 def cached_weights(source: str) -> tuple[bool, str]:
     """Whether ``source`` has weights on this machine (no network), and a line saying where they were looked for.
 
-    A preset with a hub id counts when the Hugging Face cache holds it; a folder or hub id given by the user is
-    always loaded as given (its errors are the user's to fix)."""
-    from aselect_bench.backbones.registry import PRESETS
+    A registered model with a hub id counts when the Hugging Face cache holds it; a folder or hub id given by the
+    user is always loaded as given (its errors are the user's to fix)."""
+    from aselect_bench.backbones.registry import MODELS
 
-    preset = PRESETS.get(source)
-    if preset is None:
+    spec = MODELS.get(source)
+    if spec is None:
         return True, f"{source} as given"
-    if preset.folder is not None:
-        return True, f"shipped in {preset.folder}"
-    if preset.hub_id is None:
+    if spec.folder is not None:
+        return True, f"shipped in {spec.folder}"
+    if spec.hub_id is None:
         return False, f"{source} is a test architecture without published weights"
     from huggingface_hub import snapshot_download
 
     try:
-        snapshot_download(preset.hub_id, local_files_only=True, allow_patterns=["transformer/config.json"])
-        return True, f"{preset.hub_id} from the Hugging Face cache"
+        snapshot_download(spec.hub_id, local_files_only=True, allow_patterns=["transformer/config.json"])
+        return True, f"{spec.hub_id} from the Hugging Face cache"
     except Exception:  # noqa: BLE001 - any miss means: not cached
         home = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        return False, (f"{preset.hub_id} is not in the Hugging Face cache ({home}): the real architecture with "
+        return False, (f"{spec.hub_id} is not in the Hugging Face cache ({home}): the real architecture with "
                        f"random weights (speed and memory do not depend on them; pass --backbone FOLDER for real ones)")
 
 

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                                    "reading the same scan (label-using ones read labelled held-out images: "
                                    "the val split, or ADE20K's selection split; never the reported split). "
                                    "Images are resized to the backbone's native input size.")
-    p.add_argument("--backbone", required=True, help="preset (demo, dit-xl-2-256, ...), hub id or diffusers folder")
+    p.add_argument("--backbone", required=True, help="registered model (demo, dit-xl-2-256, ...), hub id or diffusers folder")
     p.add_argument("--dataset", required=True, help="cub, nabirds, flowers, dogs, cars, aircraft or ade20k")
     p.add_argument("--data-root", required=True, help="the folder holding the dataset's files as distributed")
     p.add_argument("--tap", default=None, help="feature tap 'blocks.<i>.<component>' (default: the preset's)")
