@@ -154,7 +154,7 @@ def markdown(result: dict, timesteps, blocks) -> str:
     if study:
         from pretrain_checkpoints import markdown_rows
 
-        lines += [f"From `benchmarks/pretrain_checkpoints.py` (`{result['checkpoint_study_file']}`): exhaustive search "
+        lines += [f"From `benchmarks/studies/pretrain_checkpoints.py` (`{result['checkpoint_study_file']}`): exhaustive search "
                   "vs the HFR choice with each checkpoint's weights; the last row is this model.\n",
                   markdown_rows(study)]
     else:

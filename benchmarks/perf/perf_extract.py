@@ -208,7 +208,7 @@ def write_flops(stem: Path) -> dict:
     from aselect_bench.reports import code_version
 
     result = {"flops_per_image": paper_scale_flops(), "torch": torch.__version__, "code_version": code_version()}
-    text = "\n".join(["# FLOPs per image (`python benchmarks/perf_extract.py --flops-only`)\n",
+    text = "\n".join(["# FLOPs per image (`python benchmarks/perf/perf_extract.py --flops-only`)\n",
                        f"_Code {result['code_version']}, torch {result['torch']}._\n",
                        *flops_markdown(result["flops_per_image"])])
     write_report(stem.parent, stem.name, result, text + "\n")
