@@ -42,9 +42,9 @@ compare-exhaustive: $(STAMP)
 	$(BIN)/aselect-bench compare --task $(TASK) --dataset $(DATASET) --preset $(PRESET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
 
 bench-perf: $(STAMP)
-	$(BIN)/python benchmarks/perf_extract.py $(ARGS)
-	$(BIN)/python benchmarks/perf_probe.py $(ARGS)
-	$(BIN)/python benchmarks/perf_selectors.py
+	$(BIN)/python benchmarks/perf/perf_extract.py $(ARGS)
+	$(BIN)/python benchmarks/perf/perf_probe.py $(ARGS)
+	$(BIN)/python benchmarks/perf/perf_selectors.py
 
 bench-components: $(STAMP)
 	$(BIN)/aselect-bench components --preset $(PRESET) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
@@ -52,8 +52,8 @@ bench-components: $(STAMP)
 # The demo DiT: the cub comparison at each kept pretraining checkpoint (resumes `make compare-exhaustive` for
 # the shipped end model), then pretrained-vs-random probes (results/demo/pretrain.md holds both).
 bench-pretrain: $(STAMP)
-	$(BIN)/python benchmarks/pretrain_checkpoints.py
-	$(BIN)/python benchmarks/pretrain_demo.py
+	$(BIN)/python benchmarks/studies/pretrain_checkpoints.py
+	$(BIN)/python benchmarks/studies/pretrain_demo.py
 
 # A dry run of a preset's recipe at real size on this machine (TASK defaults to all here): memory, seconds per step,
 # projected hours of A-SelecT and of the exhaustive sweep (results/estimate/<preset>-<task>-<device>.{json,md}).

@@ -11,8 +11,12 @@ def __getattr__(name):  # lazy: importing the package stays cheap (no torch unti
         from aselect_bench.backbones import load_backbone
 
         return load_backbone
-    if name in ("high_frequency_ratio", "select_timestep"):
-        from aselect_bench import hfr
+    if name == "high_frequency_ratio":
+        from aselect_bench.hfr import high_frequency_ratio
 
-        return getattr(hfr, name)
+        return high_frequency_ratio
+    if name == "select_timestep":
+        from aselect_bench.selectors import select_timestep
+
+        return select_timestep
     raise AttributeError(f"module 'aselect_bench' has no attribute {name!r}")

@@ -9,25 +9,33 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from aselect_bench.errors import UserError
-from aselect_bench.hfr import DEFAULTS, HFRSettings, check_candidates
+from aselect_bench.data.calibration import calibration_images
+from aselect_bench.hfr import DEFAULTS, HFRSettings
 from aselect_bench.io import atomic_write_json
-from aselect_bench.selectors import Selection, build_selector, collect_scores, finalize, labelled_set
+from aselect_bench.selectors import (
+    Selection,
+    build_selector,
+    check_candidates,
+    collect_scores,
+    finalize,
+    labelled_set,
+    training_selector,
+)
 
 
 class HFRTimestepSelector(L.Callback):
     """Before fit: scan candidate timesteps on ``num_images`` calibration images and let ``selector`` (default
     ``hfr``, the paper's single pass) set ``pl_module.timestep``.
 
-    Calibration images come from ``datamodule.calibration_images(n, seed)`` (the evaluation view, so
-    augmentation randomness cannot change the choice), else from the first train batches; a label-using
+    Calibration images come from :func:`~aselect_bench.data.calibration.calibration_images` (the datamodule's
+    evaluation view, so augmentation randomness cannot change the choice); a label-using
     selector also reads ``datamodule.selection_images(label_images, seed)`` (held-out, never the reported
     split). The HFR curve is computed alongside any other selector. With several processes and per-image
     selectors (the HFR family) each rank scans its shard and the scores are all-reduced; other selectors run
     whole on every rank (deterministic noise: the same choice). A ``timestep`` already set on the task skips
     the scan. Logs the curves as scalars indexed by timestep, a figure (titled with the choice's bootstrap
     support), and the choice as hyperparameters; writes ``hfr_selection.json`` (the ``select`` output) next
-    to the logs; warns in one line when the support is below ``hfr.WEAK_SUPPORT``.
+    to the logs; warns in one line when the support is below ``selectors.support.WEAK_SUPPORT``.
     """
 
     def __init__(self, num_images: int = DEFAULTS.num_images, candidates=DEFAULTS.candidates,
@@ -39,6 +47,7 @@ class HFRTimestepSelector(L.Callback):
         self.seed, self.batch_size, self.progress = seed, batch_size, progress
         self.hfr_settings = HFRSettings(num_images=num_images, selector=selector, label_images=label_images,
                                         **self.settings)
+        training_selector(selector, self.hfr_settings)  # a bad name stops here, before any training
         self.selector, self.label_images = selector, label_images
         self.result: Selection | None = None
 
@@ -65,10 +74,7 @@ class HFRTimestepSelector(L.Callback):
         backbone = pl_module.backbone
         check_candidates(self.candidates, backbone.num_train_timesteps)
         selectors = self.selectors()
-        if selectors[0].expected:
-            raise UserError(f"selector {self.selector!r} names no single timestep (it is scored by its expectation "
-                            f"in compare); choose another selector for training")
-        images = self.calibration_images(trainer).to(pl_module.device)
+        images = calibration_images(trainer.datamodule, self.num_images, self.seed).to(pl_module.device)
         labelled = labels = None
         if selectors[0].uses_labels:
             labelled, labels = labelled_set(trainer.datamodule, self.label_images, self.seed)
@@ -86,24 +92,6 @@ class HFRTimestepSelector(L.Callback):
         self.result = finalize(selectors, raw, pl_module.hfr_tap)
         pl_module.timestep = self.choice.timestep
         self._log(trainer)
-
-    def calibration_images(self, trainer) -> torch.Tensor:
-        """``[N, 3, H, W]``: the datamodule's fixed calibration set, else the first train batches."""
-        datamodule = trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "calibration_images"):
-            return datamodule.calibration_images(self.num_images, seed=self.seed)
-        if datamodule is None:
-            raise UserError("the HFR callback needs a datamodule (with calibration_images) to draw images from")
-        batches, count = [], 0
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            for batch in datamodule.train_dataloader():
-                images = batch[0] if isinstance(batch, (tuple, list)) else batch
-                batches.append(images)
-                count += len(images)
-                if count >= self.num_images:
-                    break
-        return torch.cat(batches)[: self.num_images]
 
     @staticmethod
     def _gather(trainer, values: dict, total: int, start: int) -> dict:

@@ -19,6 +19,7 @@ from aselect_bench.data import synth_ade20k, synth_fgvc
 from aselect_bench.data.transforms import RESIZE_RATIO
 from aselect_bench.errors import UserError
 from aselect_bench.hfr import HFRSettings
+from aselect_bench.selectors import training_selector
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,9 @@ class BenchPreset:
     strict: bool = False
     synth: SynthSettings | None = None
     overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        training_selector(self.hfr.selector, self.hfr)  # a bad hfr.selector stops the preset's load
 
     def to_json(self) -> dict:
         """Plain JSON (tuples as lists), the inverse of :func:`preset_from_dict`."""

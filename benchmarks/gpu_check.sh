@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared run of the CUDA tests (tests/test_gpu.py, `-m gpu`: what `make test-gpu` runs) on a lent GPU
-# machine, with an optional GPU performance run (benchmarks/perf_gpu.py); sized to finish in under 6 minutes.
+# machine, with an optional GPU performance run (benchmarks/perf/perf_gpu.py); sized to finish in under 6 minutes.
 # Prints a short summary (device, torch, driver, test counts) and writes it to $OUT/gpu_check.{txt,json}
 # when OUT is set. Run from the repository root.
 #
@@ -9,7 +9,7 @@
 # --dry-run   on a machine without CUDA: check the wheel folder, run the gpu tests with the CPU in the GPU's
 #             place (ASELECT_TEST_DEVICE=cpu: proves the tests and this script work, not CUDA), print the
 #             summary. Installs nothing. PYTEST_ADDOPTS (e.g. "-k hfr_scan") narrows the tests, as pytest reads it.
-# --with-perf also run `benchmarks/perf_gpu.py` (results/perf/gpu.{json,md}, copied to $OUT/perf/).
+# --with-perf also run `benchmarks/perf/perf_gpu.py` (results/perf/gpu.{json,md}, copied to $OUT/perf/).
 #
 # The GPU machine cannot reach a registry. Its python3 has torch, lightning, torchmetrics, timm, transformers,
 # tensorboard, accelerate, safetensors, huggingface-hub, pyarrow, pandas, xxhash, fsspec, pyyaml, scipy,
@@ -100,7 +100,7 @@ if [ "$WITH_PERF" = 1 ]; then
   perf_out=results/perf/gpu
   perf_args=()
   [ "$DRY_RUN" = 1 ] && perf_out="$WORK/perf/gpu" && perf_args=(--dry-run)
-  timeout "$PERF_CAP" "$PYTHON" benchmarks/perf_gpu.py "${perf_args[@]}" --out "$perf_out"
+  timeout "$PERF_CAP" "$PYTHON" benchmarks/perf/perf_gpu.py "${perf_args[@]}" --out "$perf_out"
   perf_status=$?
   if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT/perf" && cp "$perf_out".json "$perf_out".md "$OUT/perf/" 2>/dev/null
@@ -113,7 +113,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, "benchmarks/perf")
 from perf_gpu import device_info  # noqa: E402
 
 xml, dry_run, status, seconds, perf_status, out = sys.argv[1:7]

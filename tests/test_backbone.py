@@ -47,9 +47,9 @@ def reference_features(backbone, images, timestep, noise, blocks):
     return feats, x0.shape
 
 
-@pytest.mark.parametrize("preset", ["tiny-dit", "tiny-dit-latent"])
-def test_every_component_matches_hooked_diffusers_forward(preset):
-    backbone = load_backbone(preset, pretrained=False)
+@pytest.mark.parametrize("model", ["tiny-dit", "tiny-dit-latent"])
+def test_every_component_matches_hooked_diffusers_forward(model):
+    backbone = load_backbone(model, pretrained=False)
     torch.manual_seed(0)
     size = backbone.image_size
     images = torch.rand(2, 3, size, size) * 2 - 1

@@ -55,7 +55,7 @@ def test_select_prints_the_curve_and_writes_json(cub_root, tmp_path):
     (["--backbone", "tiny-dit", "--dataset", "cub", "--data-root", "CUB", "--candidates", "0,5000"],
      "outside the schedule"),
     (["--backbone", "tiny-dit", "--dataset", "cub", "--data-root", "CUB", "--candidates", "0,abc"],
-     "bad candidate 'abc'"),
+     "'abc' is not an integer: give timesteps separated by commas"),
 ])
 def test_select_mistakes_are_one_line(cub_root, args, fragment):
     args = [str(cub_root) if a == "CUB" else a for a in args]
@@ -69,9 +69,13 @@ def test_help_lists_every_command():
         assert name in result.stdout
 
 
-def test_select_with_a_label_using_selector_reads_the_val_split(cub_root, tmp_path):
+def test_select_with_a_label_using_selector_reads_the_val_split(tmp_path):
+    from aselect_bench.data.synth_fgvc import write_layout
+
+    root = tmp_path / "cub"  # 20 training images a class: the val split holds two of each (leave-one-out needs two)
+    write_layout("cub", root, num_classes=3, train_per_class=20, test_per_class=1, image_size=32)
     out = tmp_path / "knn.json"
-    result = cli("select", "--backbone", "tiny-dit", "--dataset", "cub", "--data-root", cub_root, "--selector",
+    result = cli("select", "--backbone", "tiny-dit", "--dataset", "cub", "--data-root", root, "--selector",
                  "knn", "--tap", "blocks.1.out", "--candidates", "0,500,999", "--num-images", 6, "--out", out)
     assert result.returncode == 0, result.stderr
     saved = json.loads(out.read_text())

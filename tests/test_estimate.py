@@ -104,14 +104,14 @@ def test_a_cuda_out_of_memory_error_halves_the_batch():
 
 @pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/clear_refs").exists(), reason="Linux memory accounting")
 def test_a_cpu_batch_that_would_not_fit_is_refused_before_it_runs(monkeypatch):
-    import aselect_bench.analyses.estimate as estimate
+    import aselect_bench.analyses.estimate.stages as stages
 
     ran = []
 
     def step(b, k):  # 200 MB per image, touched, freed at once
         return lambda: ran.append(b) or torch.ones(b * 50_000_000).sum()
 
-    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device: 500 * 2**20)
+    monkeypatch.setattr(stages, "available_memory_bytes", lambda device: 500 * 2**20)
     with pytest.raises(UserError, match=r"batch 8 would not fit .* the largest batch that fits, found by halving, is "
                                         r"2: rerun with --batch-size 2"):
         warm_up(step, "probe_train", 8, 1, "cpu", say=lambda line: None)

@@ -167,8 +167,8 @@ def test_a_checked_annotation_set_is_not_decoded_again(ade_root, monkeypatch):
 @pytest.mark.parametrize("extra, fragment", [
     (["--cutoff", "5"], "HFR cutoff 5.0 is outside (0, 0.5)"),
     (["--cutoff", "0.5"], "HFR cutoff 0.5 is outside (0, 0.5)"),
-    (["--num-images", "-3"], "num_images and noise_draws must be >= 1 (got -3, 1)"),
-    (["--num-images", "0"], "num_images and noise_draws must be >= 1 (got 0, 1)"),
+    (["--num-images", "-3"], "argument --num-images: -3 is not a positive integer"),
+    (["--num-images", "0"], "argument --num-images: 0 is not a positive integer"),
 ])
 def test_select_refuses_settings_that_give_a_wrong_answer(cub_root, extra, fragment):
     assert_one_line_error(cli(*select_args(cub_root, *extra)), fragment)

@@ -31,10 +31,10 @@ def test_matches_torch_flop_counter_on_the_early_exit_forward(preset, tap):
     if preset == "sd35-style":
         from diffusers import SD3Transformer2DModel
 
-        from aselect_bench.backbones.registry import PRESETS
+        from aselect_bench.backbones.registry import MODELS
 
         backbone = load_backbone("tiny-sd3", pretrained=False)
-        config = {**PRESETS["tiny-sd3"].transformer, "dual_attention_layers": (0, 1), "qk_norm": "rms_norm"}
+        config = {**MODELS["tiny-sd3"].transformer, "dual_attention_layers": (0, 1), "qk_norm": "rms_norm"}
         backbone.family.transformer = backbone.transformer = SD3Transformer2DModel(**config)
     else:
         backbone = load_backbone(preset, pretrained=False)
@@ -72,10 +72,10 @@ def test_new_families_match_torch_flop_counter_on_the_early_exit_forward(preset,
     if preset == "pixart-alpha-1024-style":  # the resolution and aspect-ratio embeddings (width divisible by 3)
         from diffusers import PixArtTransformer2DModel
 
-        from aselect_bench.backbones.registry import PRESETS
+        from aselect_bench.backbones.registry import MODELS
 
         backbone = load_backbone("tiny-pixart", pretrained=False)
-        config = {**PRESETS["tiny-pixart"].transformer, "num_attention_heads": 3, "cross_attention_dim": 48,
+        config = {**MODELS["tiny-pixart"].transformer, "num_attention_heads": 3, "cross_attention_dim": 48,
                   "use_additional_conditions": True}
         backbone.family.transformer = backbone.transformer = PixArtTransformer2DModel(**config)
         backbone.family.hidden_size = 48

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from aselect_bench import load_backbone
-from aselect_bench.backbones.registry import PRESETS
-from aselect_bench.hfr import select_timestep
+from aselect_bench.backbones.registry import MODELS
+from aselect_bench.selectors import select_timestep
 from aselect_bench.tasks.classification import ClassificationTask
 from aselect_bench.tasks.fit import make_trainer
 
@@ -25,8 +25,8 @@ ACCELERATOR = "gpu" if DEVICE == "cuda" else DEVICE
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(),
                                                   reason="needs a CUDA device")]
 
-#: Every family's tiny preset.
-TINY_PRESETS = sorted(name for name in PRESETS if name.startswith("tiny-"))
+#: Every family's tiny model.
+TINY_MODELS = sorted(name for name in MODELS if name.startswith("tiny-"))
 #: Relative error allowed against float32 on the CPU: cuDNN may use TF32 (10-bit mantissa) in the VAE's
 #: convolutions; a device bug (noise, labels or a tensor left behind) gives errors of order 1.
 TOLERANCE = {"32": 1e-2, "bf16": 5e-2}
@@ -36,16 +36,16 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float().cpu() - b.float().cpu()).norm() / b.float().cpu().norm().clamp_min(1e-12))
 
 
-def pair(preset: str):
+def pair(model: str):
     """The same random-weight backbone on the CPU and on the device under test."""
-    cpu = load_backbone(preset, pretrained=False)
-    return cpu, load_backbone(preset, pretrained=False, device=DEVICE)
+    cpu = load_backbone(model, pretrained=False)
+    return cpu, load_backbone(model, pretrained=False, device=DEVICE)
 
 
 @pytest.mark.parametrize("precision", ["32", "bf16"])
-@pytest.mark.parametrize("preset", TINY_PRESETS)
-def test_extraction_on_cuda_equals_the_cpu(preset, precision):
-    cpu, gpu = pair(preset)
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_extraction_on_cuda_equals_the_cpu(model, precision):
+    cpu, gpu = pair(model)
     gpu.set_precision(precision)
     taps = [f"{stack}.{min(1, count - 1)}.{c}" for stack, count in cpu.family.block_counts().items()
             for c in cpu.family.components]  # Flux: its single-stream blocks too
@@ -58,9 +58,9 @@ def test_extraction_on_cuda_equals_the_cpu(preset, precision):
         assert relative_error(got[tap], expected[tap]) < TOLERANCE[precision], tap
 
 
-@pytest.mark.parametrize("preset", TINY_PRESETS)
-def test_hfr_scan_on_cuda_picks_the_cpu_timestep(preset):
-    cpu, gpu = pair(preset)
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_hfr_scan_on_cuda_picks_the_cpu_timestep(model):
+    cpu, gpu = pair(model)
     images = torch.rand(8, 3, cpu.image_size, cpu.image_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     candidates, tap = [0, 100, 300, 500, 700, 900], f"blocks.{min(1, cpu.num_blocks - 1)}.out"
     on_cpu = select_timestep(cpu, images, candidates, tap)

@@ -1,5 +1,5 @@
 """The GPU scripts' dry runs on the CPU, so they cannot rot where no GPU is lent: benchmarks/gpu_check.sh (wheel
-folder checks, the gpu tests with the CPU in the GPU's place, the summary) and benchmarks/perf_gpu.py."""
+folder checks, the gpu tests with the CPU in the GPU's place, the summary) and benchmarks/perf/perf_gpu.py."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_gpu_check_stops_on_a_bad_wheel_folder_before_running_anything(tmp_path,
 
 
 def test_perf_gpu_dry_run_writes_every_figure_and_the_projection(tmp_path):
-    result = run([sys.executable, "benchmarks/perf_gpu.py", "--dry-run", "--out", tmp_path / "gpu"], tmp_path)
+    result = run([sys.executable, "benchmarks/perf/perf_gpu.py", "--dry-run", "--out", tmp_path / "gpu"], tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "gpu.json").read_text())
     assert data["dry_run"] and data["device"] == "cpu" and "DRY RUN" in (tmp_path / "gpu.md").read_text()

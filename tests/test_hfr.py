@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from aselect_bench import UserError, high_frequency_ratio, load_backbone, select_timestep
-from aselect_bench.hfr import DEFAULT_CANDIDATES, MODES, scan_hfr, summarize_scan
+from aselect_bench.hfr import DEFAULT_CANDIDATES, MODES
+from aselect_bench.selectors import scan_hfr, summarize_scan
 
 
 def numpy_hfr(feats: np.ndarray, cutoff: float, mode: str, remove_mean: bool) -> np.ndarray:

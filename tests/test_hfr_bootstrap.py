@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aselect_bench.hfr import WEAK_SUPPORT, bootstrap_choice, summarize_scan
 from aselect_bench.plots import hfr_curve_figure
+from aselect_bench.selectors import summarize_scan
+from aselect_bench.selectors.support import WEAK_SUPPORT, bootstrap_choice
 
 
 def noisy(mean: float, n: int = 64, seed: int = 0, sd: float = 0.02) -> torch.Tensor:

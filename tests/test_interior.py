@@ -1,4 +1,4 @@
-"""benchmarks/interior.py (issue #29): the verdict on a curve whose answer is known, and the curves it takes from
+"""benchmarks/studies/interior.py (issue #29): the verdict on a curve whose answer is known, and the curves it takes from
 committed comparisons instead of sweeping twice."""
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def test_a_training_in_a_log_file_prints_lines_not_bars_and_no_tips(tmp_path, bl
 
 
 def test_the_hfr_scan_prints_lines_in_a_log_file(capsys):
-    from aselect_bench.hfr import select_timestep
+    from aselect_bench.selectors import select_timestep
 
     backbone = load_backbone("tiny-dit", pretrained=False)
     select_timestep(backbone, torch.zeros(4, 3, 16, 16), [0, 500, 999], "blocks.0.out", batch_size=2, progress=True)

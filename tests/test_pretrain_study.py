@@ -1,4 +1,4 @@
-"""benchmarks/pretrain_checkpoints.py: which models it compares (the kept checkpoints, then the shipped end) and
+"""benchmarks/studies/pretrain_checkpoints.py: which models it compares (the kept checkpoints, then the shipped end) and
 how a comparison becomes a row; ``pretrain_demo.py`` embeds the table only for the model it reports."""
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+STUDIES = Path(__file__).resolve().parents[1] / "benchmarks" / "studies"
 
 
 def load(name: str):
-    sys.path.insert(0, str(BENCHMARKS))
+    sys.path.insert(0, str(STUDIES))
     try:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, STUDIES / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
     finally:
-        sys.path.remove(str(BENCHMARKS))
+        sys.path.remove(str(STUDIES))
 
 
 study = load("pretrain_checkpoints")

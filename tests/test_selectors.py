@@ -17,10 +17,12 @@ from aselect_bench.selectors import (
     register,
     run_selectors,
     selector_names,
+    training_selector,
 )
 from aselect_bench.selectors.base import _REGISTRY
 from aselect_bench.selectors.labelled import knn_accuracy, ncm_accuracy, token_labels, token_ncm_miou
 from aselect_bench.selectors.spectrum import effective_rank, spectral_decay
+from aselect_bench.settings import load_bench_preset
 
 CANDIDATES = [0, 250, 500, 750, 999]
 
@@ -67,10 +69,13 @@ def test_registry_lists_every_shipped_selector_once_with_hfr_first():
         assert s.name == name and (s.__doc__ or "").strip(), name  # each names its source
     with pytest.raises(UserError, match="unknown timestep selector 'nope'"):
         build_selector("nope")
+    demo = load_bench_preset("demo")  # a preset naming a bad selector stops at load
     with pytest.raises(UserError, match="unknown timestep selector"):
-        HFRSettings(selector="nope")
+        demo.override(**{"hfr.selector": "nope"})
     with pytest.raises(UserError, match="cannot choose the training timestep"):
-        HFRSettings(selector="random")
+        demo.override(**{"hfr.selector": "random"})
+    with pytest.raises(UserError, match="cannot choose the training timestep"):
+        training_selector("random")
     with pytest.raises(ValueError, match="registered twice"):
         register("hfr")(lambda settings: None)
 

@@ -27,10 +27,15 @@ from pathlib import Path
 from aselect_bench.costs import Cost, cost_across_attempts
 from aselect_bench.errors import UserError
 from aselect_bench.experiments.base import exhaustive_summary
-from aselect_bench.hfr import check_candidates
 from aselect_bench.io import atomic_write_json, make_folder, read_json
 from aselect_bench.reports import run_record
-from aselect_bench.selectors import build_selector, labelled_set, run_selectors, selector_names
+from aselect_bench.selectors import (
+    build_selector,
+    check_candidates,
+    labelled_set,
+    run_selectors,
+    selector_names,
+)
 
 
 def fingerprint(obj) -> str:

@@ -14,8 +14,8 @@ from aselect_bench.backbones import COMPONENTS, grid_taps
 from aselect_bench.cache import cold_feature_cache
 from aselect_bench.costs import measure_cost
 from aselect_bench.experiments.base import best_on_validation
-from aselect_bench.hfr import scan_hfr, summarize_scan
 from aselect_bench.reports import run_record
+from aselect_bench.selectors import scan_hfr, summarize_scan
 
 
 def default_blocks(num_blocks: int) -> list[int]:

@@ -1,6 +1,6 @@
 """Projected cost at real size, A-SelecT vs the exhaustive sweep, from measured seconds per image.
 
-The one home of this arithmetic (``aselect-bench estimate`` and ``benchmarks/perf_gpu.py`` share it):
+The one home of this arithmetic (``aselect-bench estimate`` and ``benchmarks/perf/perf_gpu.py`` share it):
 
 - the HFR scan: each of ``num_images`` calibration images encoded once, then ``candidates x draws`` forwards;
 - one training: ``iterations`` steps at the recipe's batch, plus its evaluation passes;

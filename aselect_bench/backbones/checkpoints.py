@@ -30,7 +30,7 @@ class FolderParts:
     ``root``: the pipeline folder (or the bare transformer folder); ``transformer``: its ``transformer/``
     (or ``root``); ``vae``: ``vae/`` or ``None`` (pixel space); ``scheduler``: the scheduler config (``{}``
     when absent); ``class_name``: the transformer's ``_class_name``; ``source``: the hub id or folder as given;
-    ``name``: the backbone's name; ``preset``: the registry's ``Preset`` when the source is a preset name
+    ``name``: the backbone's name; ``spec``: the registry's ``ModelSpec`` when the source is a registered model
     (its sizes, e.g. the resolution to run at), else ``None``.
     """
 
@@ -41,7 +41,7 @@ class FolderParts:
     class_name: str
     source: str
     name: str
-    preset: object | None = None
+    spec: object | None = None
 
     @property
     def weights_id(self) -> str:

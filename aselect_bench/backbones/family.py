@@ -51,14 +51,14 @@ class TextFamily(Family):
                             f"prompt, leave class_labels out")
 
 
-def random_modules(preset, seed: int, transformer_cls, vae_cls):
-    """A preset's transformer and VAE (``None`` in pixel space) with random weights seeded by ``seed``."""
+def random_modules(spec, seed: int, transformer_cls, vae_cls):
+    """A registered model's transformer and VAE (``None`` in pixel space) with random weights seeded by ``seed``."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        transformer = transformer_cls(**preset.transformer)
-        vae = vae_cls(**preset.vae) if preset.vae else None
+        transformer = transformer_cls(**spec.transformer)
+        vae = vae_cls(**spec.vae) if spec.vae else None
     return transformer, vae
 
 

@@ -237,7 +237,7 @@ def _noise(config, transformer_config):
 def backbone_from_parts(parts):
     """A Flux :class:`Backbone` from a split diffusers folder: a ``FluxPipeline`` folder (``transformer/``,
     ``vae/``, ``scheduler/``, CLIP + T5 text encoders) or a bare ``FluxTransformer2DModel`` folder (pixel space:
-    ``in_channels`` = 4 x 3 packed RGB, zero conditioning), strictly. A preset runs at its own size, a folder at
+    ``in_channels`` = 4 x 3 packed RGB, zero conditioning), strictly. A registered model runs at its own size, a folder at
     ``FluxPipeline``'s default (1024 px with a VAE)."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel
 
@@ -246,19 +246,19 @@ def backbone_from_parts(parts):
 
     transformer = load_strict(FluxTransformer2DModel, parts.transformer)
     vae = load_strict(AutoencoderKL, parts.vae) if parts.vae else None
-    size = parts.preset.sample_size if parts.preset is not None else DEFAULT_SAMPLE_SIZE
+    size = parts.spec.sample_size if parts.spec is not None else DEFAULT_SAMPLE_SIZE
     family = FluxFamily(transformer, empty_prompt(parts.root, transformer.config), size)
     return Backbone(family, _noise(parts.scheduler, transformer.config), vae, name=parts.name,
                     weights_id=weights_with_text(parts, TEXT_PARTS))
 
 
-def random_backbone(preset, seed: int):
-    """A preset's Flux architecture with random weights (seeded), zero conditioning, its scheduler's noise."""
+def random_backbone(spec, seed: int):
+    """A registered model's Flux architecture with random weights (seeded), zero conditioning, its scheduler's noise."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel
 
     from aselect_bench.backbones.backbone import Backbone
 
-    transformer, vae = random_modules(preset, seed, FluxTransformer2DModel, AutoencoderKL)
-    family = FluxFamily(transformer, Conditioning(zero_conditioning(transformer.config), "zeros"), preset.sample_size)
-    return Backbone(family, _noise(preset.scheduler, transformer.config), vae, name=preset.name,
+    transformer, vae = random_modules(spec, seed, FluxTransformer2DModel, AutoencoderKL)
+    family = FluxFamily(transformer, Conditioning(zero_conditioning(transformer.config), "zeros"), spec.sample_size)
+    return Backbone(family, _noise(spec.scheduler, transformer.config), vae, name=spec.name,
                     weights_id=f"random-init-seed{seed}")

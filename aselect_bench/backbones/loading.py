@@ -1,4 +1,4 @@
-"""``load_backbone(source)``: a preset name, a Hugging Face hub id, or a local diffusers folder."""
+"""``load_backbone(source)``: a registered model's name, a Hugging Face hub id, or a local diffusers folder."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aselect_bench.backbones.checkpoints import FolderParts, folder_class, load_
 from aselect_bench.backbones.dit import DiTFamily
 from aselect_bench.backbones.family import random_modules
 from aselect_bench.backbones.noise import DDPMNoise
-from aselect_bench.backbones.registry import PRESETS, Preset
+from aselect_bench.backbones.registry import MODELS, ModelSpec
 from aselect_bench.errors import UserError
 from aselect_bench.io import hf_offline
 
@@ -22,40 +22,41 @@ from aselect_bench.io import hf_offline
 def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bool = True, seed: int = 0) -> Backbone:
     """Build a frozen :class:`Backbone` from ``source``.
 
-    ``source``: a preset name (:data:`~aselect_bench.backbones.registry.PRESETS`: ``dit-xl-2-256``, ``sd3-medium``,
-    ``pixart-sigma-1024``, ``flux.1-dev``, ``sana-1600m-1024``, ``tiny-*``, ``demo``, ...), a hub id in diffusers
-    layout, or a local folder (a pipeline folder of DiT, SD3, PixArt, Flux or Sana with ``transformer/`` and
-    optionally ``vae/``, ``scheduler/``, text encoders; or a bare transformer folder: pixel space). A folder's
-    transformer class picks the family (:data:`FOLDER_FAMILIES`; any other class is refused) and its weights
-    load strictly (every tensor from the checkpoint). ``pretrained=False`` builds a preset's architecture with random weights (seeded by
-    ``seed``, ``weights_id == "random-init-seed<seed>"``); the test presets (``tiny-*``) have no weights.
+    ``source``: a registered model's name (:data:`~aselect_bench.backbones.registry.MODELS`: ``dit-xl-2-256``,
+    ``sd3-medium``, ``pixart-sigma-1024``, ``flux.1-dev``, ``sana-1600m-1024``, ``tiny-*``, ``demo``, ...), a
+    hub id in diffusers layout, or a local folder (a pipeline folder of DiT, SD3, PixArt, Flux or Sana with
+    ``transformer/`` and optionally ``vae/``, ``scheduler/``, text encoders; or a bare transformer folder: pixel
+    space). A folder's transformer class picks the family (:data:`FOLDER_FAMILIES`; any other class is refused)
+    and its weights load strictly (every tensor from the checkpoint). ``pretrained=False`` builds a registered
+    model's architecture with random weights (seeded by ``seed``, ``weights_id == "random-init-seed<seed>"``);
+    the test models (``tiny-*``) have no weights.
     """
     source = str(source)
-    preset = PRESETS.get(source)
-    if preset is not None and pretrained and preset.folder is not None:
-        backbone = _from_diffusers(str(_shipped(preset)), name=preset.name)
-    elif preset is not None and (not pretrained or preset.hub_id is None):
-        backbone = _random_backbone(preset, seed)
-    elif preset is not None:
-        backbone = _from_diffusers(preset.hub_id, name=preset.name, preset=preset)
+    spec = MODELS.get(source)
+    if spec is not None and pretrained and spec.folder is not None:
+        backbone = _from_diffusers(str(_shipped(spec)), name=spec.name)
+    elif spec is not None and (not pretrained or spec.hub_id is None):
+        backbone = _random_backbone(spec, seed)
+    elif spec is not None:
+        backbone = _from_diffusers(spec.hub_id, name=spec.name, spec=spec)
     elif Path(source).expanduser().exists():
         backbone = _from_diffusers(str(Path(source).expanduser().resolve()), name=source)
     elif _looks_like_hub_id(source):
         backbone = _from_diffusers(source, name=source)
     else:
         raise UserError(
-            f"unknown backbone {source!r}: use a preset ({', '.join(PRESETS)}), a Hugging Face hub id "
+            f"unknown backbone {source!r}: use a registered model ({', '.join(MODELS)}), a Hugging Face hub id "
             f"(owner/name), or an existing local folder in diffusers layout"
         )
     return backbone.to(device=device, dtype=dtype)
 
 
-def _shipped(preset: Preset) -> Path:
-    """The preset's folder inside the package, or one clear error when the install lacks it."""
-    if not (preset.folder / "transformer" / "config.json").exists():
-        raise UserError(f"the {preset.name!r} preset's weights are missing from {preset.folder}: reinstall the "
+def _shipped(spec: ModelSpec) -> Path:
+    """The registered model's folder inside the package, or one clear error when the install lacks it."""
+    if not (spec.folder / "transformer" / "config.json").exists():
+        raise UserError(f"the {spec.name!r} model's weights are missing from {spec.folder}: reinstall the "
                         f"package, or rebuild them with 'aselect-bench pretrain --ship'")
-    return preset.folder
+    return spec.folder
 
 
 def _looks_like_hub_id(source: str) -> bool:
@@ -63,14 +64,14 @@ def _looks_like_hub_id(source: str) -> bool:
     return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~"))
 
 
-def _random_backbone(preset: Preset, seed: int) -> Backbone:
+def _random_backbone(spec: ModelSpec, seed: int) -> Backbone:
     from diffusers import AutoencoderKL, DiTTransformer2DModel
 
-    if preset.family in RANDOM_FAMILIES:
-        return RANDOM_FAMILIES[preset.family](preset, seed)
-    transformer, vae = random_modules(preset, seed, DiTTransformer2DModel, AutoencoderKL)
-    return Backbone(DiTFamily(transformer), DDPMNoise.from_config(preset.scheduler), vae,
-                    name=preset.name, weights_id=f"random-init-seed{seed}")
+    if spec.family in RANDOM_FAMILIES:
+        return RANDOM_FAMILIES[spec.family](spec, seed)
+    transformer, vae = random_modules(spec, seed, DiTTransformer2DModel, AutoencoderKL)
+    return Backbone(DiTFamily(transformer), DDPMNoise.from_config(spec.scheduler), vae,
+                    name=spec.name, weights_id=f"random-init-seed{seed}")
 
 
 def _dit_from_folder(parts: FolderParts) -> Backbone:
@@ -91,14 +92,15 @@ FOLDER_FAMILIES: dict[str, Callable[[FolderParts], Backbone]] = {
     flux.FLUX_CLASS: flux.backbone_from_parts,
     sana.SANA_CLASS: sana.backbone_from_parts,
 }
-#: Builders of a preset's architecture with random weights, by ``Preset.family`` (DiT's is :func:`_random_backbone`).
+#: Builders of a registered model's architecture with random weights, by ``ModelSpec.family`` (DiT's is
+#: :func:`_random_backbone`).
 RANDOM_FAMILIES = {"sd3": sd3.random_backbone, "pixart": pixart.random_backbone, "flux": flux.random_backbone,
                    "sana": sana.random_backbone}
 
 
-def _from_diffusers(where: str, name: str, preset: Preset | None = None) -> Backbone:
+def _from_diffusers(where: str, name: str, spec: ModelSpec | None = None) -> Backbone:
     """A Backbone from a local diffusers folder or a hub id (offline-safe), dispatched on its transformer class."""
-    parts = _folder_parts(_resolve_folder(where), source=where, name=name, preset=preset)
+    parts = _folder_parts(_resolve_folder(where), source=where, name=name, spec=spec)
     build = FOLDER_FAMILIES.get(parts.class_name)
     if build is None:
         raise UserError(
@@ -108,7 +110,7 @@ def _from_diffusers(where: str, name: str, preset: Preset | None = None) -> Back
     return build(parts)
 
 
-def _folder_parts(folder: Path, source: str, name: str, preset: Preset | None = None) -> FolderParts:
+def _folder_parts(folder: Path, source: str, name: str, spec: ModelSpec | None = None) -> FolderParts:
     """Split a pipeline folder (``transformer/``, ``vae/``, ``scheduler/``) or a bare transformer folder."""
     if (folder / "config.json").exists() and not (folder / "transformer").exists():
         transformer_dir, vae_dir, sched = folder, None, {}  # a bare transformer folder: pixel space
@@ -126,7 +128,7 @@ def _folder_parts(folder: Path, source: str, name: str, preset: Preset | None = 
     if vae_dir is None:
         _check_pixel_space(folder, transformer_dir, class_name)
     return FolderParts(root=folder, transformer=transformer_dir, vae=vae_dir, scheduler=sched,
-                       class_name=class_name, source=source, name=name, preset=preset)
+                       class_name=class_name, source=source, name=name, spec=spec)
 
 
 #: Input channels of a transformer that reads pixels: RGB, or Flux's 2x2-packed RGB.

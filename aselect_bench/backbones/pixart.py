@@ -158,16 +158,16 @@ class PixArtFamily(TextFamily):
 
 
 def caption_tokens(parts) -> int:
-    """T5 caption length of a folder or preset: 300 for a ``PixArtSigmaPipeline``, else 120 (α)."""
+    """T5 caption length of a folder or registered model: 300 for a ``PixArtSigmaPipeline``, else 120 (α)."""
     return CAPTION_TOKENS.get(pipeline_class(parts), CAPTION_TOKENS["PixArtAlphaPipeline"])
 
 
 def pipeline_class(parts) -> str | None:
-    """The diffusers pipeline class of a preset, or of a folder's ``model_index.json`` (``None`` when absent)."""
+    """The diffusers pipeline class of a registered model, or of a folder's ``model_index.json`` (``None`` when absent)."""
     from aselect_bench.backbones.checkpoints import read_config
 
-    if parts.preset is not None:
-        return parts.preset.pipeline
+    if parts.spec is not None:
+        return parts.spec.pipeline
     index = Path(parts.root) / "model_index.json"
     return read_config(index).get("_class_name") if index.exists() else None
 
@@ -223,16 +223,16 @@ def backbone_from_parts(parts):
         parts.scheduler), vae, name=parts.name, weights_id=weights_with_text(parts, TEXT_PARTS))
 
 
-def random_backbone(preset, seed: int):
-    """A preset's PixArt architecture with random weights (seeded), zero conditioning, DDPM noise."""
+def random_backbone(spec, seed: int):
+    """A registered model's PixArt architecture with random weights (seeded), zero conditioning, DDPM noise."""
     from diffusers import AutoencoderKL, PixArtTransformer2DModel
 
     from aselect_bench.backbones.backbone import Backbone, vae_scale_factor
     from aselect_bench.backbones.noise import DDPMNoise
 
-    transformer, vae = random_modules(preset, seed, PixArtTransformer2DModel, AutoencoderKL)
-    length = CAPTION_TOKENS.get(preset.pipeline, CAPTION_TOKENS["PixArtAlphaPipeline"])
+    transformer, vae = random_modules(spec, seed, PixArtTransformer2DModel, AutoencoderKL)
+    length = CAPTION_TOKENS.get(spec.pipeline, CAPTION_TOKENS["PixArtAlphaPipeline"])
     conditioning = Conditioning(zero_caption(length, transformer.config.caption_channels), "zeros")
     return Backbone(PixArtFamily(transformer, conditioning, vae_scale_factor(vae)),
-                    DDPMNoise.from_config(preset.scheduler), vae, name=preset.name,
+                    DDPMNoise.from_config(spec.scheduler), vae, name=spec.name,
                     weights_id=f"random-init-seed{seed}")

@@ -1,4 +1,8 @@
-"""Named backbone presets: a name -> constructor registry (in the spirit of DiT's ``DiT_models``)."""
+"""Registered backbone models: a name -> architecture registry (in the spirit of DiT's ``DiT_models``).
+
+An entry is a :class:`ModelSpec`; "preset" in this suite always means a *benchmark* preset
+(:mod:`aselect_bench.settings`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ from aselect_bench.backbones.noise import SD3_SCHEDULER
 
 
 @dataclass(frozen=True)
-class Preset:
-    """What a preset name stands for.
+class ModelSpec:
+    """What a registered model's name stands for.
 
     ``hub_id``: where pretrained weights live (diffusers layout); ``transformer``/``vae``: configs used
     to build the architecture with random weights; ``default_tap``: the probe's default feature;
@@ -71,7 +75,7 @@ def sd3_config(depth=24, heads=24, head_dim=64, sample_size=64, patch_size=2, in
                joint_attention_dim=4096, pooled_projection_dim=2048, pos_embed_max_size=192,
                dual_attention_layers=(), qk_norm=None) -> dict:
     """A diffusers ``SD3Transformer2DModel`` config (defaults: SD3-medium, whose published config is this with
-    ``sample_size=128``; the presets use 64, i.e. the A-SelecT authors' 512 px input).
+    ``sample_size=128``; the registered models use 64, i.e. the A-SelecT authors' 512 px input).
 
     The caption projection equals the width (heads x head_dim): the joint blocks need it.
     """
@@ -193,51 +197,52 @@ DEMO_TRANSFORMER = dit_config(depth=6, heads=4, head_dim=32, sample_size=32, pat
 DEMO_FOLDER = Path(__file__).resolve().parents[1] / "pretrain" / "demo_dit"
 
 
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in [
-        Preset("dit-xl-2-256", dit_config(sample_size=32), sd_vae_config(256), hub_id="facebook/DiT-XL-2-256",
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("dit-xl-2-256", dit_config(sample_size=32), sd_vae_config(256), hub_id="facebook/DiT-XL-2-256",
                default_tap="blocks.9.query", seg_blocks=(6, 13, 20, 27)),
-        Preset("dit-xl-2-512", dit_config(sample_size=64), sd_vae_config(512), hub_id="facebook/DiT-XL-2-512",
+        ModelSpec("dit-xl-2-512", dit_config(sample_size=64), sd_vae_config(512), hub_id="facebook/DiT-XL-2-512",
                default_tap="blocks.9.query", seg_blocks=(6, 13, 20, 27)),
-        Preset("tiny-dit", dit_config(depth=4, heads=2, head_dim=16, sample_size=16, patch_size=2, in_channels=3,
+        ModelSpec("tiny-dit", dit_config(depth=4, heads=2, head_dim=16, sample_size=16, patch_size=2, in_channels=3,
                                       out_channels=3, num_classes=10),
                default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3)),
-        Preset("tiny-dit-latent", dit_config(depth=4, heads=2, head_dim=16, sample_size=8, patch_size=2,
+        ModelSpec("tiny-dit-latent", dit_config(depth=4, heads=2, head_dim=16, sample_size=8, patch_size=2,
                                              num_classes=10), tiny_vae_config(),
                default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3)),
-        Preset("sd3-medium", sd3_config(), sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3-medium-diffusers",
+        ModelSpec("sd3-medium", sd3_config(), sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3-medium-diffusers",
                default_tap="blocks.9.query", seg_blocks=spread_blocks(24), scheduler=SD3_SCHEDULER,
                family="sd3"),
-        Preset("sd3.5-medium", SD35_MEDIUM, sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3.5-medium",
+        ModelSpec("sd3.5-medium", SD35_MEDIUM, sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3.5-medium",
                default_tap="blocks.9.query", seg_blocks=spread_blocks(24), scheduler=SD3_SCHEDULER,
                family="sd3"),
-        Preset("sd3.5-large", SD35_LARGE, sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3.5-large",
+        ModelSpec("sd3.5-large", SD35_LARGE, sd3_vae_config(), hub_id="stabilityai/stable-diffusion-3.5-large",
                default_tap="blocks.9.query", seg_blocks=spread_blocks(38), scheduler=SD3_SCHEDULER,
                family="sd3"),
-        Preset("tiny-sd3", TINY_SD3, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sd3"),
-        Preset("pixart-sigma-1024", PIXART_SIGMA_1024, SDXL_VAE, hub_id="PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
+        ModelSpec("tiny-sd3", TINY_SD3, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sd3"),
+        ModelSpec("pixart-sigma-1024", PIXART_SIGMA_1024, SDXL_VAE, hub_id="PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
                default_tap="blocks.9.query", seg_blocks=spread_blocks(28), family="pixart",
                pipeline="PixArtSigmaPipeline"),
-        Preset("pixart-alpha-512", PIXART_ALPHA_512, sd_vae_config(512), hub_id="PixArt-alpha/PixArt-XL-2-512x512",
+        ModelSpec("pixart-alpha-512", PIXART_ALPHA_512, sd_vae_config(512), hub_id="PixArt-alpha/PixArt-XL-2-512x512",
                default_tap="blocks.9.query", seg_blocks=spread_blocks(28), family="pixart",
                pipeline="PixArtAlphaPipeline"),
-        Preset("flux.1-dev", flux_config(), flux_vae_config(), hub_id="black-forest-labs/FLUX.1-dev",
+        ModelSpec("flux.1-dev", flux_config(), flux_vae_config(), hub_id="black-forest-labs/FLUX.1-dev",
                default_tap="blocks.9.query", seg_blocks=spread_blocks(19), family="flux", sample_size=128),
-        Preset("flux.1-schnell", flux_config(guidance_embeds=False), flux_vae_config(),
+        ModelSpec("flux.1-schnell", flux_config(guidance_embeds=False), flux_vae_config(),
                hub_id="black-forest-labs/FLUX.1-schnell", default_tap="blocks.9.query", seg_blocks=spread_blocks(19),
                family="flux", sample_size=128),
-        Preset("sana-1600m-1024", sana_config(), dc_ae_config(), hub_id="Efficient-Large-Model/Sana_1600M_1024px_diffusers",
+        ModelSpec("sana-1600m-1024", sana_config(), dc_ae_config(), hub_id="Efficient-Large-Model/Sana_1600M_1024px_diffusers",
                default_tap="blocks.9.query", seg_blocks=spread_blocks(20), family="sana"),
-        Preset("tiny-pixart", TINY_PIXART, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="pixart"),
-        Preset("tiny-flux", TINY_FLUX, default_tap="blocks.1.out", seg_blocks=(0, 1), family="flux", sample_size=16),
-        Preset("tiny-sana", TINY_SANA, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sana"),
-        Preset("demo", DEMO_TRANSFORMER, default_tap="blocks.5.mlp", seg_blocks=(1, 2, 4, 5), folder=DEMO_FOLDER),
+        ModelSpec("tiny-pixart", TINY_PIXART, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="pixart"),
+        ModelSpec("tiny-flux", TINY_FLUX, default_tap="blocks.1.out", seg_blocks=(0, 1), family="flux", sample_size=16),
+        ModelSpec("tiny-sana", TINY_SANA, default_tap="blocks.1.out", seg_blocks=(0, 1, 2, 3), family="sana"),
+        ModelSpec("demo", DEMO_TRANSFORMER, default_tap="blocks.5.mlp", seg_blocks=(1, 2, 4, 5), folder=DEMO_FOLDER),
     ]
 }
 
 
 def default_tap(name: str) -> str:
-    """The probe's default tap for backbone ``name`` (a preset's own; ``blocks.0.out`` for folders and hub ids)."""
-    preset = PRESETS.get(name)
-    return preset.default_tap if preset is not None else "blocks.0.out"
+    """The probe's default tap for backbone ``name`` (a registered model's own; ``blocks.0.out`` for folders and
+    hub ids)."""
+    spec = MODELS.get(name)
+    return spec.default_tap if spec is not None else "blocks.0.out"

@@ -101,15 +101,15 @@ def backbone_from_parts(parts):
                     weights_id=weights_with_text(parts, TEXT_PARTS))
 
 
-def random_backbone(preset, seed: int):
-    """A preset's Sana architecture (with its DC-AE) with random weights (seeded), zero conditioning."""
+def random_backbone(spec, seed: int):
+    """A registered model's Sana architecture (with its DC-AE) with random weights (seeded), zero conditioning."""
     from diffusers import AutoencoderDC, SanaTransformer2DModel
 
     from aselect_bench.backbones.backbone import Backbone, vae_scale_factor
     from aselect_bench.backbones.noise import RectifiedFlowNoise
 
-    transformer, vae = random_modules(preset, seed, SanaTransformer2DModel, AutoencoderDC)
+    transformer, vae = random_modules(spec, seed, SanaTransformer2DModel, AutoencoderDC)
     conditioning = Conditioning(zero_caption(CAPTION_TOKENS, transformer.config.caption_channels), "zeros")
     return Backbone(SanaFamily(transformer, conditioning, vae_scale_factor(vae)),
-                    RectifiedFlowNoise.from_config(preset.scheduler, SANA_SCHEDULER), vae, name=preset.name,
+                    RectifiedFlowNoise.from_config(spec.scheduler, SANA_SCHEDULER), vae, name=spec.name,
                     weights_id=f"random-init-seed{seed}")

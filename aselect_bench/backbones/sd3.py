@@ -62,7 +62,7 @@ class SD3Family(TextFamily):
 
     ``prompt_embeds [1, S, joint_attention_dim]`` and ``pooled [1, pooled_projection_dim]`` are the conditioning;
     ``conditioning_id`` names where they came from (it enters the backbone's fingerprint); ``sample_size``
-    overrides the config's latent size (the native input size; presets use 512 px).
+    overrides the config's latent size (the native input size; registered models use 512 px).
     """
 
     label = "SD3"
@@ -249,7 +249,7 @@ def backbone_from_parts(parts):
     a pipeline folder (``transformer/``, ``vae/``, ``scheduler/``, CLIP text encoders) or a bare
     ``SD3Transformer2DModel`` folder (pixel space, zero conditioning). Weights load strictly.
 
-    A preset runs at its own size (``sample_size`` 64: 512 px); a folder on its own runs at its config's size
+    A registered model runs at its own size (``sample_size`` 64: 512 px); a folder on its own runs at its config's size
     (1024 px for SD3-medium).
     """
     from diffusers import AutoencoderKL, SD3Transformer2DModel
@@ -261,19 +261,19 @@ def backbone_from_parts(parts):
     transformer = load_strict(SD3Transformer2DModel, parts.transformer)
     vae = load_strict(AutoencoderKL, parts.vae) if parts.vae else None
     prompt, pooled, cond_id = empty_prompt_conditioning(parts.root, transformer.config)
-    size = parts.preset.transformer.get("sample_size") if parts.preset is not None else None
+    size = parts.spec.transformer.get("sample_size") if parts.spec is not None else None
     return Backbone(SD3Family(transformer, prompt, pooled, cond_id, size), RectifiedFlowNoise.from_config(
         parts.scheduler), vae, name=parts.name, weights_id=weights_with_text(parts, TEXT_PARTS))
 
 
-def random_backbone(preset, seed: int):
-    """A preset's SD3 architecture with random weights (seeded), zero conditioning, its scheduler's noise."""
+def random_backbone(spec, seed: int):
+    """A registered model's SD3 architecture with random weights (seeded), zero conditioning, its scheduler's noise."""
     from diffusers import AutoencoderKL, SD3Transformer2DModel
 
     from aselect_bench.backbones.backbone import Backbone
     from aselect_bench.backbones.noise import RectifiedFlowNoise
 
-    transformer, vae = random_modules(preset, seed, SD3Transformer2DModel, AutoencoderKL)
+    transformer, vae = random_modules(spec, seed, SD3Transformer2DModel, AutoencoderKL)
     family = SD3Family(transformer, *zero_conditioning(transformer.config), "zeros")
-    return Backbone(family, RectifiedFlowNoise.from_config(preset.scheduler), vae,
-                    name=preset.name, weights_id=f"random-init-seed{seed}")
+    return Backbone(family, RectifiedFlowNoise.from_config(spec.scheduler), vae,
+                    name=spec.name, weights_id=f"random-init-seed{seed}")

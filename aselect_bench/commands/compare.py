@@ -46,8 +46,7 @@ def run(args: argparse.Namespace):
     from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.errors import UserError
     from aselect_bench.experiments import build_experiment, preset_backbone
-    from aselect_bench.hfr import check_candidates
-    from aselect_bench.selectors import build_selector
+    from aselect_bench.selectors import build_selector, check_candidates
 
     preset = preset_from_args(args, args.task)
     check_candidates_to_compare(preset.hfr.candidates, args.only)

@@ -106,7 +106,7 @@ def add_preset_arguments(parser: argparse.ArgumentParser, epochs: bool = True) -
     """``--preset --data-root --backbone --precision --candidates --strict`` (and ``--max-epochs``)."""
     parser.add_argument("--preset", default="demo", help="benchmark preset: demo, paper, paper-dit, or a YAML path")
     parser.add_argument("--data-root", help="folder with one sub-folder per dataset (default: the preset's)")
-    parser.add_argument("--backbone", help="override the preset's backbone (preset, hub id or local diffusers folder)")
+    parser.add_argument("--backbone", help="override the preset's backbone (registered model, hub id or local diffusers folder)")
     add_precision_argument(parser)
     parser.add_argument("--candidates", type=parse_candidates,
                         help="candidate timesteps, e.g. 0,50,100 or 0:1000:50 (default: the preset's 21)")

@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
                                    "reading the same scan (label-using ones read labelled held-out images: "
                                    "the val split, or ADE20K's selection split; never the reported split). "
                                    "Images are resized to the backbone's native input size.")
-    p.add_argument("--backbone", required=True, help="preset (demo, dit-xl-2-256, ...), hub id or diffusers folder")
+    p.add_argument("--backbone", required=True, help="registered model (demo, dit-xl-2-256, ...), hub id or diffusers folder")
     p.add_argument("--dataset", required=True, type=any_dataset, help="cub, nabirds, flowers, dogs, cars, aircraft or ade20k")
     p.add_argument("--data-root", required=True, help="the folder holding the dataset's files as distributed")
     p.add_argument("--tap", default=None, help="feature tap 'blocks.<i>.<component>' (default: the preset's)")
@@ -65,24 +65,29 @@ def run(args: argparse.Namespace) -> dict:
     from aselect_bench.backbones import load_backbone
     from aselect_bench.backbones.registry import default_tap
     from aselect_bench.commands.options import check_output_file
+    from aselect_bench.data.calibration import calibration_images
     from aselect_bench.errors import UserError
-    from aselect_bench.hfr import HFRSettings, check_candidates
+    from aselect_bench.hfr import HFRSettings
     from aselect_bench.io import atomic_write_json
     from aselect_bench.precision import describe_precision
     from aselect_bench.reports import markdown_table, run_record
-    from aselect_bench.selectors import build_selector, labelled_set, run_selectors, selector_names
+    from aselect_bench.selectors import (
+        build_selector,
+        check_candidates,
+        labelled_set,
+        run_selectors,
+        selector_names,
+        training_selector,
+    )
 
     settings = HFRSettings(num_images=args.num_images, cutoff=args.cutoff, mode=args.mode,
                            remove_mean=args.remove_mean, noise_draws=args.noise_draws, selector=args.selector,
                            label_images=args.label_images)
-    chosen = build_selector(args.selector, settings)
+    chosen = training_selector(args.selector, settings)
     task = "ade20k" if args.dataset == "ade20k" else "fgvc"
     if not chosen.applies_to(task):
         raise UserError(f"selector {args.selector!r} does not apply to {args.dataset}; choose one of "
                         f"{', '.join(selector_names(task))}")
-    if chosen.expected:
-        raise UserError(f"selector {args.selector!r} names no single timestep (compare scores it by its "
-                        f"expectation over the grid); choose another --selector")
     if args.out:
         check_output_file(args.out)
     backbone = load_backbone(args.backbone)
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
     backbone.check_taps([tap])  # every check before the long work
     check_candidates(args.candidates, backbone.num_train_timesteps)
     datamodule = datamodule_for(args.dataset, args.data_root, backbone.image_size, args.seed)
-    images = datamodule.calibration_images(args.num_images, seed=args.seed)
+    images = calibration_images(datamodule, args.num_images, args.seed)
     labelled = labels = None
     if chosen.uses_labels:
         labelled, labels = labelled_set(datamodule, args.label_images, args.seed)

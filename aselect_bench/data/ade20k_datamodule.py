@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from aselect_bench.data.ade20k import check_annotations, load_pair, pairs_digest, read_split, resolve_root
-from aselect_bench.data.calibration import calibration_order
+from aselect_bench.data.calibration import calibration_images
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform, resize_pair
 from aselect_bench.data.skipped import SkippedFiles, load_first_readable
 from aselect_bench.errors import UserError
@@ -190,16 +190,19 @@ class ADE20KDataModule(L.LightningDataModule):
         return None if stage == "train" else f"{resolve_root(self.data_root)}:{self.sets[stage].fingerprint()}"
 
     def calibration_images(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``[n, 3, c, c]`` in [-1, 1]: centre crops (crop size) of ``n`` training images at the eval scale.
+        """``[min(n, N_train), 3, c, c]``: the HFR calibration set
+        (:func:`~aselect_bench.data.calibration.calibration_images`), from the training part (neither the
+        selection nor the validation split)."""
+        return calibration_images(self, n, seed)
 
-        Drawn from the training part (neither the selection nor the validation split).
-        """
+    def calibration_view(self, indices: list[int]) -> torch.Tensor:
+        """``[len(indices), 3, c, c]`` in [-1, 1]: centre crops (crop size) of the training images at ``indices``
+        at the evaluation scale."""
         from torchvision.transforms.v2 import functional as TF
 
         self.setup()
         train = self.sets["train"]
-        order = calibration_order(n, len(train), seed)
-        view = SegmentationDataset([train.pairs[i] for i in order], SegEvalTransform(self.scale, self.antialias),
+        view = SegmentationDataset([train.pairs[i] for i in indices], SegEvalTransform(self.scale, self.antialias),
                                    self.num_classes, strict=self.strict, skipped=self.skipped)
         return torch.stack([TF.center_crop(view[i][0], [self.crop_size, self.crop_size]) for i in range(len(view))])
 

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from aselect_bench.data.calibration import calibration_order
+from aselect_bench.data.calibration import calibration_images
 from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits, resolve_root
 from aselect_bench.data.skipped import SkippedFiles
 from aselect_bench.data.transforms import (
@@ -128,6 +128,7 @@ class FGVCDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def split_size(self, stage: str) -> int:
+        self.setup()
         return len(self.sets[stage])
 
     def split_sizes(self) -> dict[str, int]:
@@ -151,13 +152,16 @@ class FGVCDataModule(L.LightningDataModule):
         return self.skipped.files()
 
     def calibration_images(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``[min(n, N_train), 3, S, S]``: train images chosen with ``seed``, in the evaluation view (no
-        randomness): the HFR calibration set."""
+        """``[min(n, N_train), 3, S, S]``: the HFR calibration set (:func:`~aselect_bench.data.calibration.calibration_images`)."""
+        return calibration_images(self, n, seed)
+
+    def calibration_view(self, indices: list[int]) -> torch.Tensor:
+        """``[len(indices), 3, S, S]``: the training images at ``indices`` in the evaluation view (no randomness)."""
         self.setup()
         train = self.sets["train"]
         eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False, self.resize_ratio),
                                       self.strict, self.skipped)
-        return torch.stack([eval_view[i][0] for i in calibration_order(n, len(train), seed)])
+        return torch.stack([eval_view[i][0] for i in indices])
 
     def selection_images(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images [M, 3, S, S], labels [M])``, ``M = min(n, N_val)``: labelled held-out images of the val split

@@ -10,7 +10,10 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from aselect_bench.callbacks import HFRTimestepSelector
+from aselect_bench.data.calibration import calibration_images
 from aselect_bench.errors import UserError
 from aselect_bench.io import atomic_write_json, read_json
 from aselect_bench.settings import BenchPreset
@@ -152,8 +155,9 @@ class Experiment:
         """What the ``val`` and ``test`` stages hold, in plain words (ADE20K: ``selection``/``validation``)."""
         return dict(getattr(self.datamodule, "SPLIT_NAMES", {"val": "validation", "test": "test"}))
 
-    def calibration_images(self):
-        return self.datamodule.calibration_images(self.preset.hfr.num_images, seed=self.preset.seed)
+    def calibration_images(self) -> torch.Tensor:
+        """``[N, 3, H, W]``: the preset's HFR calibration set (``hfr.num_images``, the preset's seed)."""
+        return calibration_images(self.datamodule, self.preset.hfr.num_images, self.preset.seed)
 
     def make_task(self, timestep, tap=None, feature_cache_root=None):
         raise NotImplementedError

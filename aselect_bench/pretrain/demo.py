@@ -1,7 +1,7 @@
 """The demo DiT: the shipped weights, rebuilding them (file lock, temp folder + rename), checks, the CLI command.
 
 The pretrained weights ship inside the package (``aselect_bench/pretrain/demo_dit/``, the registry's
-``demo`` preset names that folder). ``aselect-bench pretrain`` reproduces them: into
+``demo`` model names that folder). ``aselect-bench pretrain`` reproduces them: into
 ``cache_dir()/demo-dit/<recipe fingerprint>/`` by default, into the package folder with ``--ship``; the
 checkpoints kept along the way (the recipe's fractions of the steps) go to
 ``cache_dir()/demo-dit-checkpoints/<recipe fingerprint>/``. A folder
@@ -106,7 +106,7 @@ def pretrain_demo(out_dir=None, steps: int | None = None, batch_size: int | None
 
 
 def load_demo_backbone(pretrained: bool = True, seed: int = 0):
-    """The ``demo`` preset as a frozen ``Backbone`` named ``demo``.
+    """The registered ``demo`` model as a frozen ``Backbone`` named ``demo``.
 
     ``pretrained=False``: the architecture with random weights (``seed``); ``True`` with ``seed=0``: the
     shipped weights (no training); another ``seed``: that seed's model, pretrained into the cache on first use.
@@ -136,7 +136,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help=f"training precision (default {r.precision}: bf16 only where the hardware runs it "
                              f"natively, else float32)")
     parser.add_argument("--ship", action="store_true", help=f"write the package's shipped demo weights ({DEMO_FOLDER}) "
-                        "with the unchanged recipe: what the 'demo' preset loads")
+                        "with the unchanged recipe: what the registered 'demo' model loads")
     return parser
 
 
@@ -157,7 +157,7 @@ def run_pretrain(args: argparse.Namespace) -> Path:
 def add_parser(sub) -> None:
     """Register ``pretrain`` on the ``aselect-bench`` subparsers (what ``aselect_bench.commands`` expects)."""
     parser = sub.add_parser("pretrain", help="reproduce the demo DiT (DDPM objective) into the cache",
-                            description="Train the demo preset's small pixel-space DiT with the DDPM objective on "
+                            description="Train the demo model's small pixel-space DiT with the DDPM objective on "
                                         "synthetic images and save it in diffusers layout with a card.json.")
     add_pretrain_arguments(parser).set_defaults(run=run_pretrain, resumable=False)
 

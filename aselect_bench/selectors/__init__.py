@@ -6,7 +6,18 @@ this package's modules (or your own, imported before use). ``compare`` then scor
 curve next to the others, and ``select --selector name`` and the Lightning callback accept it.
 """
 
-from aselect_bench.selectors.base import Labels, Selector, build_selector, register, selector_names
+# the shipped selectors register on import, in this order (hfr first)
+from aselect_bench.selectors import hfr, rules, spectrum, labelled  # noqa: F401, I001
+from aselect_bench.selectors.base import (
+    Labels,
+    Selector,
+    build_selector,
+    register,
+    selector_names,
+    training_selector,
+)
+from aselect_bench.selectors.features import check_candidates
+from aselect_bench.selectors.hfr import SelectionResult, scan_hfr, select_timestep, summarize_scan
 from aselect_bench.selectors.scan import (
     Choice,
     RawScores,
@@ -17,5 +28,6 @@ from aselect_bench.selectors.scan import (
     run_selectors,
 )
 
-__all__ = ["Labels", "Selector", "build_selector", "register", "selector_names", "Choice", "RawScores",
-           "Selection", "collect_scores", "finalize", "labelled_set", "run_selectors"]
+__all__ = ["Labels", "Selector", "build_selector", "register", "selector_names", "training_selector",
+           "check_candidates", "SelectionResult", "scan_hfr", "select_timestep", "summarize_scan", "Choice",
+           "RawScores", "Selection", "collect_scores", "finalize", "labelled_set", "run_selectors"]

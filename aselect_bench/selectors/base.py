@@ -1,5 +1,8 @@
 """The timestep-selector interface and its registry: one place to add a selector.
 
+The shipped selectors register themselves when their modules are imported; the package
+(:mod:`aselect_bench.selectors`) imports them all, and any import of this module imports the package first.
+
 A selector turns one scan (the features of a set of images at every candidate timestep) into a timestep.
 Most read the *calibration* images that A-SelecT's scan already pays for; some average several noise draws
 or read a *labelled* held-out set (never the reported split), and count those extra forwards as their own
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from aselect_bench.errors import UserError
+from aselect_bench.hfr import DEFAULTS, HFRSettings
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,6 @@ def register(name: str):
 def selector_names(task: str | None = None) -> list[str]:
     """Every registered selector (that applies to ``task``): ``hfr`` first, then the other HFR variants, the
     rules, the label-free statistics and the label-using proxies, each group in registration order."""
-    _load_builtins()
     built = {n: build_selector(n) for n in _REGISTRY}
 
     def group(name: str) -> int:
@@ -108,11 +111,8 @@ def selector_names(task: str | None = None) -> list[str]:
     return [n for n in (list(built)[k] for k in order) if task is None or built[n].applies_to(task)]
 
 
-def build_selector(name: str, hfr_settings=None) -> Selector:
+def build_selector(name: str, hfr_settings: HFRSettings | None = None) -> Selector:
     """The selector ``name``; ``hfr_settings`` (:class:`~aselect_bench.hfr.HFRSettings`) configures ``hfr``."""
-    from aselect_bench.hfr import DEFAULTS
-
-    _load_builtins()
     if name not in _REGISTRY:
         raise UserError(f"unknown timestep selector {name!r}; use one of {', '.join(_REGISTRY)}")
     selector = _REGISTRY[name](hfr_settings or DEFAULTS)
@@ -120,6 +120,11 @@ def build_selector(name: str, hfr_settings=None) -> Selector:
     return selector
 
 
-def _load_builtins() -> None:
-    """Import the modules that register the shipped selectors (once)."""
-    from aselect_bench.selectors import hfr, rules, spectrum, labelled  # noqa: F401, I001 (registration order)
+def training_selector(name: str, hfr_settings: HFRSettings | None = None) -> Selector:
+    """The selector ``name`` for choosing the training timestep: registered, and naming one timestep (the random
+    rule does not), else one :class:`UserError`. Called wherever a preset, a callback or ``select`` is set up."""
+    selector = build_selector(name, hfr_settings)
+    if selector.expected:
+        raise UserError(f"selector {name!r} names no single timestep (compare scores it by its expectation over the "
+                        f"grid), so it cannot choose the training timestep: use another selector")
+    return selector

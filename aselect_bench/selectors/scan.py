@@ -19,23 +19,16 @@ import torch
 
 from aselect_bench.costs import Cost, measure_cost
 from aselect_bench.errors import UserError
-from aselect_bench.hfr import (
-    _progress,
-    bootstrap_choice,
-    check_candidates,
-    encode_batches,
-    features_at,
-    firmness_line,
-    weak_choice_line,
-)
 from aselect_bench.selectors.base import Labels, Selector
+from aselect_bench.selectors.features import check_candidates, encode_batches, features_at, scan_progress
+from aselect_bench.selectors.support import bootstrap_choice, firmness_line, weak_choice_line
 
 
 @dataclass
 class Choice:
     """One selector's outcome: the chosen ``timestep`` (``None`` for the random rule), its ``scores`` ``{t:
     float}`` (``None`` for rules), and its cost beyond the scan. Per-image selectors also carry the per-image
-    spread and the bootstrap support of the choice over the images (``hfr.bootstrap_choice``)."""
+    spread and the bootstrap support of the choice over the images (``support.bootstrap_choice``)."""
 
     selector: str
     timestep: int | None
@@ -152,7 +145,7 @@ def collect_scores(backbone, selectors: Sequence[Selector], candidates: Sequence
         return torch.cat([f[tap].float() for f in features_at(backbone, x0s, t, [tap], seed, draws, first)]).cpu()
 
     raw: dict[str, dict] = {s.name: {} for s in scanning}
-    bar = _progress(len(candidates), progress, "selector scan")
+    bar = scan_progress(len(candidates), progress, "selector scan")
     for t in candidates:
         base = timed(scan, lambda t=t: grid(x0_cal, t, [0], first_index)) if x0_cal is not None else None
         for (images, draws), members in sorted(groups.items()):

@@ -15,9 +15,9 @@ class ClassificationTask(FrozenBackboneTask):
     """Train a head on ``backbone.extract(images, timestep, [tap])``; logs top-1/top-5 (percent) per stage.
 
     Args:
-        backbone: a preset name, hub id or diffusers folder (or a ready ``Backbone`` from Python).
+        backbone: a registered model's name, hub id or diffusers folder (or a ready ``Backbone`` from Python).
         num_classes: number of classes; ``None`` reads it from the datamodule at setup.
-        tap: the feature, ``"blocks.{i}.{component}"``; ``None`` = the preset's default.
+        tap: the feature, ``"blocks.{i}.{component}"``; ``None`` = the registered model's default.
         timestep: fixed timestep, or ``None`` to let the HFR callback choose it.
         head: ``linear`` or ``attentive`` (width/depth/heads as the authors' 800/2/8).
         linear_norm: the linear head's normalisation, ``batchnorm`` (per feature, MAE's probe) or ``layernorm``.

@@ -23,8 +23,8 @@ class SegmentationTask(FrozenBackboneTask):
     """Per-pixel classification from four token grids -> Feature2Pyramid -> UPerHead (+ FCN aux, weight 0.4).
 
     Args:
-        backbone: a preset name, hub id or folder (or a ready ``Backbone``).
-        blocks: the four tapped blocks (default: the preset's spread over the depth, e.g. 6/13/20/27 of 28).
+        backbone: a registered model's name, hub id or folder (or a ready ``Backbone``).
+        blocks: the four tapped blocks (default: the registered model's spread over the depth, e.g. 6/13/20/27 of 28).
         component: the component read at each block (default ``out``).
         hfr_tap: the tap whose HFR chooses the timestep (default: the second of the four).
         inference: ``whole`` or ``slide`` (crop and stride in pixels, mmseg's sliding window) for evaluation.
@@ -39,7 +39,7 @@ class SegmentationTask(FrozenBackboneTask):
                  weight_decay: float = 0.01, warmup_fraction: float = 0.05, poly_power: float = 1.0,
                  inference: str = "whole", slide_crop: int = 512, slide_stride: int = 341, seed: int = 0,
                  num_overlays: int = 4, warmup_iters: int | None = None):
-        from aselect_bench.backbones import PRESETS
+        from aselect_bench.backbones import MODELS
         from aselect_bench.tasks.common import resolve_backbone
 
         if warmup_iters is not None and (isinstance(warmup_iters, bool) or int(warmup_iters) != warmup_iters
@@ -47,9 +47,9 @@ class SegmentationTask(FrozenBackboneTask):
             raise UserError(f"warmup_iters must be a whole number of iterations >= 0 (mmseg: 1500), got {warmup_iters!r}")
         backbone = resolve_backbone(backbone)
         if blocks is None:
-            preset = PRESETS.get(backbone.name)
+            spec = MODELS.get(backbone.name)
             n = backbone.num_blocks
-            blocks = list(preset.seg_blocks) if preset and preset.seg_blocks else [n // 4, n // 2, 3 * n // 4, n - 1]
+            blocks = list(spec.seg_blocks) if spec and spec.seg_blocks else [n // 4, n // 2, 3 * n // 4, n - 1]
         taps = [f"blocks.{b}.{component}" for b in blocks]
         super().__init__(backbone, taps, timestep, lr, weight_decay, warmup_fraction, seed)
         self.save_hyperparameters(ignore=["backbone"])

@@ -4,7 +4,7 @@ On the demo DiT's features (the pretraining benchmark's probe images: 150 train 
 bench's ``LinearHead`` is trained with each norm exactly as the FGVC benchmark trains it (AdamW, the preset's
 learning rate and weight decay, warm-up + cosine, 40 epochs, batch 64), at a few block/timestep cells, next
 to a full-batch L2 logistic regression on standardised features (the reference of
-``benchmarks/pretrain_demo.py``). Writes ``results/demo/linear_norm.json`` and ``.md``.
+``benchmarks/studies/pretrain_demo.py``). Writes ``results/demo/linear_norm.json`` and ``.md``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from aselect_bench.backbones import PRESETS, load_backbone
+from aselect_bench.backbones import MODELS, load_backbone
 from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.backbones.registry import DEMO_FOLDER
 from aselect_bench.data.synth_fgvc import render_samples
@@ -27,7 +27,7 @@ from aselect_bench.reports import markdown_table, write_report
 
 NUM_CLASSES = 12
 L2_GRID = (1e-4, 1e-3, 1e-2)
-PRESET_TAP = PRESETS["demo"].default_tap  # probed at every timestep next to the block outputs
+DEFAULT_TAP = MODELS["demo"].default_tap  # probed at every timestep next to the block outputs
 
 
 def probe_images(per_class: int, seed: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +98,7 @@ def block_outputs(blocks) -> list[str]:
 
 def probed_taps(blocks) -> list[str]:
     """The block outputs of ``blocks`` and the preset's tap (once, if it is one of them)."""
-    return list(dict.fromkeys(block_outputs(blocks) + [PRESET_TAP]))
+    return list(dict.fromkeys(block_outputs(blocks) + [DEFAULT_TAP]))
 
 
 def probe_grid(backbone, data, timesteps, blocks) -> dict:
@@ -118,7 +118,7 @@ def summarise(grid: dict, blocks) -> dict:
     outputs = set(block_outputs(blocks))
     acc = {k: v["test_top1"] for k, v in grid.items() if k.split("|")[0] in outputs}
     best = max(acc, key=acc.get)
-    preset = {k: v["test_top1"] for k, v in grid.items() if k.split("|")[0] == PRESET_TAP}
+    preset = {k: v["test_top1"] for k, v in grid.items() if k.split("|")[0] == DEFAULT_TAP}
     best_preset = max(preset, key=preset.get)
     return {"best": acc[best], "best_se": grid[best]["test_se"], "best_at": best,
             "mean": sum(acc.values()) / len(acc), "preset": preset[best_preset], "preset_at": best_preset}
@@ -144,7 +144,7 @@ def markdown(result: dict, timesteps, blocks) -> str:
             ["best cell (± s.e.)"] + [f"{s[m]['best']:.1f} ± {s[m]['best_se']:.1f} ({s[m]['best_at'].replace('|', ', t=')})"
                                    for m in models],
             ["mean over block-output cells"] + [s[m]["mean"] for m in models],
-            [f"preset tap {PRESET_TAP}, best timestep"] + [f"{s[m]['preset']:.1f} (t={s[m]['preset_at'].split('|')[1]})"
+            [f"preset tap {DEFAULT_TAP}, best timestep"] + [f"{s[m]['preset']:.1f} (t={s[m]['preset_at'].split('|')[1]})"
                                                            for m in models],
         ], floatfmt="{:.1f}"),
         markdown_table(["tap, timestep", *models], rows, floatfmt="{:.1f}"),
@@ -154,7 +154,7 @@ def markdown(result: dict, timesteps, blocks) -> str:
     if study:
         from pretrain_checkpoints import markdown_rows
 
-        lines += [f"From `benchmarks/pretrain_checkpoints.py` (`{result['checkpoint_study_file']}`): exhaustive search "
+        lines += [f"From `benchmarks/studies/pretrain_checkpoints.py` (`{result['checkpoint_study_file']}`): exhaustive search "
                   "vs the HFR choice with each checkpoint's weights; the last row is this model.\n",
                   markdown_rows(study)]
     else:
@@ -195,7 +195,7 @@ def main(argv=None) -> dict:
         "card": {k: v for k, v in card.items() if k != "recipe"}, "recipe": card.get("recipe"),
         "model_folder": str(folder),
         "probe": f"{len(x)} train / {len(xt)} test synthetic fine-grained images, {NUM_CLASSES} classes (seeds "
-                 f"777/778); mean-pooled block outputs and the preset's tap ({PRESET_TAP}), standardised, L2 logistic regression (LBFGS)",
+                 f"777/778); mean-pooled block outputs and the preset's tap ({DEFAULT_TAP}), standardised, L2 logistic regression (LBFGS)",
         "num_test": len(xt), "chance_top1": 100 / NUM_CLASSES, "raw_pixels": probe(x.flatten(1), y, xt.flatten(1), yt),
         "grid": {name: probe_grid(m, data, timesteps, blocks) for name, m in models.items()},
     }

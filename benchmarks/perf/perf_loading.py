@@ -24,7 +24,7 @@ from aselect_bench.backbones import load_backbone
 from aselect_bench.backbones.noise import DIT_SCHEDULER
 from aselect_bench.reports import markdown_table, write_report
 
-PRESET = "dit-xl-2-256"
+MODEL = "dit-xl-2-256"
 
 
 def diffusers_load(low_cpu_mem_usage: bool) -> tuple[str, str]:
@@ -49,10 +49,10 @@ FORMATS = {"safetensors": True, "bin": False}
 
 
 def save_random_folder(folder: Path, safe_serialization: bool = True) -> int:
-    """Save the preset's architecture with random weights in diffusers layout; returns its weight bytes."""
+    """Save the registered model's architecture with random weights in diffusers layout; returns its weight bytes."""
     from diffusers import DDPMScheduler
 
-    backbone = load_backbone(PRESET, pretrained=False)
+    backbone = load_backbone(MODEL, pretrained=False)
     backbone.transformer.save_pretrained(folder / "transformer", safe_serialization=safe_serialization)
     backbone.vae.save_pretrained(folder / "vae", safe_serialization=safe_serialization)
     DDPMScheduler(**DIT_SCHEDULER).save_pretrained(folder / "scheduler")
@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
     import accelerate
     import diffusers
 
-    result = {"preset": PRESET, "weights_mib": weight_bytes / 2**20, "formats": formats,
+    result = {"preset": MODEL, "weights_mib": weight_bytes / 2**20, "formats": formats,
               "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                           "diffusers": diffusers.__version__, "accelerate": accelerate.__version__}}
     write_report(Path(args.out).parent, Path(args.out).name, result, render(result))

@@ -22,7 +22,7 @@ import torch
 
 from aselect_bench.backbones import load_backbone
 from aselect_bench.backbones.flops import flops_per_image
-from aselect_bench.backbones.registry import Preset, sd3_config
+from aselect_bench.backbones.registry import ModelSpec, sd3_config
 from aselect_bench.backbones.sd3 import random_backbone
 from aselect_bench.cache import LatentCache
 from aselect_bench.reports import markdown_table, write_report
@@ -40,7 +40,7 @@ def matmul_peak(dtype, n: int = 4096, repeats: int = 3, device="cpu") -> float:
 
 #: A CPU-sized SD3: SD3-medium's depth (24 joint blocks), text dims and 333-token context, width 384 (6 heads),
 #: pixel space at 32 px with patch 2 (256 image tokens).
-SD3_CPU = Preset("sd3-cpu", sd3_config(heads=6, sample_size=32, in_channels=3, pos_embed_max_size=32), family="sd3")
+SD3_CPU = ModelSpec("sd3-cpu", sd3_config(heads=6, sample_size=32, in_channels=3, pos_embed_max_size=32), family="sd3")
 
 
 def paper_scale_flops() -> dict:
@@ -103,7 +103,7 @@ def peak_memory(source: str, batch: int, precision: str) -> dict:
 
 def measure_model(source, batch: int, exits: list[int], repeats: int, peaks: dict,
                   latent_cache: bool = True) -> dict:
-    """``source``: a preset name (random weights) or a ready :class:`Backbone`."""
+    """``source``: a registered model's name (random weights) or a ready :class:`Backbone`."""
     backbone = load_backbone(source, pretrained=False) if isinstance(source, str) else source
     images = torch.rand(batch, 3, backbone.image_size, backbone.image_size) * 2 - 1
     tokens = (backbone.image_size // backbone.patch_size) ** 2
@@ -146,7 +146,7 @@ def hfr_argmax_agreement(preset_name: str = "demo", dataset: str = "cub") -> dic
     """The HFR curve's argmax under float32 and bf16 autocast: the preset's scan (tap, candidates,
     calibration images of ``dataset``, noise) run twice, once per precision."""
     from aselect_bench.experiments import build_experiment
-    from aselect_bench.hfr import select_timestep
+    from aselect_bench.selectors import select_timestep
     from aselect_bench.settings import load_bench_preset
 
     preset = load_bench_preset(preset_name)
@@ -208,7 +208,7 @@ def write_flops(stem: Path) -> dict:
     from aselect_bench.reports import code_version
 
     result = {"flops_per_image": paper_scale_flops(), "torch": torch.__version__, "code_version": code_version()}
-    text = "\n".join(["# FLOPs per image (`python benchmarks/perf_extract.py --flops-only`)\n",
+    text = "\n".join(["# FLOPs per image (`python benchmarks/perf/perf_extract.py --flops-only`)\n",
                        f"_Code {result['code_version']}, torch {result['torch']}._\n",
                        *flops_markdown(result["flops_per_image"])])
     write_report(stem.parent, stem.name, result, text + "\n")

@@ -33,11 +33,12 @@ from aselect_bench.analyses.projection import epoch_iterations, scan_seconds, st
 from aselect_bench.analyses.resources import optimizer_step, peak_memory_bytes, reset_peak_memory, synced
 from aselect_bench.backbones import load_backbone
 from aselect_bench.backbones.flops import flops_per_image
-from aselect_bench.backbones.registry import PRESETS, default_tap
+from aselect_bench.backbones.registry import MODELS, default_tap
 from aselect_bench.data.fgvc import PUBLISHED_SIZES
 from aselect_bench.experiments.fgvc import fgvc_probe
-from aselect_bench.hfr import HFRSettings, select_timestep
+from aselect_bench.hfr import HFRSettings
 from aselect_bench.reports import markdown_table, write_report
+from aselect_bench.selectors import select_timestep
 from aselect_bench.settings import load_bench_preset
 
 #: Training-set images of the six FGVC datasets (the official train splits; VPT trains on them after tuning on
@@ -67,21 +68,21 @@ class Sizes:
 
 def sizes(dry_run: bool) -> Sizes:
     if dry_run:
-        tiny = ("tiny-dit-latent",) + (("tiny-sd3",) if "tiny-sd3" in PRESETS else ())
+        tiny = ("tiny-dit-latent",) + (("tiny-sd3",) if "tiny-sd3" in MODELS else ())
         return Sizes(tiny, 2, 4, (0, 500, 999), (2, 4), 2, (32, 16), 1, 256, (("fgvc.head_width", 32),))
-    full = ("dit-xl-2-256", "dit-xl-2-512") + (("sd3-medium",) if "sd3-medium" in PRESETS else ())
+    full = ("dit-xl-2-256", "dit-xl-2-512") + (("sd3-medium",) if "sd3-medium" in MODELS else ())
     ade20k = load_bench_preset("paper-dit").ade20k
     return Sizes(full, 32, HFRSettings().num_images, HFRSettings().candidates, None, ADE20K_SCHEDULE["batch"],
                  (ade20k.channels, ade20k.aux_channels), 5, 8192)
 
 
-def recipe(preset: str):
-    """The paper recipe of backbone ``preset``: ``paper`` (SD3-medium, the authors' main model) or ``paper-dit``."""
-    return load_bench_preset("paper" if "sd3" in preset else "paper-dit")
+def recipe(model: str):
+    """The paper recipe of the registered model ``model``: ``paper`` (SD3-medium, the authors' main model) or ``paper-dit``."""
+    return load_bench_preset("paper" if "sd3" in model else "paper-dit")
 
 
-def train_batches(preset: str, size: Sizes) -> list[int]:
-    return list(size.train_batches or dict.fromkeys([8, recipe(preset).fgvc.batch_size]))
+def train_batches(model: str, size: Sizes) -> list[int]:
+    return list(size.train_batches or dict.fromkeys([8, recipe(model).fgvc.batch_size]))
 
 
 def device_info() -> dict:
@@ -96,12 +97,12 @@ def device_info() -> dict:
             "cuda": torch.version.cuda, "driver": driver}
 
 
-def precisions(preset: str, device: torch.device) -> list[str]:
+def precisions(model: str, device: torch.device) -> list[str]:
     """float32 and bf16 on a GPU, plus fp16 for the SD3 family (its released weights and recipe are fp16);
     float32 alone on a CPU (bf16 is never assumed there)."""
     if device.type != "cuda":
         return ["32"]
-    return ["32", "bf16"] + (["16"] if "sd3" in preset else [])
+    return ["32", "bf16"] + (["16"] if "sd3" in model else [])
 
 
 def peak_memory_mib(device: torch.device) -> float | None:
@@ -189,15 +190,15 @@ def measure_upernet_step(backbone, size: Sizes, device) -> dict:
     return {"crop": s, "batch": size.seg_batch, "ms": 1e3 * seconds, "peak_memory_mib": peak_memory_mib(device)}
 
 
-def measure_model(preset: str, size: Sizes, device, peaks: dict) -> dict:
-    backbone = load_backbone(preset, pretrained=False, device=device)
-    tap = default_tap(preset)
+def measure_model(model: str, size: Sizes, device, peaks: dict) -> dict:
+    backbone = load_backbone(model, pretrained=False, device=device)
+    tap = default_tap(model)
     tap_block = int(tap.split(".")[1])
-    result = {"preset": preset, "image_size": backbone.image_size, "num_blocks": backbone.num_blocks,
+    result = {"preset": model, "image_size": backbone.image_size, "num_blocks": backbone.num_blocks,
               "hidden_size": backbone.hidden_size, "tap": tap, "batch": size.batch,
               "tokens": (backbone.image_size // backbone.patch_size) ** 2,
               "extraction": measure_extraction(backbone, tap_block, size, device, peaks),
-              "step_precision": fast_precision(device), "recipe": recipe(preset).name}
+              "step_precision": fast_precision(device), "recipe": recipe(model).name}
     result["scan"] = measure_scan(backbone, tap, size, device)
     result["probe_steps"] = measure_probe_steps(backbone, tap, size, device)
     if backbone.image_size >= 512 or device.type != "cuda":
@@ -249,16 +250,16 @@ def main(argv=None) -> dict:
     size = sizes(args.dry_run)
     peaks = {p: matmul_peak(dtype, size.matmul_n, size.repeats, device=device) if p == "32" or device.type == "cuda"
              else None for p, dtype in (("32", torch.float32), ("bf16", torch.bfloat16), ("16", torch.float16))}
-    models = {preset: measure_model(preset, size, device, peaks) for preset in size.models}
+    models = {model: measure_model(model, size, device, peaks) for model in size.models}
     candidates, scan_images = len(HFRSettings().candidates), HFRSettings().num_images
     result = {
         "dry_run": args.dry_run, **device_info(), "sizes": asdict(size), "matmul_peak_tflops":
         {k: v / 1e12 if v else None for k, v in peaks.items()}, "models": models,
         "projection": {
             "candidates": candidates, "scan_images": scan_images, "per_model": {
-                preset: project(m, candidates, scan_images, train_batches(preset, size)[-1],
-                                recipe(preset).fgvc.max_epochs, not recipe(preset).fgvc.train_augment)
-                for preset, m in models.items()}},
+                model: project(m, candidates, scan_images, train_batches(model, size)[-1],
+                                recipe(model).fgvc.max_epochs, not recipe(model).fgvc.train_augment)
+                for model, m in models.items()}},
     }
     write_report(Path(args.out).parent, Path(args.out).name, result, render(result))
     print(render(result))
@@ -272,8 +273,8 @@ def render(r: dict) -> str:
              f"(speed does not depend on them). Matrix-product peak measured in this run (TFLOP/s): {peaks}. "
              f"TFLOP/s count the matrix products of the real architecture (aselect_bench.backbones.flops: "
              f"for SD3 both streams of the joint blocks).\n"]
-    for preset, m in r["models"].items():
-        lines.append(f"## {preset}: {m['image_size']} px, {m['num_blocks']} blocks, width {m['hidden_size']}, "
+    for model, m in r["models"].items():
+        lines.append(f"## {model}: {m['image_size']} px, {m['num_blocks']} blocks, width {m['hidden_size']}, "
                      f"{m['tokens']} tokens, tap {m['tap']}, batch {m['batch']}\n")
         rows = [[p, e["tap_images_per_s"], e["full_images_per_s"], e["early_exit_speedup"], e["early_exit_ideal"],
                  e["encode_images_per_s"], e["tflops"], 100 * e["share_of_matmul_peak"], e["peak_memory_mib"]]
@@ -301,7 +302,7 @@ def render(r: dict) -> str:
                  f"head alone" + ("" if any(v["fgvc_cache_allowed"] for v in p["per_model"].values()) else
                                   " (the paper recipes augment their training images, so they cannot cache them: the "
                                   "cached columns show what turning augmentation off would give)") + ".\n")
-    for preset, proj in p["per_model"].items():
+    for model, proj in p["per_model"].items():
         rows = []
         for name, d in proj["fgvc"].items():
             f, c = d["fresh_noise"], d["cached_features"]
@@ -310,7 +311,7 @@ def render(r: dict) -> str:
         if "ade20k" in proj:
             f = proj["ade20k"]["fresh_noise"]
             rows.append(["ade20k", "-", f["aselect"], f["exhaustive"], f["exhaustive"] / f["aselect"], None, None, None])
-        lines += [f"### {preset} (`{proj['recipe']}`: {proj['epochs']} epochs at batch {proj['recipe_batch']})\n",
+        lines += [f"### {model} (`{proj['recipe']}`: {proj['epochs']} epochs at batch {proj['recipe_batch']})\n",
                   markdown_table(
             ["dataset", "train images", "A-SelecT h (fresh)", "exhaustive h (fresh)", "saving x", "A-SelecT h (cached)",
              "exhaustive h (cached)", "saving x (cached)"], rows, "{:.3g}"), ""]

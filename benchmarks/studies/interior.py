@@ -9,9 +9,9 @@ synthetic data under ``data/demo-seed<N>``); ``--random`` adds the randomly init
 candidate. Every attempt is kept, failures included, in ``results/demo/interior.{json,md}``; finished
 (attempt, dataset, seed) cells are not recomputed, so an interrupted run resumes.
 
-    python benchmarks/interior.py --attempt baseline --note "shipped DiT, preset as is" --datasets cub
-    python benchmarks/interior.py --attempt tap5 --set fgvc.tap=blocks.5.out --datasets cub
-    python benchmarks/interior.py --attempt final --datasets all --ade20k --seeds 1,2 --random
+    python benchmarks/studies/interior.py --attempt baseline --note "shipped DiT, preset as is" --datasets cub
+    python benchmarks/studies/interior.py --attempt tap5 --set fgvc.tap=blocks.5.out --datasets cub
+    python benchmarks/studies/interior.py --attempt final --datasets all --ade20k --seeds 1,2 --random
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ def run_attempt(args, store: dict, save) -> None:
 def markdown(store: dict) -> str:
     lines = ["# Issue #29: where is the best timestep? (exhaustive curves only)\n",
              "Every attempt to give the demo an interior best timestep, failures included, written by "
-             "`benchmarks/interior.py` (no timestep selector is computed here). Metrics in percent: FGVC top-1 "
+             "`benchmarks/studies/interior.py` (no timestep selector is computed here). Metrics in percent: FGVC top-1 "
              "(val = the validation split the best epoch is chosen on, test only reported), ADE20K mIoU (val = "
              "the selection split, test = the official validation split). *best t* is the validation argmax over "
              "the attempt's candidates; *gain* = val at best t minus val at t = 0.\n"]
