@@ -19,7 +19,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,parity]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,parity,docs]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -76,6 +76,14 @@ results-demo: $(STAMP)
 	$(MAKE) bench-components
 	$(MAKE) bench-components ARGS="--timestep 50"
 	$(MAKE) bench-pretrain  # needs the pretraining's checkpoints (see its error message when they are missing)
+
+# The reference in docs/ (mkdocs.yml): serve it while editing, or build it strictly (a broken link fails) into site/.
+.PHONY: docs docs-build
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs serve
+
+docs-build: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict --site-dir site
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir runs

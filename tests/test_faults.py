@@ -393,15 +393,15 @@ def test_an_attempt_killed_outright_marks_the_cost_as_a_lower_bound(tmp_path):
     assert json.loads(record.read_text())["attempts"] == 3
 
 
-def test_readme_says_what_a_missing_listed_image_does(tmp_path):
-    """README said a missing image is skipped unless --strict; a file an index lists that does not exist stops the
+def test_the_docs_say_what_a_missing_listed_image_does(tmp_path):
+    """The docs said a missing image is skipped unless --strict; a file an index lists that does not exist stops the
     run at once (the index and the folder disagree), in one line naming the index line."""
     from aselect_bench.data.fgvc_datamodule import FGVCDataModule
     from aselect_bench.data.synth_fgvc import write_layout
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert "Unreadable (missing," not in readme
-    assert "An image that an index file lists but that does not exist stops the run" in readme
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
+    assert "Unreadable (missing," not in docs
+    assert "An image that an index file lists but that does not exist stops the run" in docs
     write_layout("cub", tmp_path, num_classes=3, train_per_class=2, test_per_class=1, image_size=16)
     rel = (tmp_path / "CUB_200_2011" / "images.txt").read_text().splitlines()[0].split(" ", 1)[1]
     (tmp_path / "CUB_200_2011" / "images" / rel).unlink()

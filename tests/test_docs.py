@@ -1,0 +1,194 @@
+"""The docs: README.md is a short front page, docs/ is a strict mkdocs site, and README's numbers are the files'.
+
+`python tests/test_docs.py` prints README's generated blocks (the headline table and the first run's output) from
+the committed result files; `python tests/test_docs.py --write` puts them into README.md. The tests fail when
+README's copy differs from the files, so a re-run of the results is followed by a refresh of the front page.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+MAX_README_LINES = 220
+#: Selectors that are A-SelecT itself (the paper's `hfr`) or its variants: not "another selector".
+ASELECT = re.compile(r"^hfr($|-)")
+
+
+def needs_mkdocs():
+    missing = [m for m in ("mkdocs", "material") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"mkdocs and mkdocs-material are not installed ({', '.join(missing)} not importable): "
+                    f"`make setup` installs them (the `docs` extra)")
+
+
+def mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
+                           "--site-dir", str(site)], cwd=config.parent, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+
+
+def test_the_docs_build_strictly(tmp_path):
+    needs_mkdocs()
+    done = mkdocs_build(ROOT / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+    assert (tmp_path / "site" / "index.html").exists()
+
+
+def test_a_broken_link_fails_the_build(tmp_path):
+    """The strict build is what catches broken links: prove it does on a copy with one."""
+    needs_mkdocs()
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    with open(tmp_path / "docs" / "index.md", "a") as f:
+        f.write("\nSee [nowhere](no-such-page.md).\n")
+    done = mkdocs_build(tmp_path / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode != 0 and "no-such-page.md" in done.stdout + done.stderr
+
+
+def nav_pages(nav) -> list[str]:
+    """Every Markdown file named in mkdocs.yml's nav (nested sections included)."""
+    if isinstance(nav, str):
+        return [nav] if nav.endswith(".md") else []
+    if isinstance(nav, dict):
+        return [p for v in nav.values() for p in nav_pages(v)]
+    return [p for item in nav for p in nav_pages(item)]
+
+
+def test_every_docs_page_is_in_the_nav():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    pages = sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md"))
+    listed = nav_pages(config["nav"])
+    assert sorted(set(listed)) == pages, f"pages not in the nav: {sorted(set(pages) - set(listed))}; " \
+                                         f"nav entries without a page: {sorted(set(listed) - set(pages))}"
+
+
+def test_readme_is_a_front_page():
+    text = README.read_text()
+    lines = text.count("\n")
+    assert lines <= MAX_README_LINES, f"README.md has {lines} lines; the front page stays within " \
+                                      f"{MAX_README_LINES}: move the reference into docs/"
+    for command in ("make bench-fgvc", "make test"):
+        assert command in text
+    for page in (ROOT / "docs").glob("*.md"):
+        assert f"docs/{page.name}" in text, f"README.md does not link docs/{page.name}"
+
+
+# --- README's generated blocks -------------------------------------------------------------------------------
+
+def _timesteps(values) -> str:
+    """`t = 50` for one comparison, `t = 50 on 5, 150 on 1` for several."""
+    counts = Counter(values)
+    if len(values) == 1:
+        return f"t = {values[0]}"
+    return "t = " + ", ".join(f"{t} on {n}" for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def headline_block(root: Path = ROOT) -> str:
+    """One row per task from results/compare/<task>-<dataset>-demo.json (FGVC: the mean over its datasets)."""
+    by_task: dict[str, list[dict]] = {}
+    for path in sorted((root / "results" / "compare").glob("*-demo.json")):
+        comparison = json.loads(path.read_text())
+        by_task.setdefault(comparison["task"], []).append(comparison)
+    names = {"fgvc": "FGVC, {n} stand-ins (mean test top-1, %)", "ade20k": "ADE20K stand-in (validation mIoU)"}
+    rows = ["| task (reported metric) | exhaustive search | A-SelecT (`hfr`) | best other selector | A-SelecT's saving |",
+            "|---|---|---|---|---|"]
+    for task in ("fgvc", "ade20k"):
+        comparisons = by_task.get(task, [])
+        if not comparisons:
+            continue
+        n = len(comparisons)
+        best = sum(c["exhaustive"]["test_at_best"] for c in comparisons) / n
+        aselect = sum(c["aselect"]["test"] for c in comparisons) / n
+        saving = sum(c["saving_seconds"] for c in comparisons) / n
+        regrets: dict[str, list[float]] = {}
+        for c in comparisons:
+            for s in c["selectors"]:
+                regrets.setdefault(s["name"], []).append(s["regret"])
+        others = {k: sum(v) / n for k, v in regrets.items() if len(v) == n and not ASELECT.match(k)}
+        lowest = min(others.values())
+        winners = sorted(k for k, v in others.items() if v <= lowest + 1e-6)
+        rows.append(
+            f"| {names[task].format(n=n)} | {best:.1f} ({_timesteps([c['exhaustive']['best_timestep'] for c in comparisons])}) "
+            f"| {aselect:.1f} ({_timesteps([c['aselect']['timestep'] for c in comparisons])}), regret {best - aselect:.1f} "
+            f"| {', '.join(f'`{w}`' for w in winners)}: {best - lowest:.1f}, regret {lowest:.1f} "
+            f"| {saving:.1f}x less time (ideal {len(comparisons[0]['candidates'])}x) |")
+    fgvc = json.loads((root / "results" / "fgvc" / "demo" / "summary.json").read_text())
+    ade = json.loads((root / "results" / "ade20k" / "demo" / "summary.json").read_text())
+    chance = sum(d["chance_top1"] for d in fgvc["datasets"].values()) / len(fgvc["datasets"])
+    rows += ["", f"The benchmarks on their own: `make bench-fgvc` reaches {fgvc['mean_test_top1']:.1f}% mean test top-1 "
+                 f"(chance {chance:.1f}%); `make bench-ade20k` {ade['val_miou']:.1f} mIoU at the HFR's "
+                 f"t = {ade['timestep']} (a constant predictor: {ade['constant_predictor_miou']:.1f})."]
+    return "\n".join(rows)
+
+
+def first_run_block(root: Path = ROOT) -> str:
+    """What `make bench-fgvc` prints, with the committed run's numbers (results/fgvc/demo/summary.json)."""
+    summary = json.loads((root / "results" / "fgvc" / "demo" / "summary.json").read_text())
+    run, datasets = summary["run"], summary["datasets"]
+    native = "yes" if run["hardware"].get("cpu_bf16_native") else "no"
+    requested = run.get("overrides", {}).get("precision", "auto")
+    lines = ["```", f"precision: {run['precision']} (requested {requested}; device {run['hardware']['device']}; "
+                    f"CPU bf16 native: {native})",
+             f"backbone {summary['backbone']}, precision {run['precision']}, {len(datasets)} datasets"]
+    for i, (name, d) in enumerate(datasets.items()):
+        if 0 < i < len(datasets) - 1:
+            if i == 1:
+                lines.append("...")
+            continue
+        lines += [f"[{i + 1}/{len(datasets)}] {name}",
+                  f"    t={d['timestep']}  val={d['val_top1']:.1f}%  test={d['test_top1']:.1f}%  ({d['seconds']:.0f}s)"]
+    lines += [f"mean test top-1: {summary['mean_test_top1']:.2f}%  -> results/fgvc/demo/summary.md", "```", "",
+              f"The committed run took {summary['total_seconds']:.0f} s ({run['hardware']['device']}, "
+              f"{run['precision']})."]
+    return "\n".join(lines)
+
+
+BLOCKS = {"headline": headline_block, "first-run": first_run_block}
+
+
+def block_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- {name}: generated .*?-->\n)(.*?)(\n<!-- /{name} -->)", re.S)
+
+
+def readme_block(text: str, name: str) -> str:
+    found = block_pattern(name).search(text)
+    assert found, f"README.md lacks the generated block <!-- {name}: generated ... --> ... <!-- /{name} -->"
+    return found.group(2)
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_readme_numbers_are_the_result_files(name):
+    expected = BLOCKS[name]()
+    assert readme_block(README.read_text(), name) == expected, \
+        f"README.md's {name} block differs from the result files: run `python tests/test_docs.py --write`"
+
+
+def write_blocks(path: Path = README) -> None:
+    text = path.read_text()
+    for name, make in BLOCKS.items():
+        readme_block(text, name)
+        block = make()
+        text = block_pattern(name).sub(lambda m, block=block: m.group(1) + block + m.group(3), text)
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    if "--write" in sys.argv[1:]:
+        write_blocks()
+        print(f"rewrote the generated blocks of {README}")
+    else:
+        for name, make in BLOCKS.items():
+            print(f"<!-- {name} -->\n{make()}\n")
