@@ -34,3 +34,17 @@ class SegmentationMetrics(MulticlassJaccardIndex):
         return {"per_class_iou": iou, "mIoU": iou.nanmean(),
                 "aAcc": (intersect.sum() / label_area.sum().clamp_min(1) * 100).float(),
                 "per_class_acc": acc, "mAcc": acc.nanmean()}
+
+
+def per_image_counts(preds: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's per-class intersection and union pixel counts, ``([B, K], [B, K])``, from class ids
+    ``preds [B, H, W]`` and ``target [B, H, W]`` (``ignore_index`` pixels left out): summed over images they
+    give the confusion-matrix counts :class:`SegmentationMetrics` computes its IoU from."""
+    b, k = preds.shape[0], num_classes
+    keep = target != ignore_index
+    image = torch.arange(b, device=preds.device)[:, None, None].expand_as(target)
+    cells = (image * k + target.long()) * k + preds.long()  # (image, truth, prediction)
+    confmat = torch.bincount(cells[keep], minlength=b * k * k).reshape(b, k, k)
+    intersect = confmat.diagonal(dim1=1, dim2=2)
+    return intersect, confmat.sum(2) + confmat.sum(1) - intersect

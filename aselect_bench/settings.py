@@ -103,6 +103,26 @@ class SynthSettings:
 
 
 @dataclass(frozen=True)
+class LauncherSettings:
+    """How ``compare --launcher slurm|local`` runs a sweep's jobs (each a training or A-SelecT's side, one GPU
+    each): SLURM's partition, account, qos, time limit per job in minutes, resources per job, constraint, how
+    many array tasks run at once, how often a failed job is submitted again, and extra sbatch options
+    (``slurm: {mail-type: END}``). Never part of what a result is (not in any fingerprint)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 1440
+    gpus_per_job: int = 1
+    cpus_per_job: int = 8
+    mem_gb: int | None = None
+    constraint: str | None = None
+    array_parallelism: int = 64
+    retries: int = 1
+    slurm: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class BenchPreset:
     """A benchmark preset: backbone, data, HFR scan, FGVC probe and ADE20K head settings.
 
@@ -111,7 +131,9 @@ class BenchPreset:
     """
 
     nested: ClassVar[dict] = {"hfr": HFRSettings, "fgvc": FGVCSettings, "ade20k": ADE20KSettings,
-                              "synth": SynthSettings}
+                              "synth": SynthSettings, "launcher": LauncherSettings}
+    #: Settings that say how a run is carried out, not what it computes: left out of fingerprints.
+    RUN_ONLY: ClassVar[tuple] = ("launcher", "overrides", "yaml_fingerprint")
     name: str
     backbone: str
     fgvc: FGVCSettings | None = None
@@ -124,10 +146,24 @@ class BenchPreset:
     data_root: str | None = None
     strict: bool = False
     synth: SynthSettings | None = None
+    seeds: int = 1  # repeats of every training of a comparison, each with its own seed (head, order, noise)
+    launcher: LauncherSettings = field(default_factory=LauncherSettings)
     overrides: dict = field(default_factory=dict)
+    yaml_fingerprint: str | None = None  # of the preset as its YAML file defines it (before any override)
 
     def __post_init__(self):
         training_selector(self.hfr.selector, self.hfr)  # a bad hfr.selector stops the preset's load
+        if self.seeds < 1:
+            raise UserError(f"preset {self.name!r}: seeds must be 1 or more, got {self.seeds}")
+
+    def fingerprint(self) -> str:
+        """A short hash of what the preset computes (its settings with overrides applied; how it is launched
+        left out)."""
+        import hashlib
+        import json
+
+        data = {k: v for k, v in self.to_json().items() if k not in self.RUN_ONLY}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_json(self) -> dict:
         """Plain JSON (tuples as lists), the inverse of :func:`preset_from_dict`."""
@@ -262,4 +298,5 @@ def load_bench_preset(name: str) -> BenchPreset:
     if not path.exists():
         known = sorted(p.stem for p in (CONFIG_DIR / "presets").glob("*.yaml") if not p.stem.startswith("_"))
         raise UserError(f"unknown preset {name!r}: use one of {', '.join(known)} or a path to a YAML file")
-    return preset_from_dict(load_yaml(path), path.stem, where=f"preset {path.stem!r} ({path})")
+    preset = preset_from_dict(load_yaml(path), path.stem, where=f"preset {path.stem!r} ({path})")
+    return dataclasses.replace(preset, yaml_fingerprint=preset.fingerprint())

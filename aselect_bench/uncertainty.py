@@ -142,9 +142,30 @@ class MeanIoU:
                 "union": self.counts[:, k:].astype(np.int64).tolist()}
 
 
-def as_metric(record) -> Top1 | MeanIoU:
+class SeedMean:
+    """The mean over seeds of one metric on the same images (each seed a training of its own): the score on a
+    resample is the seeds' mean score on it, so an interval over images covers the seed-averaged metric."""
+
+    def __init__(self, records: Sequence):
+        self.metrics = [as_metric(r) for r in records]
+        if not self.metrics or len({m.n for m in self.metrics}) != 1:
+            raise ValueError("a seed mean needs at least one record, all over the same images")
+
+    @property
+    def n(self) -> int:
+        return self.metrics[0].n
+
+    def scores(self, weights) -> np.ndarray:
+        return np.mean([m.scores(weights) for m in self.metrics], axis=0)
+
+    @property
+    def value(self) -> float:
+        return float(np.mean([m.value for m in self.metrics]))
+
+
+def as_metric(record) -> Top1 | MeanIoU | SeedMean:
     """A metric object from a record (``{"kind": "top1" | "miou", ...}``); a metric object passes through."""
-    if isinstance(record, (Top1, MeanIoU)):
+    if isinstance(record, (Top1, MeanIoU, SeedMean)):
         return record
     if not isinstance(record, Mapping) or record.get("kind") not in KINDS:
         kind = record.get("kind") if isinstance(record, Mapping) else type(record).__name__
@@ -237,7 +258,7 @@ def _argmax_first(scores: np.ndarray) -> np.ndarray:
 
 
 def regret_intervals(val: Mapping, test: Mapping, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL,
-                     keep_samples: bool = False) -> dict:
+                     keep_samples: bool = False, picks: Mapping | None = None) -> dict:
     """The regret of each candidate against the exhaustive best, the best re-chosen on every resample.
 
     ``val``: ``{t: record}`` on the selection split, ``test``: ``{t: record}`` on the reported split, the same
@@ -258,6 +279,10 @@ def regret_intervals(val: Mapping, test: Mapping, resamples: int = RESAMPLES, se
          "best_frequency": {t: share of replicates where t is best_r},   # sums to 1
          "tied_with_best": [t, ...],   # the candidates whose regret interval contains 0, in grid order
          "resamples": R, "seed": seed, "level": level}
+
+    ``picks``: ``{name: test record}``, more picks scored the same way (``"picks": {name: entry}``) that are no
+    candidates of the best: a training of its own at a selector's timestep, or a seed mean over timesteps
+    that differ by seed.
 
     ``se`` is the standard deviation of the replicates (for a normal within-group draw in
     :func:`mean_interval_over_groups`); ``keep_samples=True`` adds each entry's ``"samples"`` ``[R]``.
@@ -302,8 +327,18 @@ def regret_intervals(val: Mapping, test: Mapping, resamples: int = RESAMPLES, se
         "test_at_best": {"value": float(test_point[best]), "ci": list(percentile_interval(test_best_r, level))},
         "best_frequency": {t: float(counts[j]) / resamples for j, t in enumerate(candidates)},
         "tied_with_best": [t for t in candidates if per_candidate[t]["tied_with_best"]],
+        "picks": {name: _pick_entry(record, n_test, w_test, test_point[best], test_best_r, entry)
+                  for name, record in (picks or {}).items()},
         "resamples": resamples, "seed": seed, "level": level,
     }
+
+
+def _pick_entry(record, n_test: int, w_test: np.ndarray, best_point: float, test_best_r: np.ndarray, entry) -> dict:
+    """A pick's regret entry: ``test(best) - test(pick)``, paired on the test resamples ``w_test``."""
+    metric = as_metric(record)
+    if metric.n != n_test:
+        raise ValueError(f"a pick must be scored on the reported split's {n_test} images, not {metric.n}")
+    return entry(best_point - metric.value, test_best_r - metric.scores(w_test))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -328,3 +328,22 @@ def test_group_interval_without_spread():
         mean_interval_over_groups([{"value": 1.0, "se": 0.1, "samples": [1.0]}])
     with pytest.raises(ValueError):
         mean_interval_over_groups([])
+
+
+def test_a_seed_mean_is_the_mean_of_the_seeds_on_every_resample():
+    from aselect_bench.uncertainty import SeedMean, Top1, resample_weights
+
+    a, b = Top1([1, 0, 1, 1, 0, 0]), Top1([0, 0, 1, 1, 1, 1])
+    w = resample_weights(6, 50, seed=3)
+    mean = SeedMean([a, b.to_record()])
+    assert np.allclose(mean.scores(w), (a.scores(w) + b.scores(w)) / 2) and mean.value == pytest.approx(175 / 3)
+
+
+def test_an_extra_pick_is_scored_like_the_candidate_it_equals():
+    from aselect_bench.uncertainty import regret_intervals, top1_record
+
+    rng = np.random.default_rng(0)
+    val = {t: top1_record(rng.random(40) < p) for t, p in ((0, 0.5), (50, 0.7), (100, 0.6))}
+    test = {t: top1_record(rng.random(60) < p) for t, p in ((0, 0.5), (50, 0.7), (100, 0.6))}
+    out = regret_intervals(val, test, resamples=200, picks={"own training at 100": test[100]})
+    assert out["picks"]["own training at 100"] == out["per_candidate"][100]

@@ -24,6 +24,7 @@ import math
 import sys
 from pathlib import Path
 
+from aselect_bench.analyses.error_bars import comparison_error_bars
 from aselect_bench.costs import Cost, cost_across_attempts
 from aselect_bench.errors import UserError
 from aselect_bench.experiments.base import exhaustive_summary
@@ -133,101 +134,225 @@ def check_candidates_to_compare(candidates, only=None) -> None:
                         f"give timesteps of the grid, or change the grid with --candidates")
 
 
+def seed_prefix(repeat: int) -> str:
+    """Where repeat ``repeat`` keeps its pieces in the store (the first repeat at the top, as before seeds)."""
+    return "" if repeat == 0 else f"seed{repeat}/"
+
+
+def exhaustive_piece(t: int, repeat: int = 0) -> str:
+    """The store's name of the exhaustive sweep's training at ``t`` (of repeat ``repeat``)."""
+    return f"{seed_prefix(repeat)}exhaustive/t{t:04d}"
+
+
+def selection_piece(names: list[str], repeat: int = 0) -> str:
+    return f"{seed_prefix(repeat)}selectors/{fingerprint(names)}"
+
+
+def aselect_piece(repeat: int = 0) -> str:
+    return f"{seed_prefix(repeat)}aselect/train"
+
+
+class Comparison:
+    """One comparison's pieces in its store, each resumable and computed once (:class:`Store`): the exhaustive
+    sweep's trainings and A-SelecT's side (the scan every selector reads, then one training at the preset
+    selector's timestep), for every repeat (``preset.seeds``); :meth:`result` merges them.
+
+    The pieces are what a launcher (:mod:`aselect_bench.launch`) runs as jobs: :meth:`jobs` names them,
+    :meth:`run_job` runs one, :meth:`missing` says which are not finished.
+    """
+
+    def __init__(self, exp, state_root="runs/compare", runs_dir="runs", selectors=True, progress: bool = True):
+        check_candidates_to_compare(exp.preset.hfr.candidates)
+        check_candidates(exp.preset.hfr.candidates, exp.backbone.num_train_timesteps)
+        self.exp, self.progress = exp, progress
+        self.config = exp.describe()
+        self.fingerprint = fingerprint(self.config)
+        self.label = f"{exp.task}-{exp.dataset}-{exp.preset.name}"
+        self.store = Store(Path(state_root) / self.label / self.fingerprint)
+        atomic_write_json(self.store.root / "config.json", self.config)
+        self.log_root = Path(runs_dir) / "compare" / self.label
+        self.candidates = list(exp.preset.hfr.candidates)
+        self.default = exp.preset.hfr.selector
+        self.names = comparison_selectors(exp.task, selectors, self.default)
+        self.repeats = range(exp.preset.seeds)
+
+    # ----------------------------------------------------------------------------------------- the pieces
+    def _train(self, t: int, piece: str, repeat: int, name: str, cache: str) -> dict:
+        """One training at ``t``; each strategy trains from its own cold feature cache."""
+        exp, store = self.exp, self.store
+        with cost_across_attempts(store.root / f"{piece}.attempts.json", exp.backbone) as earlier:
+            run = exp.fit(timestep=t, log_dir=self.log_root, name=f"{seed_prefix(repeat)}{name}",
+                          progress=self.progress, repeat=repeat,
+                          feature_cache_root=store.root / seed_prefix(repeat) / cache)
+        # a resumed training reads the features its interrupted attempts cached: count what those cost too
+        return {"val": run.val, "test": run.test, "seconds": run.seconds + earlier.cost.seconds,
+                "forwards": run.forwards + earlier.cost.forwards, "outcomes": run.outcomes, **earlier.to_json()}
+
+    def candidate(self, t: int, repeat: int = 0, wait: bool = True):
+        """The exhaustive sweep's training at ``t`` (repeat ``repeat``): ``(row, reused)``, or :attr:`Store.BUSY`."""
+        piece = exhaustive_piece(t, repeat)
+        return self.store.try_run(piece, lambda: self._train(t, piece, repeat, f"exhaustive-t{t}", "features"),
+                                  TRAINING_KEYS, wait=wait)
+
+    def exhaustive(self, only=None) -> dict:
+        """``{repeat: {t: row}}`` of every repeat's sweep (``only``: just these candidates), computing what is
+        missing: first every piece no other run is computing, then waiting for the others."""
+        check_candidates_to_compare(self.candidates, only)
+        todo = [(r, t) for r in self.repeats for t in (only or self.candidates)]
+        rows, self.reused = {r: {} for r in self.repeats}, 0
+        for wait in (False, True):
+            busy = []
+            for r, t in todo:
+                print(f"exhaustive: t={t}{f' (seed {r})' if r else ''}", flush=True)
+                outcome = self.candidate(t, r, wait)
+                if outcome is Store.BUSY:
+                    print(f"exhaustive: t={t} is being trained by another run; coming back to it", flush=True)
+                    busy.append((r, t))
+                    continue
+                rows[r][t], reused = outcome
+                self.reused += reused
+            todo = busy
+        return {r: {t: rows[r][t] for t in (only or self.candidates)} for r in self.repeats}
+
+    def selection(self, repeat: int = 0) -> dict:
+        """Every selector on one scan (repeat ``repeat``'s noise draws; the same images for every repeat)."""
+        return self.store.get_or_run(selection_piece(self.names, repeat),
+                                     lambda: _select(self.exp, self.names, self.progress, repeat))[0]
+
+    def aselect(self, repeat: int = 0) -> tuple[dict, dict]:
+        """A-SelecT's side of repeat ``repeat``: ``(selection, training row)`` at the preset selector's choice."""
+        selection = self.selection(repeat)
+        t = selection["choices"][self.default]["timestep"]
+        piece = aselect_piece(repeat)
+        row, _ = self.store.get_or_run(piece, lambda: self._train(t, piece, repeat, f"aselect-t{t}",
+                                                                  "features-aselect"), TRAINING_KEYS)
+        return selection, row
+
+    # -------------------------------------------------------------------------------------- as jobs
+    def jobs(self) -> list[dict]:
+        """Every piece as a job: ``{"kind": "exhaustive", "t", "repeat"}`` or ``{"kind": "aselect", "repeat"}``."""
+        return [*({"kind": "exhaustive", "t": t, "repeat": r} for r in self.repeats for t in self.candidates),
+                *({"kind": "aselect", "repeat": r} for r in self.repeats)]
+
+    def job_pieces(self, job: dict) -> list[str]:
+        if job["kind"] == "exhaustive":
+            return [exhaustive_piece(job["t"], job["repeat"])]
+        return [selection_piece(self.names, job["repeat"]), aselect_piece(job["repeat"])]
+
+    def run_job(self, job: dict) -> None:
+        if job["kind"] == "exhaustive":
+            self.candidate(job["t"], job["repeat"])
+        else:
+            self.aselect(job["repeat"])
+
+    def missing(self) -> list[dict]:
+        """The jobs whose pieces are not all stored yet."""
+        return [job for job in self.jobs() if not all(self.store.has(p) for p in self.job_pieces(job))]
+
+    # -------------------------------------------------------------------------------------------- merge
+    def result(self, fused: bool = False) -> dict:
+        """The comparison: every repeat's pieces (computed when missing) merged, with error bars
+        (:mod:`aselect_bench.analyses.error_bars`)."""
+        exp, candidates = self.exp, self.candidates
+        sweeps = self.exhaustive()
+        sides = {r: self.aselect(r) for r in self.repeats}
+        per_timestep = {t: merge_repeats([sweeps[r][t] for r in self.repeats]) for t in candidates}
+        exhaustive = exhaustive_summary(per_timestep)
+        selections = [sides[r][0] for r in self.repeats]
+        trains = [sides[r][1] for r in self.repeats]
+        train = merge_repeats(trains)
+        stages = {"scan": sum((_cost_of(s, self.default) for s in selections), Cost()),
+                  "train": Cost(train["seconds"], train["forwards"])}
+        total = stages["scan"] + stages["train"]
+        choices = [s["choices"][self.default] for s in selections]
+        aselect = {"timestep": choices[0]["timestep"], "selector": self.default, "val": train["val"],
+                   "test": train["test"], **total.to_json(), "stages": {n: c.to_json() for n, c in stages.items()},
+                   **{k: choices[0][k] for k in ("support", "runner_up", "margin")}}
+        hfr = mean_scores([s["choices"]["hfr"]["scores"] for s in selections]) if "hfr" in selections[0]["choices"] \
+            else {}
+        result = {
+            "task": exp.task, "dataset": exp.dataset, "preset": exp.preset.name, "metric": exp.metric_name,
+            "splits": exp.split_names(), "backbone": exp.backbone.name, "tap": exp.hfr_tap, "candidates": candidates,
+            "seeds": len(self.repeats), "hfr": hfr, "exhaustive": exhaustive, "aselect": aselect,
+            "saving_seconds": exhaustive["seconds"] / aselect["seconds"],
+            "saving_forwards": exhaustive["forwards"] / aselect["forwards"],
+            "ideal_saving": len(candidates),
+            "scan_share_of_one_training": stages["scan"].seconds / train["seconds"],
+            "regret": exhaustive["test_at_best"] - aselect["test"],
+            "spearman_hfr_val": spearman([hfr[t] for t in candidates], [per_timestep[t]["val"] for t in candidates])
+            if hfr else None,
+            "selectors": score_selectors(selections, sweeps, exhaustive, candidates),
+            "scan": {**selections[0]["scan"], "num_images": selections[0]["num_images"],
+                     "num_labelled": selections[0]["num_labelled"]},
+            "test_checkpoint": exp.test_checkpoint, "hfr_settings": exp.preset.hfr.to_json(),
+            "fingerprint": self.fingerprint, "run": run_record(exp.preset, exp.backbone),
+            "resumed": {name: {k: row[k] for k in ("attempts", "cost_complete")} for name, row in
+                        [*((f"exhaustive t={t}{f' seed {r}' if r else ''}", sweeps[r][t])
+                           for r in self.repeats for t in candidates),
+                         *((f"A-SelecT training{f' seed {r}' if r else ''}", trains[r]) for r in self.repeats)]
+                        if "attempts" in row},
+        }
+        if len(self.repeats) > 1:
+            aselect["timesteps"] = [c["timestep"] for c in choices]
+        picks = {name: [s["choices"][name]["timestep"] for s in selections] for name in
+                 (row["name"] for row in result["selectors"])}
+        aselect_seconds = [(_cost_of(s, self.default) + Cost(row["seconds"])).seconds
+                           for s, row in zip(selections, trains)]
+        comparison_error_bars(result, sweeps, trains, picks, aselect_seconds)
+        if (fused or self.store.has("fused")) and exp.supports_fused:
+            fused_result, _ = self.store.get_or_run("fused", lambda: exp.fit_fused(
+                candidates, self.log_root, self.progress, feature_cache_root=self.store.root / "features-fused"))
+            result["fused_exhaustive"] = {**fused_result, "per_timestep": int_keys(fused_result["per_timestep"])}
+        return result
+
+
+def merge_repeats(rows: list[dict]) -> dict:
+    """One training's repeats as one row: mean ``val``/``test``, summed ``seconds``/``forwards`` (what all the
+    repeats cost), the interrupted attempts summed; with several repeats also each repeat's numbers."""
+    merged = {"val": sum(r["val"] for r in rows) / len(rows), "test": sum(r["test"] for r in rows) / len(rows),
+              "seconds": sum(r["seconds"] for r in rows), "forwards": sum(r["forwards"] for r in rows)}
+    if len(rows) > 1:
+        merged["repeats"] = [{k: r[k] for k in TRAINING_KEYS} for r in rows]
+    attempts = [r for r in rows if "attempts" in r]
+    if attempts:
+        merged.update(attempts=sum(r["attempts"] for r in attempts),
+                      cost_complete=all(r["cost_complete"] for r in attempts))
+    return merged
+
+
+def mean_scores(curves: list[dict]) -> dict:
+    """The mean over repeats of ``{t: score}`` curves (JSON keys), ``int`` keys; a score missing in a repeat
+    (``None``) is left out of that timestep's mean."""
+    out = {}
+    for t in curves[0]:
+        values = [c[t] for c in curves if c.get(t) is not None]
+        out[int(t)] = sum(values) / len(values) if values else None
+    return out
+
+
 def run_comparison(exp, state_root="runs/compare", runs_dir="runs", selectors=True, fused: bool = False,
                    only=None, progress: bool = True) -> dict | None:
-    """Run (or resume) the comparison for experiment ``exp`` on its preset's candidate grid (at least two).
+    """Run (or resume) the comparison for experiment ``exp`` on its preset's candidate grid (at least two), over
+    the preset's repeats (``seeds``).
 
     ``selectors``: which selectors to score (:func:`comparison_selectors`). ``fused``: also run the fused
     exhaustive baseline (a finished one is reported whenever it exists). ``only``: train just these candidates
-    of the exhaustive sweep and stop (split a sweep over jobs, e.g. a SLURM array; a later run without
-    ``only`` merges). Returns the comparison dict (or None).
+    of the exhaustive sweep and stop (a share of the sweep; a later run without ``only`` merges). Returns the
+    comparison dict (or None).
     """
-    check_candidates_to_compare(exp.preset.hfr.candidates, only)
-    check_candidates(exp.preset.hfr.candidates, exp.backbone.num_train_timesteps)
-    config = exp.describe()
-    fp = fingerprint(config)
-    label = f"{exp.task}-{exp.dataset}-{exp.preset.name}"
-    store = Store(Path(state_root) / label / fp)
-    atomic_write_json(store.root / "config.json", config)
-    log_root = Path(runs_dir) / "compare" / label
-    candidates = list(exp.preset.hfr.candidates)
-
-    def train(t: int, name: str, cache: str, piece: str):  # each strategy trains from its own cold feature cache
-        with cost_across_attempts(store.root / f"{piece}.attempts.json", exp.backbone) as earlier:
-            run = exp.fit(timestep=t, log_dir=log_root, name=name, progress=progress,
-                          feature_cache_root=store.root / cache)
-        # a resumed training reads the features its interrupted attempts cached: count what those cost too
-        return {"val": run.val, "test": run.test, "seconds": run.seconds + earlier.cost.seconds,
-                "forwards": run.forwards + earlier.cost.forwards, **earlier.to_json()}
-
-    per_timestep, reused = {}, 0
-    todo = list(only or candidates)
-    for wait in (False, True):  # first every piece no other run is computing, then wait for the others
-        busy = []
-        for t in todo:
-            print(f"exhaustive: t={t}", flush=True)
-            outcome = store.try_run(exhaustive_piece(t), lambda t=t: train(
-                t, f"exhaustive-t{t}", "features", exhaustive_piece(t)), TRAINING_KEYS, wait=wait)
-            if outcome is Store.BUSY:
-                print(f"exhaustive: t={t} is being trained by another run; coming back to it", flush=True)
-                busy.append(t)
-                continue
-            per_timestep[t], was_reused = outcome
-            reused += was_reused
-        todo = busy
-    per_timestep = {t: per_timestep[t] for t in (only or candidates)}
+    comparison = Comparison(exp, state_root, runs_dir, selectors, progress)
     if only:
-        print(f"trained {len(only) - reused} candidate(s), reused {reused}; state in {store.root}")
+        comparison.exhaustive(only)
+        trained = len(only) * len(comparison.repeats) - comparison.reused
+        print(f"trained {trained} candidate(s), reused {comparison.reused}; state in {comparison.store.root}")
         return None
-
-    default = exp.preset.hfr.selector
-    names = comparison_selectors(exp.task, selectors, default)
-    selection, _ = store.get_or_run(f"selectors/{fingerprint(names)}", lambda: _select(exp, names, progress))
-    choice = selection["choices"][default]
-    chosen = choice["timestep"]
-    aselect_train, _ = store.get_or_run("aselect/train", lambda: train(chosen, f"aselect-t{chosen}", "features-aselect",
-                                                                       "aselect/train"), TRAINING_KEYS)
-    exhaustive = exhaustive_summary(per_timestep)
-    stages = {"scan": _cost_of(selection, default), "train": Cost(aselect_train["seconds"], aselect_train["forwards"])}
-    total = stages["scan"] + stages["train"]
-    aselect = {"timestep": chosen, "selector": default, "val": aselect_train["val"], "test": aselect_train["test"],
-               **total.to_json(), "stages": {name: cost.to_json() for name, cost in stages.items()},
-               **{k: choice[k] for k in ("support", "runner_up", "margin")}}
-    hfr = int_keys(selection["choices"]["hfr"]["scores"]) if "hfr" in selection["choices"] else {}
-    result = {
-        "task": exp.task, "dataset": exp.dataset, "preset": exp.preset.name, "metric": exp.metric_name,
-        "splits": exp.split_names(), "backbone": exp.backbone.name, "tap": exp.hfr_tap, "candidates": candidates,
-        "hfr": hfr, "exhaustive": exhaustive, "aselect": aselect,
-        "saving_seconds": exhaustive["seconds"] / aselect["seconds"],
-        "saving_forwards": exhaustive["forwards"] / aselect["forwards"],
-        "ideal_saving": len(candidates),
-        "scan_share_of_one_training": stages["scan"].seconds / aselect_train["seconds"],
-        "regret": exhaustive["test_at_best"] - aselect["test"],
-        "spearman_hfr_val": spearman([hfr[t] for t in candidates], [per_timestep[t]["val"] for t in candidates])
-        if hfr else None,
-        "selectors": score_selectors(selection, exhaustive, candidates),
-        "scan": {**selection["scan"], "num_images": selection["num_images"], "num_labelled": selection["num_labelled"]},
-        "test_checkpoint": exp.test_checkpoint, "hfr_settings": exp.preset.hfr.to_json(), "fingerprint": fp,
-        "run": run_record(exp.preset, exp.backbone),
-        "resumed": {name: {k: row[k] for k in ("attempts", "cost_complete")} for name, row in
-                    [*((f"exhaustive t={t}", r) for t, r in per_timestep.items()), ("A-SelecT training", aselect_train)]
-                    if "attempts" in row},
-    }
-    if (fused or store.has("fused")) and exp.supports_fused:
-        fused_result, _ = store.get_or_run("fused", lambda: exp.fit_fused(
-            candidates, log_root, progress, feature_cache_root=store.root / "features-fused"))
-        result["fused_exhaustive"] = {**fused_result, "per_timestep": int_keys(fused_result["per_timestep"])}
-    return result
+    return comparison.result(fused)
 
 
-def exhaustive_piece(t: int) -> str:
-    """The store's name of the exhaustive sweep's training at ``t``."""
-    return f"exhaustive/t{t:04d}"
-
-
-def _select(exp, names: list[str], progress: bool) -> dict:
+def _select(exp, names: list[str], progress: bool, repeat: int = 0) -> dict:
     """Every selector in ``names`` on one scan of the experiment's calibration (and, for label-using
-    selectors, labelled held-out) images: the :class:`~aselect_bench.selectors.Selection` as JSON."""
+    selectors, labelled held-out) images, with repeat ``repeat``'s noise draws: the
+    :class:`~aselect_bench.selectors.Selection` as JSON."""
     preset = exp.preset
     selectors = [build_selector(n, preset.hfr) for n in names]
     labelled = labels = None
@@ -241,7 +366,7 @@ def _select(exp, names: list[str], progress: bool) -> dict:
                   flush=True)
             selectors = [s for s in selectors if not s.uses_labels]
     selection = run_selectors(exp.backbone, selectors, preset.hfr.candidates, exp.hfr_tap, exp.calibration_images(),
-                              labelled, labels, seed=preset.seed, progress=progress)
+                              labelled, labels, seed=exp.training_seed(repeat), progress=progress)
     return selection.to_json()
 
 
@@ -252,33 +377,42 @@ def _cost_of(selection: dict, name: str) -> Cost:
     return scan + Cost(c["extra_seconds"], c["extra_forwards"])
 
 
-def score_selectors(selection: dict, exhaustive: dict, candidates: list[int]) -> list[dict]:
-    """Each selector's choice scored on the exhaustive curve: ``{"name", "timestep", "val", "test", "regret",
-    "spearman", "extra_forwards", "extra_seconds", "uses_labels", "needs_scan", "seconds", "forwards",
-    "saving_seconds", "saving_forwards", ...}``.
+def score_selectors(selections: list[dict], sweeps: dict, exhaustive: dict, candidates: list[int]) -> list[dict]:
+    """Each selector's choice scored on the exhaustive curve, over the repeats (``selections[r]`` read
+    ``sweeps[r]``): ``{"name", "timestep", "val", "test", "regret", "spearman", "extra_forwards", "extra_seconds",
+    "uses_labels", "needs_scan", "seconds", "forwards", "saving_seconds", "saving_forwards", ...}``, metrics the
+    mean over repeats.
 
     A selector's cost is what it needs (the scan, its extra work) plus one training at its timestep, taken
-    from the exhaustive sweep's run there (the same training); the random rule (``timestep`` None) is scored by
-    its expectation over the grid: mean metrics, mean regret, mean training cost.
+    from the exhaustive sweep's run there (the same training), summed over repeats; the random rule
+    (``timestep`` None) is scored by its expectation over the grid: mean metrics, mean regret, mean training cost.
     """
-    per_t, best = exhaustive["per_timestep"], exhaustive["test_at_best"]
     rows = []
-    for name, c in selection["choices"].items():
-        t = c["timestep"]
-        at = [t] if t is not None else candidates
-        mean = {k: sum(per_t[u][k] for u in at) / len(at) for k in ("val", "test", "seconds", "forwards")}
-        cost = _cost_of(selection, name) + Cost(mean["seconds"], mean["forwards"])
-        scores = int_keys(c["scores"]) if c["scores"] is not None else None
+    for name in [n for n in selections[0]["choices"] if all(n in s["choices"] for s in selections)]:
+        choices = [s["choices"][name] for s in selections]
+        picks = [c["timestep"] for c in choices]
+        cost, val, test = Cost(), [], []
+        for selection, t, sweep in zip(selections, picks, sweeps.values()):
+            at = [t] if t is not None else candidates
+            val.append(sum(sweep[u]["val"] for u in at) / len(at))
+            test.append(sum(sweep[u]["test"] for u in at) / len(at))
+            cost += _cost_of(selection, name) + Cost(sum(sweep[u]["seconds"] for u in at) / len(at),
+                                                     sum(sweep[u]["forwards"] for u in at) / len(at))
+        scores = mean_scores([c["scores"] for c in choices]) if choices[0]["scores"] is not None else None
         scored = [u for u in candidates if scores is not None and scores.get(u) is not None]
+        per_t, c = exhaustive["per_timestep"], choices[0]
+        mean_test = sum(test) / len(test)
         rows.append({
-            "name": name, "timestep": t, "val": mean["val"], "test": mean["test"], "regret": best - mean["test"],
+            "name": name, "timestep": max(set(picks), key=picks.count) if picks[0] is not None else None,
+            **({"timesteps": picks} if len(picks) > 1 else {}),
+            "val": sum(val) / len(val), "test": mean_test, "regret": exhaustive["test_at_best"] - mean_test,
             "spearman": spearman([scores[u] for u in scored], [per_t[u]["val"] for u in scored]) if scores else None,
-            "extra_forwards": c["extra_forwards"], "extra_seconds": c["extra_seconds"],
+            "extra_forwards": sum(x["extra_forwards"] for x in choices),
+            "extra_seconds": sum(x["extra_seconds"] for x in choices),
             "uses_labels": c["uses_labels"], "needs_scan": c["needs_scan"], "seconds": cost.seconds,
             "forwards": cost.forwards, "saving_seconds": exhaustive["seconds"] / cost.seconds,
             "saving_forwards": exhaustive["forwards"] / cost.forwards if cost.forwards else None,
-            "settings": c["settings"], "scores": scores,
-            **{k: c[k] for k in ("support", "runner_up", "margin")}})
+            "settings": c["settings"], "scores": scores, **{k: c[k] for k in ("support", "runner_up", "margin")}})
     return rows
 
 

@@ -124,6 +124,7 @@ class ADE20KDataModule(L.LightningDataModule):
         super().__init__()
         self.data_root, self.crop_size, self.scale = data_root, crop_size, tuple(scale)
         self.batch_size, self.val_batch_size, self.num_workers, self.seed = batch_size, val_batch_size, num_workers, seed
+        self._training_seed = seed  # the training views' and order's seed: a repeat (another seed) sets it
         self.num_classes, self.cat_max_ratio, self.antialias = num_classes, cat_max_ratio, antialias
         self.strict, self.skipped, self.selection_size = strict, SkippedFiles(), selection_size
         self.sets: dict = {}
@@ -139,7 +140,8 @@ class ADE20KDataModule(L.LightningDataModule):
         training, selection = split_selection(pairs, size)
         validation = read_split(self.data_root, "val")
         check_annotations(pairs + validation, self.num_classes)  # a bad one stops now, not after a training
-        self.sets = {name: SegmentationDataset(split, transform, self.num_classes, self.seed, self.strict, self.skipped)
+        self.sets = {name: SegmentationDataset(split, transform, self.num_classes, self.training_seed, self.strict,
+                                               self.skipped)
                      for name, split, transform in (("train", training, train), ("val", selection, view),
                                                     ("test", validation, view))}
 
@@ -147,6 +149,17 @@ class ADE20KDataModule(L.LightningDataModule):
         """``{"training": n, "selection": n, "validation": n}``: images per split, by their plain names."""
         self.setup()
         return {self.SPLIT_NAMES[stage]: len(data) for stage, data in self.sets.items()}
+
+    @property
+    def training_seed(self) -> int:
+        return self._training_seed
+
+    @training_seed.setter
+    def training_seed(self, seed: int) -> None:
+        """Another repeat of the training: its own random views and order (the splits stay the same)."""
+        self._training_seed = seed
+        if self.sets:
+            self.sets["train"].seed = seed
 
     def set_epoch(self, epoch: int) -> None:
         """New random training views each epoch (workers get the dataset anew at every epoch)."""
@@ -165,7 +178,7 @@ class ADE20KDataModule(L.LightningDataModule):
         self.setup()
         return DataLoader(self.sets[split], batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=False, drop_last=split == "train" and len(self.sets[split]) > batch_size,
-                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+                          generator=torch.Generator().manual_seed(self.training_seed) if shuffle else None)
 
     def train_dataloader(self):
         return self._loader("train", self.batch_size, shuffle=True)

@@ -74,6 +74,7 @@ class FGVCDataModule(L.LightningDataModule):
             raise UserError(f"limit_per_class must be a positive number of images, got {limit_per_class}")
         self.dataset, self.data_root, self.image_size = dataset, data_root, image_size
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.training_seed = seed  # the training order's seed: a repeat of the experiment (another seed) sets it
         self.train_augment, self.limit, self.strict = train_augment, limit_per_class, strict
         self.resize_ratio = resize_ratio
         self.hub = (hub_id, image_column, label_column) if hub_id else None
@@ -115,7 +116,7 @@ class FGVCDataModule(L.LightningDataModule):
         self.setup()
         return DataLoader(self.sets[split], batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+                          generator=torch.Generator().manual_seed(self.training_seed) if shuffle else None,
                           pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:

@@ -26,7 +26,7 @@ def ade20k_datamodule(preset: BenchPreset, backbone, root: Path):
     return datamodule
 
 
-def segmentation_task(preset: BenchPreset, backbone, timestep, crop: int):
+def segmentation_task(preset: BenchPreset, backbone, timestep, crop: int, seed: int | None = None):
     """The preset's :class:`SegmentationTask` on ``backbone``, trained at ``crop`` px (the slide window's default)."""
     from aselect_bench.tasks.segmentation import SegmentationTask
 
@@ -36,7 +36,7 @@ def segmentation_task(preset: BenchPreset, backbone, timestep, crop: int):
         timestep=timestep, channels=cfg.channels, aux_channels=cfg.aux_channels, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction, warmup_iters=cfg.warmup_iters,
         inference=cfg.inference, slide_crop=cfg.slide_crop or crop,
-        slide_stride=cfg.slide_stride or max(1, crop * 2 // 3), seed=preset.seed)
+        slide_stride=cfg.slide_stride or max(1, crop * 2 // 3), seed=preset.seed if seed is None else seed)
 
 
 class ADE20KExperiment(Experiment):
@@ -58,8 +58,8 @@ class ADE20KExperiment(Experiment):
             options.update(val_check_interval=cfg.val_every_iters, check_val_every_n_epoch=None)
         return options
 
-    def make_task(self, timestep, feature_cache_root=None):
-        return segmentation_task(self.preset, self.backbone, timestep, self.datamodule.crop_size)
+    def make_task(self, timestep, feature_cache_root=None, seed=None):
+        return segmentation_task(self.preset, self.backbone, timestep, self.datamodule.crop_size, seed)
 
     def class_names(self) -> list[str]:
         if self.preset.synthetic:

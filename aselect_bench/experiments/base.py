@@ -147,7 +147,9 @@ class Experiment:
         """Everything that determines a result (for fingerprints): the preset with its overrides (HFR settings
         and candidate grid included), the backbone's weights and precision, the data, the HFR tap."""
         view = getattr(self.datamodule, "view_fingerprint", lambda stage: None)
-        return {"task": self.task, "dataset": self.dataset, "preset": self.preset.to_json(),
+        # how it is launched and how many repeats are asked for change no piece: left out
+        preset = {k: v for k, v in self.preset.to_json().items() if k not in (*self.preset.RUN_ONLY, "seeds")}
+        return {"task": self.task, "dataset": self.dataset, "preset": preset,
                 "backbone": self.backbone.fingerprint, "precision": str(self.backbone.autocast_dtype),
                 "data": {stage: view(stage) for stage in ("val", "test")}, "hfr_tap": self.hfr_tap}
 
@@ -159,23 +161,32 @@ class Experiment:
         """``[N, 3, H, W]``: the preset's HFR calibration set (``hfr.num_images``, the preset's seed)."""
         return calibration_images(self.datamodule, self.preset.hfr.num_images, self.preset.seed)
 
-    def make_task(self, timestep, tap=None, feature_cache_root=None):
+    def make_task(self, timestep, tap=None, feature_cache_root=None, seed=None):
         raise NotImplementedError
 
     def trainer_options(self) -> dict:
         """Extra Trainer settings of this task (e.g. an iteration-based schedule)."""
         return {}
 
-    def fit(self, timestep, log_dir, name: str, progress: bool = True, selector=None, **task_kwargs):
-        """Train at ``timestep`` (or let ``selector`` choose it) and test the best validation epoch."""
+    def training_seed(self, repeat: int = 0) -> int:
+        """The seed of repeat ``repeat`` of a training (0: the preset's seed): its head's init, its order and
+        views, its noise draws; the data (splits, calibration images) never change with it."""
+        return self.preset.seed + repeat
+
+    def fit(self, timestep, log_dir, name: str, progress: bool = True, selector=None, repeat: int = 0,
+            **task_kwargs):
+        """Train at ``timestep`` (or let ``selector`` choose it) and test the best validation epoch; ``repeat``
+        numbers a repeat of the same training with another seed (:meth:`training_seed`)."""
         import lightning as L
 
         from aselect_bench.tasks.fit import fit_and_test
 
-        L.seed_everything(self.preset.seed, workers=True, verbose=False)  # the head's init is seeded too
-        self.last_task = self.make_task(timestep, **task_kwargs)
+        seed = self.training_seed(repeat)
+        L.seed_everything(seed, workers=True, verbose=False)  # the head's init is seeded too
+        self.datamodule.training_seed = seed
+        self.last_task = self.make_task(timestep, seed=seed, **task_kwargs)
         return fit_and_test(self.last_task, self.datamodule, log_dir, name, self.max_epochs, selector,
-                            seed=self.preset.seed, progress=progress, monitor=f"val/{self.metric_name}",
+                            seed=seed, progress=progress, monitor=f"val/{self.metric_name}",
                             test_metric=f"test/{self.metric_name}", test_checkpoint=self.test_checkpoint,
                             **self.trainer_options())
 

@@ -41,12 +41,15 @@ def probe_arguments(preset: BenchPreset, tap=None) -> dict:
                 **training_options(preset))
 
 
-def fgvc_probe(preset: BenchPreset, backbone, num_classes: int, timestep=None, tap=None, feature_cache_root=None):
-    """The preset's :class:`ClassificationTask` on ``backbone``."""
+def fgvc_probe(preset: BenchPreset, backbone, num_classes: int, timestep=None, tap=None, feature_cache_root=None,
+               seed: int | None = None):
+    """The preset's :class:`ClassificationTask` on ``backbone`` (``seed``: the head's init and noise draws;
+    default the preset's)."""
     from aselect_bench.tasks.classification import ClassificationTask
 
+    options = {**probe_arguments(preset, tap), **({} if seed is None else {"seed": seed})}
     return ClassificationTask(backbone, num_classes=num_classes, timestep=timestep, feature_cache_root=feature_cache_root,
-                              **probe_arguments(preset, tap))
+                              **options)
 
 
 def fused_probe(preset: BenchPreset, backbone, pairs, num_classes: int, feature_cache_root=None):
@@ -68,9 +71,9 @@ class FGVCExperiment(Experiment):
     def __init__(self, preset: BenchPreset, dataset: str, backbone, datamodule):
         super().__init__("fgvc", dataset, preset, backbone, datamodule, preset.fgvc.max_epochs, preset.fgvc.tap, "top1")
 
-    def make_task(self, timestep, tap=None, feature_cache_root=None):
+    def make_task(self, timestep, tap=None, feature_cache_root=None, seed=None):
         return fgvc_probe(self.preset, self.backbone, self.datamodule.num_classes, timestep=timestep, tap=tap,
-                          feature_cache_root=feature_cache_root)
+                          feature_cache_root=feature_cache_root, seed=seed)
 
     def fit_pairs(self, pairs, log_dir, name: str, progress: bool = True, feature_cache_root=None):
         """One fused run over ``pairs`` ``[(tap, timestep)]``: ``({(tap, t): {"val", "test"}}, Cost)``, each

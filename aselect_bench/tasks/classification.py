@@ -8,7 +8,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from aselect_bench.heads.probes import build_head, head_options
-from aselect_bench.tasks.common import FrozenBackboneTask, unpack_batch
+from aselect_bench.tasks.common import FrozenBackboneTask, PerImageOutcomes, unpack_batch
 
 
 class ClassificationTask(FrozenBackboneTask):
@@ -44,6 +44,7 @@ class ClassificationTask(FrozenBackboneTask):
         self.head_name, self.label_smoothing = head, label_smoothing
         self.head_kwargs = head_options(head, head_width, head_depth, head_heads, linear_norm)
         self.head = None
+        self.outcomes = PerImageOutcomes("top1")
         self.num_classes = num_classes
         if num_classes is not None:
             self._build(num_classes)
@@ -78,6 +79,7 @@ class ClassificationTask(FrozenBackboneTask):
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(logits, labels)
+        self.outcomes.add(stage, indices, logits.argmax(1) == labels)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=False, on_epoch=True,
                  batch_size=len(labels), sync_dist=True)
         return loss
@@ -102,6 +104,10 @@ class ClassificationTask(FrozenBackboneTask):
 
     def on_validation_epoch_end(self):
         self._log_metrics("val")
+        self.outcomes.gather(self, "val")
+        self.outcomes.finish("val")
 
     def on_test_epoch_end(self):
         self._log_metrics("test")
+        self.outcomes.gather(self, "test")
+        self.outcomes.finish("test")

@@ -178,6 +178,57 @@ class FrozenBackboneTask(L.LightningModule):
             self.timestep = checkpoint["timestep"]
 
 
+class PerImageOutcomes:
+    """What a reported metric is made of, per image of an evaluation split (the error bars' input,
+    :mod:`aselect_bench.uncertainty`): top-1 correctness ``[N]``, or per-class intersection and union pixel
+    counts ``[N, K]``. Rows are kept by dataset index, so batching and processes do not matter; every
+    validation run is kept as a snapshot (the run's metric is chosen at one of them: the best or the last).
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind  # "top1" or "miou"
+        self.rows: dict[str, dict[int, tuple]] = {"val": {}, "test": {}}
+        self.snapshots: list[dict] = []  # one record per finished validation run
+        self.test_record: dict | None = None
+
+    def add(self, stage: str, indices: torch.Tensor | None, *values: torch.Tensor) -> None:
+        """``indices [B]`` (None: the rows follow in order) and per-image values (``correct [B]``, or
+        ``intersection [B, K]`` and ``union [B, K]``)."""
+        if stage not in self.rows:
+            return
+        rows = self.rows[stage]
+        keys = range(len(rows), len(rows) + len(values[0])) if indices is None else indices.tolist()
+        for i, key in enumerate(keys):
+            rows[int(key)] = tuple(v[i].tolist() for v in values)
+
+    def gather(self, module: L.LightningModule, stage: str) -> None:
+        """Under DDP, every process's rows of ``stage`` (each holds its share of the images)."""
+        trainer = module._trainer
+        if trainer is None or trainer.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        shares = [None] * trainer.world_size
+        dist.all_gather_object(shares, self.rows[stage])
+        self.rows[stage] = {k: v for share in shares for k, v in share.items()}
+
+    def finish(self, stage: str) -> dict:
+        """The stage's record (``{"kind": "top1", "correct"}`` or ``{"kind": "miou", "intersection",
+        "union"}``, rows in index order), cleared for the next run; a validation record is also kept as a
+        snapshot."""
+        rows = [self.rows[stage][k] for k in sorted(self.rows[stage])]
+        self.rows[stage] = {}
+        if self.kind == "top1":
+            record = {"kind": "top1", "correct": [int(r[0]) for r in rows]}
+        else:
+            record = {"kind": "miou", "intersection": [r[0] for r in rows], "union": [r[1] for r in rows]}
+        if stage == "val":
+            self.snapshots.append(record)
+        else:
+            self.test_record = record
+        return record
+
+
 def unpack_batch(batch):
     """``(inputs, targets, indices or None)`` from a ``(x, y)`` or ``(x, y, index)`` batch."""
     if len(batch) == 3:

@@ -27,6 +27,7 @@ class RunResult:
     scan_seconds: float = 0.0
     scan_forwards: int = 0
     log_dir: str = ""
+    outcomes: dict = field(default_factory=dict)  # {"val", "test"}: per-image records (aselect_bench.uncertainty)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -82,10 +83,29 @@ def fit_and_test(task, datamodule, log_dir, name: str, max_epochs: int, selector
     scan = selection.cost_of(selector.selector) if selection else None
     hfr = selection.choices.get("hfr") if selection else None
     val = float(checkpoint.best_model_score) if test_checkpoint == "best" else last_val
+    outcomes = getattr(task, "outcomes", None)
     return RunResult(
         timestep=int(task.timestep), val=val, test=float(test[test_metric]),
         seconds=cost.seconds, forwards=cost.forwards,
         hfr=dict(hfr.scores) if hfr else {}, selector=selector.selector if selection else None,
         scan_seconds=scan.seconds if scan else 0.0, scan_forwards=scan.forwards if scan else 0,
         log_dir=str(Path(trainer.log_dir or log_dir)),
+        outcomes=reported_outcomes(outcomes, test_checkpoint) if outcomes is not None else {},
     )
+
+
+def reported_outcomes(outcomes, test_checkpoint: str) -> dict:
+    """``{"val": record, "test": record}``: the per-image records behind the reported metrics, the validation
+    run the test was scored at (``best``: the first with the highest score, as ``ModelCheckpoint`` keeps it;
+    ``last``) and the test run."""
+    from aselect_bench.uncertainty import as_metric
+
+    runs = outcomes.snapshots
+    if not runs or outcomes.test_record is None:
+        return {}
+    if test_checkpoint == "best":
+        scores = [as_metric(r).value for r in runs]
+        val = runs[scores.index(max(scores))]
+    else:
+        val = runs[-1]
+    return {"val": val, "test": outcomes.test_record}

@@ -12,8 +12,8 @@ from aselect_bench.data.ade20k import IGNORE_INDEX
 from aselect_bench.errors import UserError
 from aselect_bench.heads.inference import slide_inference, whole_inference
 from aselect_bench.heads.upernet import FCNHead, Feature2Pyramid, UPerHead
-from aselect_bench.metrics import SegmentationMetrics
-from aselect_bench.tasks.common import FrozenBackboneTask, unpack_batch
+from aselect_bench.metrics import SegmentationMetrics, per_image_counts
+from aselect_bench.tasks.common import FrozenBackboneTask, PerImageOutcomes, unpack_batch
 
 #: mmseg's ``LinearLR`` warm-up starts at this fraction of the learning rate (``start_factor=1e-6``).
 WARMUP_START = 1e-6
@@ -63,6 +63,7 @@ class SegmentationTask(FrozenBackboneTask):
         self.warmup_iters = None if warmup_iters is None else int(warmup_iters)
         self.inference, self.slide_crop, self.slide_stride = inference, slide_crop, slide_stride
         self.metrics = nn.ModuleDict({s: SegmentationMetrics(num_classes) for s in ("val", "test")})
+        self.outcomes = PerImageOutcomes("miou")
         self.num_overlays = num_overlays
         self.overlays: list = []
 
@@ -117,6 +118,7 @@ class SegmentationTask(FrozenBackboneTask):
         logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
         preds = logits.argmax(1)
         self.metrics[stage].update(preds, masks)
+        self.outcomes.add(stage, indices, *per_image_counts(preds, masks, self.num_classes))
         if stage == "val" and len(self.overlays) < self.num_overlays:
             take = self.num_overlays - len(self.overlays)
             self.overlays += list(zip(images[:take].cpu(), masks[:take].cpu(), preds[:take].cpu()))
@@ -139,9 +141,13 @@ class SegmentationTask(FrozenBackboneTask):
     def on_validation_epoch_end(self):
         self._log_metrics("val")
         self._log_overlays()
+        self.outcomes.gather(self, "val")
+        self.outcomes.finish("val")
 
     def on_test_epoch_end(self):
         values = self._log_metrics("test")
+        self.outcomes.gather(self, "test")
+        self.outcomes.finish("test")
         self.test_results = {"mIoU": values["mIoU"].item(), "aAcc": values["aAcc"].item(),
                              "per_class_iou": values["per_class_iou"].tolist()}
 
