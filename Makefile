@@ -9,6 +9,8 @@ TASK ?= fgvc
 DATASET ?= cub
 DATASETS ?=
 DATA_ROOT ?=
+LAUNCHER ?=
+JOBS ?=
 ARGS ?=
 
 .PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components bench-pretrain estimate results-estimate results-demo tensorboard clean
@@ -39,7 +41,7 @@ bench-ade20k: $(STAMP)
 	$(BIN)/python benchmarks/bench_ade20k.py --preset $(PRESET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
 
 compare-exhaustive: $(STAMP)
-	$(BIN)/aselect-bench compare --task $(TASK) --dataset $(DATASET) --preset $(PRESET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)
+	$(BIN)/aselect-bench compare --task $(TASK) --dataset $(DATASET) --preset $(PRESET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 bench-perf: $(STAMP)
 	$(BIN)/python benchmarks/perf/perf_extract.py $(ARGS)

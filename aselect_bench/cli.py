@@ -109,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    from aselect_bench.commands.options import join_negative_lists
+    from aselect_bench.commands.options import normalize_argv
 
-    argv = join_negative_lists(list(sys.argv[1:] if argv is None else argv))
+    argv = normalize_argv(list(sys.argv[1:] if argv is None else argv))
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from aselect_bench.lightning_cli import run_lightning_cli
 

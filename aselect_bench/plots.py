@@ -66,8 +66,16 @@ def comparison_figure(result: dict):
     metric = result.get("metric", "metric")
     val_name, test_name = (result.get("splits", {}).get(s, s) for s in ("val", "test"))
     fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
-    ax.plot(ts, [per_t[t]["val"] for t in ts], marker="o", color="tab:green", label=f"{val_name} {metric}")
-    ax.plot(ts, [per_t[t]["test"] for t in ts], marker="s", color="tab:olive", label=f"{test_name} {metric}")
+    for split, key, marker, colour, name in (("val", "val_ci", "o", "tab:green", val_name),
+                                             ("test", "ci", "s", "tab:olive", test_name)):
+        ax.plot(ts, [per_t[t][split] for t in ts], marker=marker, color=colour, label=f"{name} {metric}")
+        if key in per_t[ts[0]]:  # the 95% bootstrap interval over images
+            ax.fill_between(ts, [per_t[t][key][0] for t in ts], [per_t[t][key][1] for t in ts], color=colour,
+                            alpha=0.15)
+    tied = result["exhaustive"].get("tied_with_best", [])
+    if tied:
+        ax.plot(tied, [per_t[t]["test"] for t in tied], "o", markersize=11, markerfacecolor="none",
+                color="black", label="tied with the best")
     ax.set_xlabel("timestep t (0 = the clean end)")
     ax.set_ylabel(f"{metric} (%)")
     twin = ax.twinx()
@@ -107,14 +115,16 @@ def selector_regret_figure(result: dict):
     rows = sorted(result["selectors"], key=lambda r: r["regret"])
     fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(rows)), layout="constrained")
     names = [r["name"] + (" (E)" if r["timestep"] is None else f" (t={r['timestep']})") for r in rows]
-    bars = ax.barh(names, [r["regret"] for r in rows], color=["tab:red" if r["name"] == "hfr" else "tab:gray"
-                                                              for r in rows])
+    bars = ax.barh(names, [r["regret"] for r in rows], xerr=interval_errors(rows, "regret", "regret_ci"),
+                   error_kw={"elinewidth": 1, "capsize": 2},
+                   color=["tab:red" if r["name"] == "hfr" else "tab:gray" for r in rows])
+    ax.axvline(0, color="black", linewidth=0.8)
     for bar, r in zip(bars, rows):
         if r["uses_labels"]:
             bar.set_hatch("//")
     ax.invert_yaxis()
     ax.set_xlabel(f"regret ({result['metric']} points; {result['splits']['test']} split)")
-    ax.set_title(f"{result['task']}/{result['dataset']} ({result['preset']}): regret per selector "
+    ax.set_title(f"{result['task']}/{result['dataset']} ({result['preset']}): regret per selector, 95% interval "
                  f"(hatched: uses labels)", fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
     return fig
@@ -124,16 +134,26 @@ def leaderboard_figure(board: dict):
     """Mean regret per selector (bars) with the worst regret marked, over the leaderboard's comparisons."""
     rows = board["selectors"]
     fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(rows)), layout="constrained")
-    names = [r["name"] for r in rows]
-    ax.barh(names, [r["mean_regret"] for r in rows], color=["tab:red" if n == "hfr" else "tab:gray" for n in names],
-            label="mean regret")
+    names = [f"{r['name']} ({r['tied']}/{r['datasets']} tied)" if "tied" in r else r["name"] for r in rows]
+    ax.barh(names, [r["mean_regret"] for r in rows], xerr=interval_errors(rows, "mean_regret", "mean_regret_ci"),
+            error_kw={"elinewidth": 1, "capsize": 2},
+            color=["tab:red" if r["name"] == "hfr" else "tab:gray" for r in rows], label="mean regret, 95% interval")
     ax.plot([r["worst_regret"] for r in rows], names, "k|", markersize=10, label="worst regret")
+    ax.axvline(0, color="black", linewidth=0.8)
     ax.invert_yaxis()
     ax.set_xlabel("regret (points of each task's metric)")
     ax.set_title(f"selectors over {len(board['comparisons'])} comparisons (preset {board['preset']})", fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=7, loc="lower right")
     return fig
+
+
+def interval_errors(rows: list[dict], value: str, interval: str):
+    """Matplotlib's ``xerr`` ``[2, n]`` (distances below and above) of each row's ``interval`` around its
+    ``value``; None when the rows carry no intervals."""
+    if not rows or not all(r.get(interval) for r in rows):
+        return None
+    return [[max(0.0, r[value] - r[interval][0]) for r in rows], [max(0.0, r[interval][1] - r[value]) for r in rows]]
 
 
 def palette(num_classes: int):

@@ -92,10 +92,12 @@ def run_header(run: dict) -> str:
 
 
 def write_report(folder, name: str, data: dict, markdown: str, figures: dict | None = None,
-                 tensorboard_dir=None, scalars: dict | None = None) -> Path:
+                 tensorboard_dir=None, scalars: dict | None = None, tensorboard: dict | None = None) -> Path:
     """Write ``folder/name.json`` and ``folder/name.md`` and each of ``figures`` ``{file name: figure}``
-    atomically; with ``tensorboard_dir`` also the figures and ``scalars`` ``{tag: value or {step: value}}``
-    there. Returns ``folder/name`` (no suffix)."""
+    atomically; with ``tensorboard_dir`` also the Markdown (Text tab), the figures and ``scalars``
+    ``{tag: value or {step: value}}`` there, and ``tensorboard``'s extras: ``"layout"`` (Custom Scalars charts,
+    e.g. a ``Margin`` band), ``"runs"`` ``{sub-run: scalars}`` (e.g. one run per seed, same tags) and
+    ``"hparams"`` ``[(hyperparameters, metrics, run name)]`` (the HParams tab). Returns ``folder/name``."""
     from aselect_bench.io import atomic_write_json, atomic_write_text
     from aselect_bench.plots import save_figure
 
@@ -104,17 +106,40 @@ def write_report(folder, name: str, data: dict, markdown: str, figures: dict | N
     atomic_write_text(stem.with_suffix(".md"), markdown)
     figures = figures or {}
     if tensorboard_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        with SummaryWriter(str(tensorboard_dir)) as writer:
-            for tag, value in (scalars or {}).items():
-                for step, v in (value.items() if isinstance(value, dict) else [(0, value)]):
-                    writer.add_scalar(tag, v, global_step=int(step))
-            for file_name, fig in figures.items():
-                writer.add_figure(Path(file_name).stem, fig, close=False)
+        write_tensorboard(Path(tensorboard_dir), name, markdown, figures, scalars or {}, tensorboard or {})
     for file_name, fig in figures.items():
         save_figure(fig, Path(folder) / file_name)
     return stem
+
+
+def write_tensorboard(folder: Path, name: str, markdown: str, figures: dict, scalars: dict, extras: dict) -> None:
+    """The report in TensorBoard, in ``folder/report`` (see :func:`write_report`; the trainings may log beside
+    it); an earlier report there is replaced, so a rerun does not stack a second copy of every point."""
+    import shutil
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder = folder / "report"
+    shutil.rmtree(folder, ignore_errors=True)
+
+    def add_scalars(writer, values: dict) -> None:
+        for tag, value in values.items():
+            for step, v in (value.items() if isinstance(value, dict) else [(0, value)]):
+                if v is not None:
+                    writer.add_scalar(tag, v, global_step=int(step))
+
+    with SummaryWriter(str(folder)) as writer:
+        writer.add_text(name, markdown)
+        add_scalars(writer, scalars)
+        for file_name, fig in figures.items():
+            writer.add_figure(Path(file_name).stem, fig, close=False)
+        if extras.get("layout"):
+            writer.add_custom_scalars(extras["layout"])
+        for hparams, metrics, run in extras.get("hparams", []):
+            writer.add_hparams(hparams, metrics, run_name=run)
+    for run, values in extras.get("runs", {}).items():
+        with SummaryWriter(str(folder / run)) as writer:
+            add_scalars(writer, values)
 
 
 code_version()  # the version of the code this process loaded

@@ -343,7 +343,8 @@ def test_a_bad_override_is_one_line_too():
 def test_a_resumed_candidate_counts_the_cost_of_its_interrupted_attempt(tmp_path, monkeypatch):
     """An interrupted training leaves its cached features; the resumed one read them and used to count only
     its own forwards (372 of 500 in the report)."""
-    from aselect_bench.analyses.compare import comparison_markdown, run_comparison
+    from aselect_bench.analyses.compare import run_comparison
+    from aselect_bench.analyses.compare_report import comparison_markdown
     from aselect_bench.cli import Interrupted
     from aselect_bench.tasks.classification import ClassificationTask
     from tests.test_search import PRESET, BlobsExperiment

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from aselect_bench import load_backbone
-from aselect_bench.analyses.compare import run_comparison, spearman, write_comparison
+from aselect_bench.analyses.compare import run_comparison, spearman
+from aselect_bench.analyses.compare_report import write_comparison
 from aselect_bench.experiments import FGVCExperiment
 from aselect_bench.selectors import selector_names
 from aselect_bench.settings import preset_from_dict

@@ -48,22 +48,43 @@ def collect_comparisons(out_dir, preset: str) -> list[dict]:
 
 def build_leaderboard(comparisons: list[dict], preset: str) -> dict:
     """``{"preset", "comparisons": [label], "selectors": [{"name", "uses_labels", "regret": {label: r},
-    "mean_regret", "worst_regret", "mean_spearman", "wins", "mean_saving_seconds"}]}``, best mean regret
-    first. A comparison a selector did not run in is left out of its means (``datasets`` counts them)."""
+    "regret_ci": {label: [lo, hi]}, "mean_regret", "mean_regret_ci", "worst_regret", "mean_spearman", "wins",
+    "shared_wins", "tied", "worse", "mean_saving_seconds"}]}``, best mean regret first. A comparison a selector did
+    not run in is left out of its means (``datasets`` counts them).
+
+    ``mean_regret_ci``: a two-stage bootstrap (:func:`~aselect_bench.uncertainty.mean_interval_over_groups`):
+    the comparisons are resampled and, within each, its regret drawn from a normal with the regret's own
+    bootstrap standard error over images (over the seed-mean metric when a comparison has seeds). ``wins``:
+    the comparisons where the selector alone has the lowest regret, ``shared_wins`` where it shares it;
+    ``tied``/``worse``: where its regret interval contains 0 / lies above 0.
+    """
+    from aselect_bench.uncertainty import mean_interval_over_groups
+
     rows: dict[str, dict] = {}
     for result in comparisons:
         label = comparison_label(result)
         best = min(r["regret"] for r in result["selectors"])
+        sharing = sum(r["regret"] <= best + TIE for r in result["selectors"])
         for r in result["selectors"]:
             row = rows.setdefault(r["name"], {"name": r["name"], "uses_labels": r["uses_labels"], "regret": {},
-                                              "spearman": {}, "saving_seconds": {}, "timestep": {}, "wins": 0})
+                                              "regret_ci": {}, "regret_se": {}, "tied_with_best": {}, "spearman": {},
+                                              "saving_seconds": {},
+                                              "timestep": {}, "wins": 0, "shared_wins": 0, "tied": 0, "worse": 0})
             row["regret"][label], row["timestep"][label] = r["regret"], r["timestep"]
             row["spearman"][label], row["saving_seconds"][label] = r["spearman"], r["saving_seconds"]
-            row["wins"] += r["regret"] <= best + TIE
+            row["regret_ci"][label], row["regret_se"][label] = r.get("regret_ci"), r.get("regret_se")
+            lowest = r["regret"] <= best + TIE
+            row["wins"] += lowest and sharing == 1
+            row["shared_wins"] += lowest and sharing > 1
+            row["tied_with_best"][label] = bool(r.get("tied_with_best"))
+            row["tied"] += bool(r.get("tied_with_best"))
+            row["worse"] += bool(r.get("strictly_worse"))
     for row in rows.values():
         regrets = list(row["regret"].values())
         rhos = [v for v in row["spearman"].values() if v is not None]
+        groups = [{"value": v, "se": row["regret_se"][label]} for label, v in row["regret"].items()]
         row.update(datasets=len(regrets), mean_regret=sum(regrets) / len(regrets), worst_regret=max(regrets),
+                   mean_regret_ci=mean_interval_over_groups(groups)["ci"],
                    mean_spearman=sum(rhos) / len(rhos) if rhos else None,
                    mean_saving_seconds=sum(row["saving_seconds"].values()) / len(regrets))
     ordered = sorted(rows.values(), key=lambda r: (r["mean_regret"], r["worst_regret"], r["name"]))
@@ -72,14 +93,19 @@ def build_leaderboard(comparisons: list[dict], preset: str) -> dict:
 
 
 def leaderboard_markdown(board: dict, runs: list[dict]) -> str:
+    from aselect_bench.analyses.compare_report import READING, with_ci
     from aselect_bench.reports import markdown_table
 
     labels = board["comparisons"]
-    header = ["selector", "labels", "mean regret", "worst regret", "mean Spearman", "best on", "mean saving (time)"]
-    rows = [[r["name"], "yes" if r["uses_labels"] else "no", r["mean_regret"], r["worst_regret"], r["mean_spearman"],
-             f"{r['wins']}/{r['datasets']}", r["mean_saving_seconds"]] for r in board["selectors"]]
+    header = ["selector", "labels", "mean regret [95% CI]", "worst regret", "tied with best", "strictly worse",
+              "best on (alone + shared)", "mean Spearman", "mean saving (time)"]
+    rows = [[r["name"], "yes" if r["uses_labels"] else "no", with_ci(r["mean_regret"], r.get("mean_regret_ci")),
+             r["worst_regret"], f"{r['tied']}/{r['datasets']}", f"{r['worse']}/{r['datasets']}",
+             f"{r['wins']} + {r['shared_wins']} of {r['datasets']}", r["mean_spearman"], r["mean_saving_seconds"]]
+            for r in board["selectors"]]
     per = [[r["name"], *[None if lab not in r["regret"] else
-                         f"{r['regret'][lab]:.1f} (t={'E' if r['timestep'][lab] is None else r['timestep'][lab]})"
+                         f"{with_ci(r['regret'][lab], r['regret_ci'].get(lab), '{:.1f}')} "
+                         f"(t={'E' if r['timestep'][lab] is None else r['timestep'][lab]})"
                          for lab in labels]] for r in board["selectors"]]
     codes = sorted({run["code_version"] for run in runs})
     return "\n".join([
@@ -87,13 +113,16 @@ def leaderboard_markdown(board: dict, runs: list[dict]) -> str:
         f"_From {len(labels)} comparisons in this folder ({', '.join(labels)}); code "
         f"{', '.join(codes)}; each comparison's own file says how it was run._\n",
         "Regret = the exhaustive search's reported-split metric at its best (chosen on held-out data) minus the "
-        "selector's, in points of each task's metric (top-1 for FGVC, mIoU for ADE20K); *best on* counts the "
-        "comparisons where no selector has a lower regret (ties count for each). Spearman: the selector's score "
-        "against the held-out metric over the candidate grid. `random` is its expectation over the grid; "
-        "rules (`t0`, `fixed-*`) need no scan.\n",
+        "selector's, in points of each task's metric (top-1 for FGVC, mIoU for ADE20K). The mean regret's interval "
+        "resamples the comparisons and, within each, the images (two stages). *Tied with best*: comparisons where "
+        "the selector's regret interval contains 0; *strictly worse*: where it lies above 0; *best on*: where no "
+        "selector has a lower regret, alone or shared with others. Spearman: the selector's score against the "
+        "held-out metric over the candidate grid. `random` is its expectation over the grid; rules (`t0`, "
+        "`fixed-*`) need no scan.\n",
         markdown_table(header, rows),
-        "\n## Regret per comparison (chosen timestep)\n",
+        "\n## Regret per comparison [95% CI] (chosen timestep)\n",
         markdown_table(["selector", *labels], per),
+        "", READING,
     ]) + "\n"
 
 
@@ -116,6 +145,9 @@ def write_leaderboard(out_dir, preset: str, tensorboard_dir=None) -> Path | None
     runs = [c["run"] for c in comparisons if "run" in c]
     board["runs"] = {comparison_label(c): c["run"] for c in comparisons if "run" in c}
     name = leaderboard_name(preset)
+    hparams = [({"selector": r["name"], "comparison": label, "uses_labels": r["uses_labels"]},
+                {"hparam/regret": v, "hparam/tied_with_best": float(r["tied_with_best"][label])},
+                f"{r['name']}/{label}") for r in board["selectors"] for label, v in r["regret"].items()]
     return write_report(out_dir, name, board, leaderboard_markdown(board, runs),
                         {f"{name}.png": leaderboard_figure(board)}, tensorboard_dir=tensorboard_dir,
-                        scalars={f"leaderboard/mean_regret/{r['name']}": r["mean_regret"] for r in board["selectors"]})
+                        tensorboard={"hparams": hparams})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from aselect_bench.argtypes import non_negative_int, positive_int
 from aselect_bench.commands.options import add_preset_arguments, fgvc_dataset_or_all, parse_candidates
 
 
@@ -32,24 +33,74 @@ def add_parser(sub) -> None:
                         "task; see 'aselect-bench select --help')")
     p.add_argument("--no-selectors", action="store_true",
                    help="score only the preset's selector (hfr): no other selectors, no extra scans")
+    p.add_argument("--seeds", type=positive_int,
+                   help="repeat every training (exhaustive and A-SelecT) with this many seeds, each its own head "
+                        "init, order and noise draws on the same data (default: the preset's, 1); the report gives "
+                        "means and standard errors over them")
     p.add_argument("--out", default="results/compare", help="results folder")
     p.add_argument("--state", default="runs/compare", help="where finished pieces are kept for resuming")
     p.add_argument("--runs", default="runs", help="TensorBoard log folder")
+    add_launcher_arguments(p)
     p.set_defaults(run=run)
+
+
+def add_launcher_arguments(p: argparse.ArgumentParser) -> None:
+    """``--launcher slurm|local`` and its settings (each overrides the preset's ``launcher:`` section)."""
+    g = p.add_argument_group("jobs (submitit)", "Run every candidate of the sweep, and A-SelecT's side, as jobs "
+                             "(job folders and logs under --state/jobs/); the command waits, prints a status line "
+                             "every 30 s, retries failed jobs, then merges as a serial run does. A preempted or timed "
+                             "out SLURM job is requeued and resumes. Rerunning the command merges and submits only "
+                             "what is neither finished nor queued.")
+    g.add_argument("--launcher", choices=("slurm", "local"),
+                   help="slurm: one job array (one GPU per job); local: this machine, one job per visible GPU, or "
+                        "--jobs processes on a CPU")
+    g.add_argument("--jobs", type=positive_int, help="local: jobs at a time (default: one per visible GPU, else 1)")
+    g.add_argument("--no-wait", action="store_true", help="slurm: submit, print the job ids and return")
+    g.add_argument("--dry-run", action="store_true", help="list the jobs and the sbatch settings, submit nothing")
+    g.add_argument("--retries", type=non_negative_int, help="submit a failed job again this many times (default 1)")
+    for flag, kind, text in (("--partition", str, "SLURM partition"), ("--account", str, "SLURM account"),
+                             ("--qos", str, "SLURM quality of service"),
+                             ("--time", positive_int, "time limit per job in minutes (default 1440)"),
+                             ("--gpus-per-job", non_negative_int, "GPUs per job (default 1)"),
+                             ("--cpus-per-job", positive_int, "CPUs per job (default 8)"),
+                             ("--mem-gb", positive_int, "memory per job in GB"),
+                             ("--constraint", str, "SLURM constraint, e.g. h100"),
+                             ("--array-parallelism", positive_int, "array tasks running at once (default 64)")):
+        g.add_argument(flag, type=kind, help=text)
+    g.add_argument("--slurm", action="append", type=slurm_option, metavar="KEY=VALUE",
+                   help="an extra sbatch option (also --slurm.KEY VALUE), e.g. --slurm.mail-type END")
+
+
+def slurm_option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: write an extra sbatch option as KEY=VALUE, e.g. mail-type=END")
+    return key, value
+
+
+#: ``--flag`` -> the preset's ``launcher.<setting>``.
+LAUNCHER_FLAGS = {"partition": "partition", "account": "account", "qos": "qos", "time": "time_min",
+                  "gpus_per_job": "gpus_per_job", "cpus_per_job": "cpus_per_job", "mem_gb": "mem_gb",
+                  "constraint": "constraint", "array_parallelism": "array_parallelism", "retries": "retries"}
 
 
 def run(args: argparse.Namespace):
     from pathlib import Path
 
-    from aselect_bench.analyses.compare import check_candidates_to_compare, run_comparison, write_comparison
+    from aselect_bench.analyses.compare import Comparison, check_candidates_to_compare, run_comparison
+    from aselect_bench.analyses.compare_report import write_comparison
     from aselect_bench.analyses.leaderboard import write_leaderboard
     from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.errors import UserError
     from aselect_bench.experiments import build_experiment, preset_backbone
+    from aselect_bench.launch import check_launcher_options, launch
     from aselect_bench.selectors import build_selector, check_candidates
 
-    preset = preset_from_args(args, args.task)
+    preset = preset_from_args(args, args.task).override(
+        seeds=args.seeds, **{f"launcher.{key}": getattr(args, flag) for flag, key in LAUNCHER_FLAGS.items()},
+        **({"launcher.slurm": {**dict(args.slurm)}} if args.slurm else {}))
     check_candidates_to_compare(preset.hfr.candidates, args.only)
+    check_launcher_options(args.launcher, not args.no_wait, args.fused, args.only, args.dry_run)
     check_output_folders(args, "out", "state", "runs")
     for name in args.selectors or []:  # an unknown or inapplicable name stops here, before any training
         if not build_selector(name).applies_to(args.task):
@@ -61,6 +112,13 @@ def run(args: argparse.Namespace):
     check_candidates(preset.hfr.candidates, backbone.num_train_timesteps)
     # every dataset's folder and index files are read (and a synthetic one written) before the first training
     experiments = [build_experiment(args.task, dataset, preset, backbone) for dataset in datasets]
+    launched = None
+    if args.launcher:
+        comparisons = [Comparison(exp, args.state, args.runs, selectors) for exp in experiments]
+        launched = launch(comparisons, args.launcher, args.state, args.runs, selectors, jobs=args.jobs,
+                          wait=not args.no_wait, dry_run=args.dry_run)
+        if launched is None:
+            return None
     results = []
     for index, (dataset, exp) in enumerate(zip(datasets, experiments)):
         if len(datasets) > 1:
@@ -69,10 +127,14 @@ def run(args: argparse.Namespace):
                                 fused=args.fused, only=args.only)
         if result is None:
             continue
+        if launched is not None:
+            result["launcher"] = {k: launched[k] for k in ("kind", "jobs", "settings")}
+            result["wall_seconds"] = launched["wall_seconds"]
         label = f"{args.task}-{dataset}-{preset.name}"
         stem = write_comparison(result, args.out, tensorboard_dir=Path(args.runs) / "compare" / label)
         print(f"{dataset}: saving {result['saving_seconds']:.2f}x time / {result['saving_forwards']:.2f}x forwards "
-              f"(ideal {result['ideal_saving']}x), regret {result['regret']:.2f}, "
+              f"(ideal {result['ideal_saving']}x), regret {result['regret']:.2f} "
+              f"[{result['regret_ci'][0]:.2f}, {result['regret_ci'][1]:.2f}], "
               f"Spearman(HFR, val) {result['spearman_hfr_val']}  -> {stem}.md")
         board = write_leaderboard(args.out, preset.name, tensorboard_dir=Path(args.runs) / "compare" / "leaderboard")
         if board is not None:

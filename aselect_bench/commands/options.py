@@ -16,17 +16,25 @@ LIST_OPTIONS = ("--candidates", "--only")
 _NUMBER_LIST = re.compile(r"^-\d[\d,:\s-]*$")
 
 
-def join_negative_lists(argv: list[str]) -> list[str]:
-    """``["--candidates", "-50,0"]`` -> ``["--candidates=-50,0"]``, so a list that starts with a negative number
-    reaches :func:`parse_candidates` (which then says what is wrong with it)."""
+def normalize_argv(argv: list[str]) -> list[str]:
+    """Two spellings argparse alone cannot read: ``--candidates -50,0`` -> ``--candidates=-50,0`` (a list that
+    starts with a negative number reaches :func:`parse_candidates`, which says what is wrong with it), and
+    ``--slurm.KEY VALUE`` / ``--slurm.KEY=VALUE`` (an extra sbatch option) -> ``--slurm KEY=VALUE``."""
     out, i = [], 0
     while i < len(argv):
-        if argv[i] in LIST_OPTIONS and i + 1 < len(argv) and _NUMBER_LIST.match(argv[i + 1]):
-            out.append(f"{argv[i]}={argv[i + 1]}")
+        arg = argv[i]
+        if arg in LIST_OPTIONS and i + 1 < len(argv) and _NUMBER_LIST.match(argv[i + 1]):
+            out.append(f"{arg}={argv[i + 1]}")
             i += 2
-            continue
-        out.append(argv[i])
-        i += 1
+        elif arg.startswith("--slurm.") and "=" in arg:
+            out += ["--slurm", arg[len("--slurm."):]]
+            i += 1
+        elif arg.startswith("--slurm.") and i + 1 < len(argv):
+            out += ["--slurm", f"{arg[len('--slurm.'):]}={argv[i + 1]}"]
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
     return out
 
 

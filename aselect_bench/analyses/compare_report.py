@@ -1,0 +1,215 @@
+"""How a comparison is written: its Markdown (every number with its interval), figures, and TensorBoard view
+(the table in the Text tab, the exhaustive curve with its band and the HFR curve over the timestep, one run per
+seed, the regrets with error bars as a figure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aselect_bench.reports import markdown_table, run_header
+
+#: How to read a regret interval and a tie, said under every comparison's and the leaderboard's table.
+READING = ("Intervals are 95% bootstrap intervals over the images (1,000 resamples): a regret interval resamples "
+           "the split that chose the best and the reported split together and re-takes the best on each resample. "
+           "A pick whose regret interval contains 0 is *tied with the best*: on another draw of as many images the "
+           "exhaustive search could as well have ended there; one whose interval lies above 0 is *strictly "
+           "worse*.")
+
+
+def with_ci(value, ci=None, fmt: str = "{:.2f}") -> str:
+    """``"38.50 [34.10, 42.90]"``; a dash for a missing value; the value alone without an interval."""
+    if value is None:
+        return "-"
+    if not ci or ci[0] is None or ci[0] != ci[0]:
+        return fmt.format(value)
+    return f"{fmt.format(value)} [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
+
+def with_se(stats: dict | None, fmt: str = "{:.2f}") -> str:
+    """``"3.10 ± 1.20 (3 seeds)"`` from :func:`~aselect_bench.uncertainty.mean_and_se`."""
+    if not stats:
+        return "-"
+    se = f" ± {fmt.format(stats['se'])}" if stats.get("se") is not None else ""
+    return f"{fmt.format(stats['mean'])}{se} ({stats['n']} seeds)"
+
+
+def tie_mark(row: dict) -> str:
+    if "tied_with_best" not in row:
+        return "-"
+    return "tied" if row["tied_with_best"] else ("worse" if row.get("strictly_worse", True) else "better")
+
+
+def resumed_note(resumed: dict) -> str:
+    """One line on pieces resumed after an interruption (their costs include the interrupted attempts), or ``""``."""
+    if not resumed:
+        return ""
+    pieces = ", ".join(f"{name} ({r['attempts']} attempts)" for name, r in resumed.items())
+    partial = [name for name, r in resumed.items() if not r["cost_complete"]]
+    return (f"Resumed after an interruption: {pieces}; their seconds and forwards include the interrupted attempts"
+            + (f", except attempts killed outright ({', '.join(partial)}), whose cost was never recorded: those costs "
+               f"are lower bounds" if partial else "") + ".\n")
+
+
+def launcher_note(result: dict) -> str:
+    """One line on a sweep run as jobs: how many, and its wall-clock beside the summed compute."""
+    launcher = result.get("launcher")
+    if not launcher:
+        return ""
+    wall = result.get("wall_seconds")
+    return (f"Run as {launcher['jobs']} {launcher['kind']} jobs (submitit); the sweep took "
+            f"{'-' if wall is None else f'{wall:.0f}'} s of wall-clock. Seconds and forwards above are summed "
+            f"over the jobs, and the saving is computed on those sums.\n")
+
+
+def summary_lines(result: dict) -> list[str]:
+    """The headline: both strategies with intervals, the saving, the regret and its verdict."""
+    m, ex, a = result["metric"], result["exhaustive"], result["aselect"]
+    val, test = (result["splits"][s] for s in ("val", "test"))
+    best = ex["per_timestep"][ex["best_timestep"]]
+    selector = a.get("selector", "hfr")
+    rows = [[f"exhaustive (best {val})", ex["best_timestep"], with_ci(best["val"], best.get("val_ci")),
+             with_ci(ex["test_at_best"], ex.get("test_at_best_ci")), ex["seconds"], ex["forwards"]],
+            [f"A-SelecT (scan + `{selector}` + 1 training)", a.get("timesteps", a["timestep"]), a["val"],
+             with_ci(a["test"], a.get("ci")), a["seconds"], a["forwards"]]]
+    if "fused_exhaustive" in result:
+        f = result["fused_exhaustive"]
+        rows.append(["fused exhaustive (1 loop, 1 head per t)", f["best_timestep"], None, f["test_at_best"],
+                     f["seconds"], f["forwards"]])
+    support = ""
+    if a.get("support") is not None:
+        other = f"runner-up t={a['runner_up']}" if a.get("runner_up") is not None else "no other t chosen"
+        margin = f", margin {a['margin']:.4f}" if a.get("margin") is not None else ""
+        support = f"; bootstrap support of the choice {100 * a['support']:.0f}% ({other}{margin})"
+    rho = result["spearman_hfr_val"]
+    verdict = "" if "tied_with_best" not in a else (
+        " (tied with the best)" if a["tied_with_best"] else " (worse than the best)" if result["regret_ci"][0] > 0
+        else " (better than the best)")
+    seeds = result.get("seeds", 1) > 1
+    per_seed_saving = f" (per seed {with_se(result.get('saving_seconds_seeds'))})" if seeds else ""
+    regret_seeds = f"; within each seed {with_se(result.get('regret_seeds'))}" if seeds else ""
+    best_seeds = f"; best per seed: {ex.get('best_by_seed')}" if seeds else ""
+    lines = [
+        markdown_table(["strategy", "timestep", f"{val} {m}", f"{test} {m}", "seconds", "forwards"], rows),
+        f"\n- saving: **{result['saving_seconds']:.2f}x** wall time{per_seed_saving}, "
+        f"**{result['saving_forwards']:.2f}x** forwards (ideal: {result['ideal_saving']}x, the number of candidates)",
+        f"- A-SelecT stages: scan {a['stages']['scan']['seconds']:.1f}s / {a['stages']['scan']['forwards']} forwards, "
+        f"training {a['stages']['train']['seconds']:.1f}s / {a['stages']['train']['forwards']} forwards "
+        f"(scan = {100 * result['scan_share_of_one_training']:.1f}% of one training){support}",
+        f"- regret (exhaustive {test} at best - A-SelecT {test}): **{with_ci(result['regret'], result.get('regret_ci'))}**"
+        f" points{verdict}{regret_seeds}",
+        f"- candidates tied with the best: {', '.join(map(str, ex.get('tied_with_best', []))) or '-'}{best_seeds}",
+        f"- Spearman(HFR, {val} {m}) over the grid: **{'n/a' if rho is None else f'{rho:.3f}'}**\n",
+    ]
+    return lines
+
+
+def selectors_lines(result: dict) -> list[str]:
+    m = result["metric"]
+    val, test = (result["splits"][s] for s in ("val", "test"))
+    scan = result["scan"]
+    seeds = result.get("seeds", 1) > 1
+    return [
+        "## Selectors (scored on the exhaustive curve below)\n",
+        f"Every selector reads one scan ({scan['num_images']} calibration images x {len(result['candidates'])} "
+        f"candidates: {scan['seconds']:.1f}s, {scan['forwards']} forwards); label-using ones read "
+        f"{scan['num_labelled']} labelled images of the {val} split, never the {test} split. *extra* is what a "
+        f"selector needs beyond the scan (its own computation, more noise draws, the labelled images); *saving* is "
+        f"the exhaustive sweep's cost over the selector's (scan if it needs one, extra, and one training at its "
+        f"timestep, as measured in the sweep). `random` is the expectation over the grid. Spearman: the "
+        f"selector's score against the {val} {m}, over the grid.\n",
+        markdown_table(["selector", "labels", "timestep", f"{test} {m}", "regret [95% CI]", "vs best",
+                        *(["regret within seeds"] if seeds else []), f"Spearman(score, {val})", "extra forwards",
+                        "extra s", "saving (time)", "saving (forwards)"],
+                       [[r["name"], "yes" if r["uses_labels"] else "no",
+                         "E[grid]" if r["timestep"] is None else r.get("timesteps", r["timestep"]), r["test"],
+                         with_ci(r["regret"], r.get("regret_ci")), tie_mark(r),
+                         *([with_se(r.get("regret_seeds"))] if seeds else []), r["spearman"], r["extra_forwards"],
+                         r["extra_seconds"], r["saving_seconds"], r["saving_forwards"]] for r in result["selectors"]]),
+    ]
+
+
+def per_timestep_lines(result: dict) -> list[str]:
+    m, ex = result["metric"], result["exhaustive"]
+    val, test = (result["splits"][s] for s in ("val", "test"))
+    per_t = ex["per_timestep"]
+    seeds = result.get("seeds", 1) > 1
+    best_seeds = ex.get("best_frequency_seeds", {})
+    return [
+        "## Per timestep\n",
+        markdown_table(["timestep", "mean HFR", f"{val} {m}", f"{test} {m}", "regret if picked", "vs best",
+                        "best in resamples", *(["best in seeds", f"{test} s.e. over seeds"] if seeds else []),
+                        "seconds", "forwards"],
+                       [[t, result["hfr"].get(t), with_ci(per_t[t]["val"], per_t[t].get("val_ci")),
+                         with_ci(per_t[t]["test"], per_t[t].get("ci")),
+                         with_ci(per_t[t].get("regret_if_picked"), per_t[t].get("regret_ci")), tie_mark(per_t[t]),
+                         f"{100 * ex['best_frequency'][t]:.0f}%" if "best_frequency" in ex else None,
+                         *([f"{100 * best_seeds.get(t, 0):.0f}%", per_t[t].get("test_se")] if seeds else []),
+                         per_t[t]["seconds"], per_t[t]["forwards"]] for t in result["candidates"]]),
+    ]
+
+
+def comparison_markdown(result: dict) -> str:
+    """The comparison as Markdown: how it was run, the summary with intervals, the cost, the selectors table,
+    the per-timestep table, and how to read the intervals."""
+    m = result["metric"]
+    val, test = (result["splits"][s] for s in ("val", "test"))
+    last = result.get("test_checkpoint") == "last"
+    choices, at = ("timestep", ", at the last iteration") if last else ("timestep, epoch", "")
+    seeds = result.get("seeds", 1)
+    lines = [
+        f"# Exhaustive search vs A-SelecT: {result['task']} / {result['dataset']} / preset `{result['preset']}`\n",
+        run_header(result["run"]) if "run" in result else "",
+        f"Backbone `{result['backbone']}`, tap `{result['tap']}`, {len(result['candidates'])} candidate timesteps, "
+        f"A-SelecT's selector `{result['aselect'].get('selector', 'hfr')}`"
+        f"{f', {seeds} seeds (metrics: the mean over seeds; seconds and forwards: the sum)' if seeds > 1 else ''}. "
+        f"Metric: {m} in percent; every choice ({choices}) is made on the {val} split, the {test} split is only "
+        f"reported{at}.\n",
+        *summary_lines(result),
+        launcher_note(result),
+        resumed_note(result.get("resumed", {})),
+    ]
+    if result.get("selectors"):
+        lines += selectors_lines(result)
+    lines += per_timestep_lines(result)
+    if result.get("bootstrap"):
+        lines += ["", READING]
+    return "\n".join(lines) + "\n"
+
+
+def tensorboard_extras(result: dict) -> tuple[dict, dict]:
+    """``(scalars, extras)`` of a comparison for :func:`~aselect_bench.reports.write_report`: the exhaustive
+    curves and their interval bounds and the HFR curve over the timestep (the step axis), a Custom Scalars
+    ``Margin`` chart that shades the interval, and one run per seed with the same tags."""
+    m, candidates = result["metric"], result["candidates"]
+    per_t = result["exhaustive"]["per_timestep"]
+    tags = {split: f"exhaustive/{split}_{m}" for split in ("val", "test")}
+    scalars = {tags["val"]: {t: per_t[t]["val"] for t in candidates},
+               tags["test"]: {t: per_t[t]["test"] for t in candidates}, "scan/hfr": dict(result["hfr"])}
+    layout = {}
+    for split, key in (("val", "val_ci"), ("test", "ci")):
+        if key in per_t[candidates[0]]:
+            for end, i in (("low", 0), ("high", 1)):
+                scalars[f"{tags[split]}_ci_{end}"] = {t: per_t[t][key][i] for t in candidates}
+            layout[f"{split} {m} over the timestep, 95% interval"] = [
+                "Margin", [tags[split], f"{tags[split]}_ci_low", f"{tags[split]}_ci_high"]]
+    extras = {"layout": {"comparison": layout}} if layout else {}
+    if result.get("seeds", 1) > 1:
+        extras["runs"] = {f"seed{r}": {tags[split]: {t: per_t[t]["repeats"][r][split] for t in candidates}
+                                       for split in ("val", "test")} for r in range(result["seeds"])}
+    return scalars, extras
+
+
+def write_comparison(result: dict, out_dir="results/compare", tensorboard_dir=None) -> Path:
+    """``<task>-<dataset>-<preset>.json``, ``.md`` and ``.png`` (curves with bands), ``-cost.png`` and
+    ``-selectors.png`` (regret per selector with its interval), atomically, and the TensorBoard view."""
+    from aselect_bench.plots import comparison_figure, cost_figure, selector_regret_figure
+    from aselect_bench.reports import write_report
+
+    name = f"{result['task']}-{result['dataset']}-{result['preset']}"
+    figures = {f"{name}.png": comparison_figure(result), f"{name}-cost.png": cost_figure(result)}
+    if result.get("selectors"):
+        figures[f"{name}-selectors.png"] = selector_regret_figure(result)
+    scalars, extras = tensorboard_extras(result)
+    return write_report(out_dir, name, result, comparison_markdown(result), figures,
+                        tensorboard_dir=None if tensorboard_dir is None else Path(tensorboard_dir) / "comparison",
+                        scalars=scalars, tensorboard=extras)

@@ -1,0 +1,319 @@
+"""Comparisons as jobs on submitit: a SLURM job array, or local processes (one per visible GPU, or ``--jobs N`` on
+a CPU). No scheduler of our own: submitit submits, requeues and logs; this module splits the work, watches,
+retries and merges.
+
+Each piece of a comparison (:class:`~aselect_bench.analyses.compare.Comparison`: one training of the exhaustive
+sweep, or A-SelecT's side: the scan every selector reads and the training at the chosen timestep; for every
+seed) is one job. A job rebuilds the experiment from a plain spec and runs its piece in the comparison's state
+store, whose pieces are written atomically under a file lock: a job that is preempted or times out is requeued
+by submitit (:class:`PieceJob` is ``Checkpointable``) and resumes there; a rerun of the command submits only
+what is neither finished nor queued; jobs never compute a piece twice. Once every piece is stored, the merge
+writes exactly what a serial run writes, plus the sweep's wall-clock and job count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import submitit
+
+from aselect_bench.errors import UserError
+from aselect_bench.io import atomic_write_json, read_json
+from aselect_bench.progress import format_duration
+
+KINDS = ("slurm", "local")
+#: Seconds between status lines while waiting.
+STATUS_EVERY = 30.0
+
+
+class SweepIncomplete(UserError):
+    """Jobs failed after their retries: the message names each with its log; finished pieces are kept."""
+
+
+class PieceJob(submitit.helpers.Checkpointable):
+    """One job: rebuild the comparison from ``spec`` (plain JSON: task, dataset, preset, state and runs folders,
+    the selectors, the piece) and run its piece. Requeued after a timeout or preemption with the same spec, it
+    resumes from the store and the feature caches."""
+
+    def __call__(self, spec: dict) -> dict:
+        import torch
+
+        from aselect_bench.analyses.compare import Comparison
+        from aselect_bench.experiments import build_experiment, preset_backbone
+        from aselect_bench.settings import preset_from_dict
+
+        if spec.get("threads"):
+            torch.set_num_threads(spec["threads"])
+        preset = preset_from_dict(spec["preset"], spec["preset"]["name"])
+        exp = build_experiment(spec["task"], spec["dataset"], preset, preset_backbone(preset, spec["task"]))
+        Comparison(exp, spec["state"], spec["runs"], spec["selectors"]).run_job(spec["job"])
+        return spec["job"]
+
+
+@dataclass
+class Task:
+    """One piece to run: its comparison, its job (``Comparison.jobs``), and what happened to it here."""
+
+    comparison: object
+    job: dict
+    attempts: int = 0
+    handle: object = None  # the submitit job of the current attempt
+    gpu: int | None = None
+    started: float = 0.0
+    logs: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        job, c = self.job, self.comparison
+        what = f"t={job['t']}" if job["kind"] == "exhaustive" else "A-SelecT (scan + training)"
+        seed = f" seed {job['repeat']}" if job["repeat"] else ""
+        return f"{c.exp.task}/{c.exp.dataset} {what}{seed}"
+
+    def finished(self) -> bool:
+        return all(self.comparison.store.has(p) for p in self.comparison.job_pieces(self.job))
+
+    def busy_elsewhere(self) -> bool:
+        """Whether another process holds a lock of this piece now (a job queued or running from an earlier
+        submission, or another run of the command)."""
+        from filelock import FileLock, Timeout
+
+        for piece in self.comparison.job_pieces(self.job):
+            lock = FileLock(str(self.comparison.store.root / f"{piece}.lock"))
+            try:
+                lock.acquire(timeout=0)
+                lock.release()
+            except Timeout:
+                return True
+        return False
+
+
+def job_spec(comparison, job: dict, state: str, runs: str, selectors, threads: int | None) -> dict:
+    exp = comparison.exp
+    return {"task": exp.task, "dataset": exp.dataset, "preset": exp.preset.to_json(), "state": str(state),
+            "runs": str(runs), "selectors": selectors, "job": job, "threads": threads}
+
+
+def sweep_folder(comparisons, state) -> Path:
+    """``<state>/jobs/<label or 'sweep'>-<fingerprint of the comparisons>``: submitit's pickles and logs, and the
+    sweep's record."""
+    from aselect_bench.analyses.compare import fingerprint
+
+    labels = [c.label for c in comparisons]
+    name = labels[0] if len(labels) == 1 else f"{comparisons[0].exp.task}-all-{comparisons[0].exp.preset.name}"
+    return Path(state) / "jobs" / f"{name}-{fingerprint([c.fingerprint for c in comparisons])}"
+
+
+class Sweep:
+    """Submit, watch, retry: runs ``tasks`` through a submitit executor of ``kind`` until each is finished or has
+    failed ``1 + retries`` times."""
+
+    def __init__(self, comparisons, kind: str, settings, folder: Path, state, runs, selectors, jobs: int | None = None):
+        if kind not in KINDS:
+            raise UserError(f"unknown launcher {kind!r}: use slurm or local")
+        self.comparisons, self.kind, self.settings, self.folder = comparisons, kind, settings, Path(folder)
+        self.state, self.runs, self.selectors = state, runs, selectors
+        self.record_path = self.folder / "sweep.json"
+        self.record = read_json(self.record_path) if self.record_path.exists() else {"started": None, "jobs": 0}
+        self.slots, self.gpus, self.threads = self._slots(jobs)
+        self.tasks = [Task(c, job) for c in comparisons for job in c.jobs()]
+        self.durations: list[float] = []
+
+    # ------------------------------------------------------------------------------------------- resources
+    def _slots(self, jobs: int | None) -> tuple[int, list[int], int | None]:
+        """``(parallel jobs, free GPUs, torch threads per job)``: SLURM runs the array's parallelism; locally one
+        job per visible GPU, or ``jobs`` processes sharing this machine's cores on a CPU."""
+        if self.kind == "slurm":
+            return self.settings.array_parallelism, [], None
+        import torch
+
+        gpus = list(range(torch.cuda.device_count()))
+        if gpus and jobs is None:
+            return len(gpus), gpus, None
+        slots = jobs or 1
+        return slots, gpus[:slots], max(1, (os.cpu_count() or 1) // slots)
+
+    def executor(self):
+        """The submitit executor; its pickles and logs (named by job id) in the sweep's folder under the state tree."""
+        s = self.settings
+        if self.kind == "local":
+            executor = submitit.LocalExecutor(folder=str(self.folder))
+            executor.update_parameters(timeout_min=s.time_min, gpus_per_node=0)
+            return executor
+        executor = submitit.SlurmExecutor(folder=str(self.folder), max_num_timeout=3)
+        executor.update_parameters(**slurm_parameters(s, self.folder.name))
+        return executor
+
+    # ------------------------------------------------------------------------------------------ the loop
+    def todo(self) -> list[Task]:
+        return [t for t in self.tasks if not t.finished() and t.handle is None]
+
+    def submit(self, tasks: list[Task]) -> None:
+        if not tasks:
+            return
+        executor = self.executor()
+        if self.record["started"] is None:
+            self.record["started"] = time.time()
+        specs = [job_spec(t.comparison, t.job, self.state, self.runs, self.selectors, self.threads) for t in tasks]
+        if self.kind == "slurm":
+            with executor.batch():  # one job array
+                handles = [executor.submit(PieceJob(), spec) for spec in specs]
+        else:
+            handles = []
+            for task, spec in zip(tasks, specs):
+                task.gpu = self.gpus.pop(0) if self.gpus else None
+                executor.update_parameters(gpus_per_node=0 if task.gpu is None else 1,
+                                           visible_gpus=() if task.gpu is None else (task.gpu,))
+                handles.append(executor.submit(PieceJob(), spec))
+        for task, handle in zip(tasks, handles):
+            task.handle, task.attempts, task.started = handle, task.attempts + 1, time.time()
+            task.logs.append(str(handle.paths.stderr))
+        self.record["jobs"] += len(tasks)
+        self.record["job_ids"] = {**self.record.get("job_ids", {}), **{t.name: t.handle.job_id for t in tasks}}
+        atomic_write_json(self.record_path, self.record)
+
+    def poll(self, retries: int) -> list[Task]:
+        """Collect the jobs that ended: finished ones free their slot, failed ones are submitted again until they
+        have failed ``1 + retries`` times. Returns the tasks that failed for good."""
+        failed = []
+        for task in [t for t in self.tasks if t.handle is not None and t.handle.done()]:
+            if task.gpu is not None:
+                self.gpus.append(task.gpu)
+            task.handle = None
+            if task.finished():
+                self.durations.append(time.time() - task.started)
+            elif task.attempts > retries:
+                failed.append(task)
+            else:
+                print(f"sweep: {task.name} failed (log {task.logs[-1]}); submitting it again", flush=True)
+        return failed
+
+    def status(self, failed: list[Task]) -> str:
+        running = sum(t.handle is not None for t in self.tasks)
+        done = sum(t.finished() for t in self.tasks)
+        pending = len(self.tasks) - running - done - len(failed)
+        eta = ""
+        if self.durations and pending + running:
+            mean = sum(self.durations) / len(self.durations)
+            eta = (f"; ETA {format_duration(mean * math.ceil((pending + running) / self.slots))} (mean job "
+                   f"{format_duration(mean)} over {len(self.durations)} finished)")
+        return f"sweep: {pending} pending, {running} running, {done} done, {len(failed)} failed{eta}"
+
+    def run(self, wait: bool = True, retries: int = 1, poll_seconds: float = 2.0) -> list[Task]:
+        """Submit what is neither finished nor running elsewhere and, with ``wait``, watch until every task has
+        finished or failed for good (returned)."""
+        for task in self.tasks:
+            if not task.finished() and task.busy_elsewhere():
+                print(f"sweep: {task.name} is running elsewhere (an earlier submission); not submitted again",
+                      flush=True)
+                task.handle = _Elsewhere(task)
+        if self.kind == "slurm" or not wait:
+            self.submit(self.todo())
+        if not wait:
+            return []
+        failed, last = [], 0.0
+        while True:
+            failed += self.poll(retries)
+            free = self.slots - sum(t.handle is not None for t in self.tasks)
+            if self.kind == "local" and free > 0:
+                self.submit([t for t in self.todo() if t not in failed][:free])
+            elif self.kind == "slurm":
+                self.submit([t for t in self.todo() if t not in failed])  # the retries
+            if all(t.handle is None for t in self.tasks):
+                print(self.status(failed), flush=True)
+                return failed
+            if time.monotonic() - last >= STATUS_EVERY:
+                print(self.status(failed), flush=True)
+                last = time.monotonic()
+            time.sleep(poll_seconds)
+
+
+class _Elsewhere:
+    """A handle for a piece another process is computing: done when its lock is free."""
+
+    job_id = "elsewhere"
+
+    def __init__(self, task: Task):
+        self.task = task
+
+    def done(self) -> bool:
+        return not self.task.busy_elsewhere()
+
+
+def slurm_parameters(settings, name: str) -> dict:
+    """submitit's ``SlurmExecutor`` parameters from :class:`~aselect_bench.settings.LauncherSettings`."""
+    params = {"job_name": f"aselect-{name}", "time": settings.time_min, "gpus_per_node": settings.gpus_per_job,
+              "cpus_per_task": settings.cpus_per_job, "ntasks_per_node": 1, "nodes": 1,
+              "array_parallelism": settings.array_parallelism, "signal_delay_s": 120}
+    optional = {"partition": settings.partition, "account": settings.account, "qos": settings.qos,
+                "constraint": settings.constraint, "mem": None if settings.mem_gb is None else f"{settings.mem_gb}GB"}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    if settings.slurm:
+        params["additional_parameters"] = dict(settings.slurm)
+    return params
+
+
+def launch(comparisons, kind: str, state, runs, selectors, jobs: int | None = None, wait: bool = True,
+           dry_run: bool = False) -> dict | None:
+    """Run the comparisons' missing pieces as jobs. Returns the launcher record for the results
+    (``{"kind", "jobs", "settings", "wall_seconds"}``) once every piece is stored, or None (``wait=False``, or a
+    dry run). A job that failed ``1 + retries`` times stops it with one :class:`SweepIncomplete` line."""
+    settings = comparisons[0].exp.preset.launcher
+    sweep = Sweep(comparisons, kind, settings, sweep_folder(comparisons, state), state, runs, selectors, jobs)
+    todo = [t for t in sweep.tasks if not t.finished()]
+    if dry_run:
+        print(f"dry run: {len(todo)} of {len(sweep.tasks)} jobs to submit ({kind}), in {sweep.folder}")
+        for task in todo:
+            print(f"  {task.name}")
+        if kind == "slurm":
+            print(f"  sbatch array: {slurm_parameters(settings, sweep.folder.name)}")
+        return None
+    print(f"sweep: {len(todo)} of {len(sweep.tasks)} jobs to run ({kind}, {sweep.slots} at a time), logs in "
+          f"{sweep.folder}", flush=True)
+    failed = sweep.run(wait, settings.retries)
+    if not wait:
+        ids = ", ".join(str(t.handle.job_id) for t in sweep.tasks if t.handle is not None)
+        print(f"submitted: {ids or 'nothing (every piece is finished or queued)'}; when they are done, rerun the same "
+              f"command to merge (it submits nothing that is finished, queued or running)")
+        return None
+    if failed:
+        names = "; ".join(f"{t.name} (log {t.logs[-1]})" for t in failed)
+        raise SweepIncomplete(f"{len(failed)} job(s) failed {1 + settings.retries} times, so their pieces are "
+                              f"missing: {names}; every finished piece is kept: fix the cause and rerun the same "
+                              f"command to run only these")
+    return {"kind": kind, "jobs": sweep.record["jobs"], "settings": asdict(settings),
+            "wall_seconds": wall_seconds(sweep)}
+
+
+def wall_seconds(sweep: Sweep) -> float | None:
+    """The sweep's wall-clock: from its first submission to the last piece stored (None if nothing was run)."""
+    if sweep.record["started"] is None:
+        return None
+    ends = [c.store.path(p).stat().st_mtime for t in sweep.tasks for c in [t.comparison] for p in c.job_pieces(t.job)]
+    return max(ends) - sweep.record["started"]
+
+
+def check_launcher_options(kind: str | None, wait: bool, fused: bool, only, dry_run: bool = False) -> None:
+    """What a launched comparison cannot do, said before any work."""
+    import shutil
+
+    if kind is None:
+        return
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if kind == "slurm" and missing and not dry_run:
+        raise UserError(f"--launcher slurm needs SLURM's {' and '.join(missing)} on PATH, and this machine has "
+                        f"{'neither' if len(missing) == 2 else 'none'}: run the command on the cluster's login node, "
+                        f"or use --launcher local (or --dry-run to see the jobs)")
+    if only:
+        raise UserError("--only splits a sweep by hand; with --launcher every candidate is a job already: leave "
+                        "--only out")
+    if fused:
+        raise UserError("--fused runs one data loop for all candidates, which is not split into jobs: run it "
+                        "without --launcher")
+    if not wait and kind == "local":
+        raise UserError("--no-wait needs --launcher slurm: local jobs are this command's own processes (it runs "
+                        "--jobs of them at a time)")
+
