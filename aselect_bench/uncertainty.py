@@ -222,6 +222,14 @@ def metric_interval(record, resamples: int = RESAMPLES, seed: int = 0, level: fl
     return {"value": metric.value, "ci": list(percentile_interval(samples, level))}
 
 
+def mean_interval(records: Sequence, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict:
+    """The mean of metrics on independent image sets (one per dataset, say), each resampled on its own: the
+    mean's bootstrap interval ``{"value", "ci"}`` (the datasets themselves are fixed, not resampled)."""
+    metrics = [as_metric(r) for r in records]
+    samples = np.mean([m.scores(resample_weights(m.n, resamples, seed + i)) for i, m in enumerate(metrics)], axis=0)
+    return {"value": float(np.mean([m.value for m in metrics])), "ci": list(percentile_interval(samples, level))}
+
+
 def paired_difference(record_a, record_b, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict:
     """``a - b`` on the same images, with a paired bootstrap interval: ``{"value": float, "ci": [lo, hi]}``.
 

@@ -14,10 +14,12 @@ import argparse
 import math
 from pathlib import Path
 
+from aselect_bench.analyses.compare_report import with_ci
 from aselect_bench.commands.options import add_preset_arguments, check_output_folders, preset_from_args
 from aselect_bench.experiments import build_experiment, hfr_selector, preset_backbone
 from aselect_bench.plots import hfr_curve_figure
 from aselect_bench.reports import hfr_row, markdown_table, run_header, run_record, write_report
+from aselect_bench.uncertainty import metric_interval
 
 
 def parse_args(argv=None):
@@ -64,7 +66,9 @@ def main(argv=None) -> dict:
         "candidates": list(preset.hfr.candidates), "hfr_settings": preset.hfr.to_json(), "timestep": run.timestep,
         "selector": preset.hfr.selector, "hfr": run.hfr, "scores": selector.choice.scores,
         **{k: getattr(selector.choice, k) for k in ("support", "runner_up", "margin")},
-        "splits": splits, "val_miou": run.test, "val_aacc": results["aAcc"], "selection_miou": run.val,
+        "splits": splits, "val_miou": run.test, "val_miou_ci": metric_interval(run.outcomes["test"])["ci"],
+        "val_aacc": results["aAcc"], "selection_miou": run.val,
+        "selection_miou_ci": metric_interval(run.outcomes["val"])["ci"],
         "per_class_iou": {names[k]: (None if math.isnan(v) else v) for k, v in enumerate(results["per_class_iou"])},
         "seconds": run.seconds, "forwards": run.forwards, "scan_seconds": run.scan_seconds,
         "scan_forwards": run.scan_forwards, "log_dir": run.log_dir, "skipped_images": exp.datamodule.bad_files(),
@@ -75,11 +79,12 @@ def main(argv=None) -> dict:
           f"Backbone `{backbone.name}`, taps {', '.join(f'`{t}`' for t in summary['taps'])}, UperNet + FCN auxiliary "
           f"head. Timestep {run.timestep} chosen by the `{summary['selector']}` selector over {len(summary['candidates'])} "
           f"candidates (`hfr`: the HFR of `{exp.hfr_tap}`){support}.\n",
-          f"- **mIoU {summary['val_miou']:.2f}** (a constant predictor: {summary['constant_predictor_miou']:.2f}), "
+          f"- **mIoU {with_ci(summary['val_miou'], summary['val_miou_ci'])}** (95% bootstrap interval over the "
+          f"images; a constant predictor: {summary['constant_predictor_miou']:.2f}), "
           f"aAcc {summary['val_aacc']:.2f} ({splits['test']} split, {len(exp.datamodule.sets['test'])} images, "
           f"last iteration)",
           f"- {splits['val']} split ({len(exp.datamodule.sets['val'])} held-out training images): mIoU "
-          f"{summary['selection_miou']:.2f}",
+          f"{with_ci(summary['selection_miou'], summary['selection_miou_ci'])}",
           f"- a constant predictor (the most frequent training class everywhere) scores mIoU "
           f"{summary['constant_predictor_miou']:.2f} on the {splits['test']} split",
           f"- {summary['seconds']:.0f}s in all, HFR scan {summary['scan_seconds']:.1f}s",

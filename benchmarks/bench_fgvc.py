@@ -11,11 +11,13 @@ import argparse
 import time
 from pathlib import Path
 
+from aselect_bench.analyses.compare_report import with_ci
 from aselect_bench.commands.options import add_preset_arguments, check_output_folders, preset_from_args
 from aselect_bench.data.fgvc import DATASETS
 from aselect_bench.experiments import build_experiment, hfr_selector, preset_backbone
 from aselect_bench.plots import hfr_curves_figure
 from aselect_bench.reports import hfr_row, markdown_table, run_header, run_record, write_report
+from aselect_bench.uncertainty import mean_interval, metric_interval
 
 
 def parse_args(argv=None):
@@ -37,7 +39,7 @@ def main(argv=None) -> dict:
                "candidates": list(preset.hfr.candidates), "hfr_settings": preset.hfr.to_json(), "datasets": {},
                "mean_test_top1": None, "run": run_record(preset, backbone)}
     print(f"backbone {backbone.name}, precision {summary['run']['precision']}, {len(preset.fgvc.datasets)} datasets")
-    start = time.perf_counter()
+    start, outcomes = time.perf_counter(), {}
     for index, name in enumerate(preset.fgvc.datasets):
         print(f"[{index + 1}/{len(preset.fgvc.datasets)}] {name}")
         exp = build_experiment("fgvc", name, preset, backbone)
@@ -51,23 +53,28 @@ def main(argv=None) -> dict:
             "scan_seconds": run.scan_seconds, "scan_forwards": run.scan_forwards,
             "support": choice.support, "runner_up": choice.runner_up, "margin": choice.margin,
             "skipped_images": exp.datamodule.bad_files(),
+            "val_ci": metric_interval(run.outcomes["val"])["ci"], "test_ci": metric_interval(run.outcomes["test"])["ci"],
         }
-        tests = [d["test_top1"] for d in summary["datasets"].values()]
-        summary["mean_test_top1"] = sum(tests) / len(tests)
+        outcomes[name] = run.outcomes["test"]
+        mean = mean_interval(list(outcomes.values()))
+        summary["mean_test_top1"], summary["mean_test_ci"] = mean["value"], mean["ci"]
         summary["total_seconds"] = time.perf_counter() - start
         write_summary(out_dir, summary)
-        print(f"    t={run.timestep}  val={run.val:.1f}%  test={run.test:.1f}%  ({run.seconds:.0f}s)")
-    print(f"mean test top-1: {summary['mean_test_top1']:.2f}%  -> {out_dir / 'summary.md'}")
+        print(f"    t={run.timestep}  val={run.val:.1f}%  test={with_ci(run.test, summary['datasets'][name]['test_ci'])}% "
+              f" ({run.seconds:.0f}s)")
+    print(f"mean test top-1: {with_ci(summary['mean_test_top1'], summary['mean_test_ci'])}%  -> {out_dir / 'summary.md'}")
     return summary
 
 
 def write_summary(out_dir: Path, summary: dict) -> None:
     """summary.json, summary.md and the HFR curves figure, each written atomically."""
     rows = [[name, d["num_classes"], d["timestep"],
-             None if d.get("support") is None else f"{100 * d['support']:.0f}%", d["val_top1"], d["test_top1"],
-             d["chance_top1"], d["seconds"]] for name, d in summary["datasets"].items()]
+             None if d.get("support") is None else f"{100 * d['support']:.0f}%", with_ci(d["val_top1"], d["val_ci"]),
+             with_ci(d["test_top1"], d["test_ci"]), d["chance_top1"], d["seconds"]]
+            for name, d in summary["datasets"].items()]
     chance = [d["chance_top1"] for d in summary["datasets"].values()]
-    rows.append(["**mean**", None, None, None, None, summary["mean_test_top1"], sum(chance) / len(chance), None])
+    rows.append(["**mean**", None, None, None, None, with_ci(summary["mean_test_top1"], summary["mean_test_ci"]),
+                 sum(chance) / len(chance), None])
     selector = summary["selector"]
     how = (f"the HFR argmax over {len(summary['candidates'])} candidates (A-SelecT, {summary['hfr_settings']['mode']} "
            f"low band, cutoff {summary['hfr_settings']['cutoff']})" if selector == "hfr" else
@@ -75,7 +82,8 @@ def write_summary(out_dir: Path, summary: dict) -> None:
            f"are shown for reference)")
     md = [f"# FGVC, preset `{summary['preset']}`\n", run_header(summary["run"]),
           f"Backbone `{summary['backbone']}`, tap `{summary['tap']}`; the timestep is {how}; support = share of "
-          f"bootstrap resamples of the calibration images that pick the same timestep. Top-1 in percent; the best "
+          f"bootstrap resamples of the calibration images that pick the same timestep. Top-1 in percent with its 95% "
+          f"bootstrap interval over the images (the mean's: each dataset's images resampled on their own); the best "
           f"epoch is chosen on val, test only reported; chance = 100 / classes.\n",
           markdown_table(["dataset", "classes", "timestep", "support", "val top-1", "test top-1", "chance",
                           "seconds"], rows),
