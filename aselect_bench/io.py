@@ -184,6 +184,22 @@ def file_identity(path: str | os.PathLike) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as a result file may record it: relative to the working folder when inside it, else with the
+    home folder written ``~`` (no machine's absolute path in a committed result)."""
+    path = Path(path).expanduser()
+    if not path.is_absolute():
+        return str(path)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        pass
+    try:
+        return str(Path("~") / path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 def hf_offline() -> bool:
     """Whether ``HF_HUB_OFFLINE`` asks for no network (the values ``huggingface_hub`` itself reads as true)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")

@@ -69,17 +69,27 @@ def hardware_summary(device) -> dict:
             "cpu_bf16_native": cpu_bf16_native()}
 
 
-def run_record(preset, backbone) -> dict:
-    """How a result was run: ``{"preset", "overrides", "precision", "weights_id", "hardware", "torch",
-    "code_version"}`` (``preset`` a :class:`~aselect_bench.settings.BenchPreset`, or None for a run
-    without one, such as ``aselect-bench select``)."""
+def run_record(preset=None, backbone=None) -> dict:
+    """How a result was run: ``{"preset", "preset_fingerprint" (of the preset as its YAML file defines it, before
+    the overrides), "overrides" (paths as :func:`~aselect_bench.io.display_path` writes them), "precision",
+    "weights_id", "hardware", "torch", "code_version"}`` (``preset`` a :class:`~aselect_bench.settings.BenchPreset`,
+    or None for a run without one, such as ``aselect-bench select``; ``backbone`` None for a result about several
+    models or none: its precision, backbone and weights are then None)."""
     import torch
 
+    from aselect_bench.io import display_path
+
+    overrides = {} if preset is None else {k: display_path(v) if isinstance(v, str) and Path(v).is_absolute() else v
+                                           for k, v in preset.overrides.items()}
     return {"preset": None if preset is None else preset.name,
-            "overrides": {} if preset is None else dict(preset.overrides),
-            "precision": PRECISION_NAMES.get(str(backbone.autocast_dtype), str(backbone.autocast_dtype)),
-            "backbone": backbone.name, "weights_id": backbone.weights_id,
-            "hardware": hardware_summary(backbone.device), "torch": torch.__version__, "code_version": code_version()}
+            "preset_fingerprint": None if preset is None else preset.yaml_fingerprint,
+            "overrides": overrides,
+            "precision": None if backbone is None else PRECISION_NAMES.get(str(backbone.autocast_dtype),
+                                                                            str(backbone.autocast_dtype)),
+            "backbone": None if backbone is None else backbone.name,
+            "weights_id": None if backbone is None else backbone.weights_id,
+            "hardware": hardware_summary("cpu" if backbone is None else backbone.device), "torch": torch.__version__,
+            "code_version": code_version()}
 
 
 def run_header(run: dict) -> str:
@@ -102,6 +112,8 @@ def write_report(folder, name: str, data: dict, markdown: str, figures: dict | N
     from aselect_bench.plots import save_figure
 
     stem = Path(folder) / name
+    if isinstance(data, dict) and "run" not in data:  # every result says how it was run
+        data = {**data, "run": run_record()}
     atomic_write_json(stem.with_suffix(".json"), data)
     atomic_write_text(stem.with_suffix(".md"), markdown)
     figures = figures or {}

@@ -136,7 +136,7 @@ def write_leaderboard(out_dir, preset: str, tensorboard_dir=None) -> Path | None
     """``selectors.{json,md,png}`` (:func:`leaderboard_name`) in ``out_dir`` from its comparisons of ``preset``
     (None when there are none)."""
     from aselect_bench.plots import leaderboard_figure
-    from aselect_bench.reports import write_report
+    from aselect_bench.reports import run_record, write_report
 
     comparisons = collect_comparisons(out_dir, preset)
     if not comparisons:
@@ -144,6 +144,9 @@ def write_leaderboard(out_dir, preset: str, tensorboard_dir=None) -> Path | None
     board = build_leaderboard(comparisons, preset)
     runs = [c["run"] for c in comparisons if "run" in c]
     board["runs"] = {comparison_label(c): c["run"] for c in comparisons if "run" in c}
+    fingerprints = {run.get("preset_fingerprint") for run in runs}
+    board["run"] = {**run_record(), "preset": preset,
+                    "preset_fingerprint": fingerprints.pop() if len(fingerprints) == 1 else None}
     name = leaderboard_name(preset)
     hparams = [({"selector": r["name"], "comparison": label, "uses_labels": r["uses_labels"]},
                 {"hparam/regret": v, "hparam/tied_with_best": float(r["tied_with_best"][label])},

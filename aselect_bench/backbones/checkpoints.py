@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aselect_bench.errors import UserError
-from aselect_bench.io import file_identity
+from aselect_bench.io import display_path, file_identity
 
 WEIGHTS_STEM = "diffusion_pytorch_model"  # diffusers' file name, in the order it looks for them
 WEIGHTS_FILES = (f"{WEIGHTS_STEM}.safetensors.index.json", f"{WEIGHTS_STEM}.safetensors",
@@ -45,8 +45,14 @@ class FolderParts:
 
     @property
     def weights_id(self) -> str:
-        """``<source>@<digest>``: the hub id or folder, and a digest of its model files' identities."""
-        return f"{self.source}@{folder_digest(self.transformer, self.vae)}"
+        """``<source>@<digest>``: the hub id or folder (:func:`~aselect_bench.io.display_path`), and a digest of
+        its model files' identities; a demo DiT of this suite (a ``card.json`` with the weights' sha256) is named
+        by its content instead: ``<name>@sha256:<12 hex digits>``, the same on every machine."""
+        card = self.root / "card.json"
+        sha = read_config(card).get("weights_sha256") if card.is_file() else None
+        if sha:
+            return f"{self.name if self.name != self.source else self.root.name}@sha256:{sha[:12]}"
+        return f"{display_path(self.source)}@{folder_digest(self.transformer, self.vae)}"
 
 
 #: Folders saved before diffusers had per-model classes name the generic ``Transformer2DModel`` (the released

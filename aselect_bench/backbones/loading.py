@@ -16,7 +16,7 @@ from aselect_bench.backbones.family import random_modules
 from aselect_bench.backbones.noise import DDPMNoise
 from aselect_bench.backbones.registry import MODELS, ModelSpec
 from aselect_bench.errors import UserError
-from aselect_bench.io import hf_offline
+from aselect_bench.io import display_path, hf_offline
 
 
 def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bool = True, seed: int = 0) -> Backbone:
@@ -40,7 +40,7 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
     elif spec is not None:
         backbone = _from_diffusers(spec.hub_id, name=spec.name, spec=spec)
     elif Path(source).expanduser().exists():
-        backbone = _from_diffusers(str(Path(source).expanduser().resolve()), name=source)
+        backbone = _from_diffusers(str(Path(source).expanduser().resolve()), name=display_path(source))
     elif _looks_like_hub_id(source):
         backbone = _from_diffusers(source, name=source)
     else:

@@ -20,7 +20,7 @@ from pretrain_demo import NUM_CLASSES, pooled_features, probe, probe_images, sta
 
 from aselect_bench.heads.probes import NORMS, LinearHead
 from aselect_bench.pretrain import load_demo_backbone
-from aselect_bench.reports import markdown_table, write_report
+from aselect_bench.reports import markdown_table, run_record, write_report
 from aselect_bench.tasks.common import FrozenBackboneTask
 
 CELLS = (("blocks.2.out", 0), ("blocks.2.out", 50), ("blocks.3.mlp", 50), ("blocks.4.mlp", 50))
@@ -67,7 +67,8 @@ def main(argv=None) -> dict:
         rows.append(row)
         print(row, flush=True)
     result = {"cells": rows, "num_train": len(x), "num_test": len(xt), "lr": args.lr,
-              "weight_decay": args.weight_decay, "seconds": time.perf_counter() - start}
+              "weight_decay": args.weight_decay, "seconds": time.perf_counter() - start,
+              "run": run_record(None, backbone)}
     gain = sum(r["batchnorm"] - r["layernorm"] for r in rows) / len(rows)
     text = "\n".join([
         "# Linear probe normalisation on the demo DiT\n",

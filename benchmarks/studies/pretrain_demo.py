@@ -22,8 +22,9 @@ from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.backbones.registry import DEMO_FOLDER
 from aselect_bench.data.synth_fgvc import render_samples
 from aselect_bench.data.transforms import RESIZE_RATIO
+from aselect_bench.io import display_path
 from aselect_bench.pretrain import load_demo_backbone
-from aselect_bench.reports import markdown_table, write_report
+from aselect_bench.reports import markdown_table, run_record, write_report
 
 NUM_CLASSES = 12
 L2_GRID = (1e-4, 1e-3, 1e-2)
@@ -193,7 +194,7 @@ def main(argv=None) -> dict:
     (x, y), (xt, yt) = data
     result = {
         "card": {k: v for k, v in card.items() if k != "recipe"}, "recipe": card.get("recipe"),
-        "model_folder": str(folder),
+        "model_folder": display_path(folder), "run": run_record(None, models["pretrained"]),
         "probe": f"{len(x)} train / {len(xt)} test synthetic fine-grained images, {NUM_CLASSES} classes (seeds "
                  f"777/778); mean-pooled block outputs and the preset's tap ({DEFAULT_TAP}), standardised, L2 logistic regression (LBFGS)",
         "num_test": len(xt), "chance_top1": 100 / NUM_CLASSES, "raw_pixels": probe(x.flatten(1), y, xt.flatten(1), yt),
@@ -201,7 +202,7 @@ def main(argv=None) -> dict:
     }
     result["summary"] = {name: summarise(g, blocks) for name, g in result["grid"].items()}
     study_file = Path(args.out).parent / "checkpoints.json"
-    result["checkpoint_study"], result["checkpoint_study_file"] = checkpoint_study(study_file, card), str(study_file)
+    result["checkpoint_study"], result["checkpoint_study_file"] = checkpoint_study(study_file, card), display_path(study_file)
     result["seconds"] = time.perf_counter() - start
     text = markdown(result, timesteps, blocks)
     write_report(Path(args.out).parent, Path(args.out).name, result, text)
