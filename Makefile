@@ -13,7 +13,7 @@ LAUNCHER ?=
 JOBS ?=
 ARGS ?=
 
-.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components bench-pretrain estimate results-estimate results-demo tensorboard clean
+.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components bench-pretrain estimate results-estimate results-demo results tensorboard clean
 
 setup: $(STAMP)
 
@@ -67,17 +67,29 @@ results-estimate: $(STAMP)
 	$(MAKE) estimate PRESET=paper
 	$(MAKE) estimate PRESET=paper-dit
 
-# Every committed demo result, re-run with the current code (about 3 hours on a 2-core CPU).
-# The comparisons also write the selectors' leaderboard (results/compare/selectors.*).
+# Every committed result of the demo, re-run with the current code, in an order where each step can reuse the
+# last one's pieces: the six FGVC comparisons, then cub again with 3 seeds and the fused baseline (seed 0 is
+# reused), ADE20K with 3 seeds, the component maps, the pretraining studies (they need the pretraining's
+# checkpoints: 'aselect-bench pretrain --out /tmp/demo-dit --force' rebuilds them), and the speed measurements.
+# About 4 hours on a 2-core CPU (docs/results.md has each step's time). The comparisons also write the
+# selectors' leaderboard (results/compare/selectors.*).
 results-demo: $(STAMP)
 	$(MAKE) bench-fgvc
 	$(MAKE) bench-ade20k
-	$(MAKE) compare-exhaustive ARGS=--fused
 	$(MAKE) compare-exhaustive DATASET=all
-	$(MAKE) compare-exhaustive TASK=ade20k ARGS="--max-epochs 3"
+	$(MAKE) compare-exhaustive ARGS="--fused --seeds 3"
+	$(MAKE) compare-exhaustive TASK=ade20k ARGS="--max-epochs 3 --seeds 3"
 	$(MAKE) bench-components
 	$(MAKE) bench-components ARGS="--timestep 50"
-	$(MAKE) bench-pretrain  # needs the pretraining's checkpoints (see its error message when they are missing)
+	$(MAKE) bench-pretrain
+	$(BIN)/python benchmarks/studies/linear_norm.py
+	$(MAKE) bench-perf
+	$(BIN)/python benchmarks/perf/perf_extract.py --flops-only
+	$(BIN)/python benchmarks/perf/perf_backbone.py
+	$(BIN)/python benchmarks/perf/perf_loading.py
+
+# Everything under results/: the demo's results and the real-size estimates.
+results: results-demo results-estimate
 
 # The reference in docs/ (mkdocs.yml): serve it while editing, or build it strictly (a broken link fails) into site/.
 .PHONY: docs docs-build
