@@ -33,6 +33,14 @@ def with_se(stats: dict | None, fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(stats['mean'])}{se} ({stats['n']} seeds)"
 
 
+def timesteps(row: dict):
+    """A pick's timestep, or each seed's (``"50, 100, 50"``) when they differ; ``E[grid]`` for the random rule."""
+    picks = row.get("timesteps") or [row.get("timestep")]
+    if picks[0] is None:
+        return "E[grid]"
+    return picks[0] if len(set(picks)) == 1 else ", ".join(map(str, picks))
+
+
 def tie_mark(row: dict) -> str:
     if "tied_with_best" not in row:
         return "-"
@@ -69,7 +77,7 @@ def summary_lines(result: dict) -> list[str]:
     selector = a.get("selector", "hfr")
     rows = [[f"exhaustive (best {val})", ex["best_timestep"], with_ci(best["val"], best.get("val_ci")),
              with_ci(ex["test_at_best"], ex.get("test_at_best_ci")), ex["seconds"], ex["forwards"]],
-            [f"A-SelecT (scan + `{selector}` + 1 training)", a.get("timesteps", a["timestep"]), a["val"],
+            [f"A-SelecT (scan + `{selector}` + 1 training)", timesteps(a), a["val"],
              with_ci(a["test"], a.get("ci")), a["seconds"], a["forwards"]]]
     if "fused_exhaustive" in result:
         f = result["fused_exhaustive"]
@@ -121,7 +129,7 @@ def selectors_lines(result: dict) -> list[str]:
                         *(["regret within seeds"] if seeds else []), f"Spearman(score, {val})", "extra forwards",
                         "extra s", "saving (time)", "saving (forwards)"],
                        [[r["name"], "yes" if r["uses_labels"] else "no",
-                         "E[grid]" if r["timestep"] is None else r.get("timesteps", r["timestep"]), r["test"],
+                         timesteps(r), r["test"],
                          with_ci(r["regret"], r.get("regret_ci")), tie_mark(r),
                          *([with_se(r.get("regret_seeds"))] if seeds else []), r["spearman"], r["extra_forwards"],
                          r["extra_seconds"], r["saving_seconds"], r["saving_forwards"]] for r in result["selectors"]]),

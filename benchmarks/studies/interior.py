@@ -6,8 +6,9 @@ ADE20K: one UperNet per candidate) and records validation and test per candidate
 prints any timestep selector (HFR or other): the recipe is chosen from these curves alone. ``--seeds`` repeats
 the best candidate and t = 0 with other preset seeds (data, noise draws, head init, order: each seed its own
 synthetic data under ``data/demo-seed<N>``); ``--random`` adds the randomly initialised demo DiT at the best
-candidate. Every attempt is kept, failures included, in ``results/demo/interior.{json,md}``; finished
-(attempt, dataset, seed) cells are not recomputed, so an interrupted run resumes.
+candidate. Every attempt is kept, failures included, in ``runs/studies/interior.{json,md}`` (the committed
+record of the screens that chose the demo default is ``results/archive/interior/``); finished (attempt,
+dataset, seed) cells are not recomputed, so an interrupted run resumes.
 
     python benchmarks/studies/interior.py --attempt baseline --note "shipped DiT, preset as is" --datasets cub
     python benchmarks/studies/interior.py --attempt tap5 --set fgvc.tap=blocks.5.out --datasets cub
@@ -398,7 +399,7 @@ def main(argv=None) -> dict:
                         "one per epoch in turn (1: the preset's one fixed draw)")
     parser.add_argument("--from-compare", default=None, metavar="DIR",
                         help="take each curve from the comparison in DIR (e.g. results/compare) when it is there")
-    parser.add_argument("--out", default="results/demo/interior", help="output path without extension")
+    parser.add_argument("--out", default="runs/studies/interior", help="output path without extension")
     parser.add_argument("--runs", default="runs", help="TensorBoard log folder")
     args = parser.parse_args(argv)
     out = Path(args.out)
