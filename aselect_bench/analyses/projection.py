@@ -4,7 +4,9 @@ The one home of this arithmetic (``aselect-bench estimate`` and ``benchmarks/per
 
 - the HFR scan: each of ``num_images`` calibration images encoded once, then ``candidates x draws`` forwards;
 - one training: ``iterations`` steps at the recipe's batch, plus its evaluation passes;
-- A-SelecT = the scan + one training; exhaustive = one training per candidate; saving = exhaustive / A-SelecT.
+- A-SelecT = the scan + one training; exhaustive = one training per candidate; saving = exhaustive / A-SelecT;
+- on GPUs, from FLOPs: seconds = FLOPs / (peak x mfu); the exhaustive sweep's trainings as one-GPU jobs on G GPUs
+  take ``ceil(candidates / G)`` rounds of one training.
 """
 
 from __future__ import annotations
@@ -35,3 +37,13 @@ def strategy_hours(scan: float, training: float, candidates: int) -> dict:
     aselect, exhaustive = scan + training, candidates * training
     return {"scan_hours": hours(scan), "training_hours": hours(training), "aselect_hours": hours(aselect),
             "exhaustive_hours": hours(exhaustive), "saving": exhaustive / aselect if aselect > 0 else None}
+
+
+def flop_seconds(flops: float, peak_flops: float, mfu: float) -> float:
+    """Seconds of ``flops`` on a device whose peak is ``peak_flops`` per second, used at the fraction ``mfu``."""
+    return flops / (peak_flops * mfu)
+
+
+def sweep_wall_hours(training_hours: float, jobs: int, gpus: int) -> float:
+    """Wall-clock hours of ``jobs`` equal one-GPU trainings on ``gpus`` GPUs: ``ceil(jobs / gpus)`` rounds."""
+    return math.ceil(jobs / gpus) * training_hours

@@ -13,13 +13,29 @@ class count). Timed after a warm-up:
 The warm-up is one training step (at the measured batch on CUDA; on a CPU at the head's smallest batch, which
 also measures memory); the evaluation and scan stages run the backbone and head paths it warmed. Seconds per
 image are projected to the recipe's batch, epochs and split sizes (:mod:`aselect_bench.analyses.projection`).
+
+With a :class:`Plan` (``--gpus``), also the GPU-hours and wall-clock on that many GPUs, projected from FLOPs
+(:mod:`~aselect_bench.analyses.estimate.gpu`): a projection, not a measurement. ``--flops-only``, or a registered
+model too large for this machine's memory, gives that projection alone.
 """
 
+from aselect_bench.analyses.estimate.gpu import (
+    GPUS,
+    FlopCounts,
+    Plan,
+    count_ade20k,
+    count_fgvc,
+    gpu_projection,
+    memory_shortfall,
+    project,
+)
 from aselect_bench.analyses.estimate.inputs import Loaded, cached_weights, load
 from aselect_bench.analyses.estimate.report import (
     ade20k_projection,
+    fgvc_by_dataset,
     fgvc_projection,
     fmt_hours,
+    gpu_line,
     render,
     scan_projection,
     write_estimate,
@@ -34,6 +50,7 @@ from aselect_bench.analyses.estimate.stages import (
     warm_up,
 )
 
-__all__ = ["Loaded", "cached_weights", "load", "ade20k_projection", "fgvc_projection", "fmt_hours", "render",
+__all__ = ["GPUS", "FlopCounts", "Plan", "count_ade20k", "count_fgvc", "gpu_projection", "memory_shortfall",
+           "project", "fgvc_by_dataset", "gpu_line", "Loaded", "cached_weights", "load", "ade20k_projection", "fgvc_projection", "fmt_hours", "render",
            "scan_projection", "write_estimate", "run_estimate", "task_record", "TASKS", "Stage", "estimate_ade20k",
            "estimate_fgvc", "measure", "warm_up"]

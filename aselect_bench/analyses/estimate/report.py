@@ -37,6 +37,16 @@ def fgvc_projection(preset, stages: dict, sizes: dict) -> dict:
             **strategy_hours(scan_projection(preset, stages), iterations * step + evaluation, len(preset.hfr.candidates))}
 
 
+def fgvc_by_dataset(preset, stages: dict) -> dict:
+    """:func:`fgvc_projection` of each of the six FGVC datasets at its published sizes (none for a synthetic
+    preset, whose data is its own)."""
+    if preset.synthetic:
+        return {}
+    from aselect_bench.data.fgvc import DATASETS, protocol_sizes
+
+    return {name: fgvc_projection(preset, stages, protocol_sizes(name)) for name in DATASETS}
+
+
 def ade20k_projection(preset, stages: dict, sizes: dict) -> dict:
     """One training = the schedule's iterations at the recipe's batch + its selection-split evaluations + one
     pass over the validation split (each image at the measured inference seconds)."""
@@ -65,8 +75,9 @@ def device_slug(device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
 
 
-def write_estimate(result: dict, out, device, say: Callable = print) -> Path:
-    stem = write_report(out, f"{result['preset']}-{result['task']}-{device_slug(device)}", result, render(result))
+def write_estimate(result: dict, out, slug: str, say: Callable = print) -> Path:
+    """``<out>/<preset>-<task>-<slug>.{json,md}`` (``slug``: :func:`device_slug`, or ``flops`` for FLOPs only)."""
+    stem = write_report(out, f"{result['preset']}-{result['task']}-{slug}", result, render(result))
     say(f"-> {stem}.md")
     return stem
 
@@ -82,6 +93,70 @@ def fmt_hours(h: float) -> str:
 
 
 def render(r: dict) -> str:
+    lines = render_measured(r) if r.get("measured", True) else render_flops_only(r)
+    if r.get("gpu_projection"):
+        lines += render_gpu(r["gpu_projection"])
+    return "\n".join(lines) + "\n"
+
+
+def render_flops_only(r: dict) -> list[str]:
+    return [f"# Estimate: preset `{r['preset']}`, {r['task']}, projected from FLOPs (not measured)\n",
+            run_header(r["run"]),
+            f"- Not measured: {r['flops_only']}.",
+            f"- Backbone `{r['backbone']}` (its architecture on PyTorch's meta device: configs and shapes, no "
+            f"weights): {r['backbone_params']:,} transformer parameters, VAE {r['vae_params']:,}, "
+            f"{r['image_size']} px; {r['num_classes']} classes. Data: {r['data']}."]
+
+
+def render_gpu(g: dict) -> list[str]:
+    """The ``gpu_projection`` section: FLOPs per image, the formula, GPU-hours and wall-clock, the assumptions."""
+    rate = g["peak_flops"] * g["mfu"]
+    windows = f" ({g['windows']} windows)" if g["windows"] > 1 else ""
+    lines = [f"\n## Projected on {g['gpus']} x {g['gpu_name']}: a {g['basis']}\n",
+             f"FLOPs per image: the backbone to `{g['tap']}` {_g(g['flops_per_image'])}, to the HFR tap "
+             f"`{g['hfr_tap']}` {_g(g['hfr_flops_per_image'])} (`aselect_bench.backbones.flops`); the VAE encoder "
+             f"{_g(g['encode_flops_per_image'])}; the head's forward {_g(g['head_forward_flops_per_image'])} "
+             f"({g['head_count']}). A training image {_g(g['training_flops_per_image'])}, an evaluation image"
+             f"{windows} {_g(g['evaluation_flops_per_image'])}. Seconds = FLOPs x images x epochs / (peak x mfu), "
+             f"with the bf16 dense peak {g['peak_flops'] / 1e12:,.0f} TFLOP/s x MFU {g['mfu']:.2f} = "
+             f"{rate / 1e12:,.0f} TFLOP/s and the measured projection's counts: {g['iterations']:,} steps at batch "
+             f"{g['batch']}, {g['evaluated_images']:,} evaluated images, a scan of {g['scan_images']} images x "
+             f"{g['candidates']} candidates.\n",
+             markdown_table(["", "GPU-hours", f"wall-clock hours on {g['gpus']} GPUs"], [
+                 ["HFR scan", fmt_hours(g["scan_gpu_hours"]), ""],
+                 ["one training", fmt_hours(g["training_gpu_hours"]), ""],
+                 ["A-SelecT (scan + one training, one GPU)", fmt_hours(g["aselect_gpu_hours"]),
+                  fmt_hours(g["aselect_wall_hours"])],
+                 [f"exhaustive ({g['candidates']} one-GPU jobs, {g['rounds']} round(s))",
+                  fmt_hours(g["exhaustive_gpu_hours"]), fmt_hours(g["exhaustive_wall_hours"])],
+                 ["saving (exhaustive / A-SelecT)", f"{g['saving']:.2f}x", f"{g['wall_saving']:.2f}x"]]),
+             "Assumptions: A-SelecT's scan and training run on one GPU (a training could also use DDP; not assumed "
+             "here); the exhaustive sweep's trainings run as parallel one-GPU jobs, ceil(candidates / GPUs) rounds of "
+             "one training; per task and dataset, nothing shared across them; the backbone and the VAE run at every "
+             "training step (fresh views, no feature cache), as in the measured projection; element-wise work, data "
+             "loading and the optimizer are not counted, and the MFU stands for all of it."]
+    if g["by_dataset"]:
+        rows = [[name, f"{d['sizes']['train']:,}", fmt_hours(d["aselect_gpu_hours"]),
+                 fmt_hours(d["exhaustive_gpu_hours"]), fmt_hours(d["exhaustive_wall_hours"]), f"{d['saving']:.2f}x"]
+                for name, d in g["by_dataset"].items()]
+        lines += ["\nThe six FGVC datasets at their published sizes, each its own sweep:\n",
+                  markdown_table(["dataset", "train images", "A-SelecT GPU-h", "exhaustive GPU-h",
+                                  f"exhaustive wall h ({g['gpus']} GPUs)", "saving"], rows)]
+    return lines
+
+
+def gpu_line(r: dict) -> str:
+    """One printed line: the GPU projection of a result, labelled as such."""
+    g = r["gpu_projection"]
+    return (f"{r['preset']} {r['task']} ({r['dataset']}) projected from FLOPs, not measured, on {g['gpus']} x "
+            f"{g['gpu_name']} (bf16 {g['peak_flops'] / 1e12:,.0f} TFLOP/s, MFU {g['mfu']:.2f}): A-SelecT "
+            f"{fmt_hours(g['aselect_gpu_hours'])} GPU-h, {fmt_hours(g['aselect_wall_hours'])} h wall-clock (one GPU); "
+            f"exhaustive {fmt_hours(g['exhaustive_gpu_hours'])} GPU-h, {fmt_hours(g['exhaustive_wall_hours'])} h "
+            f"wall-clock ({g['candidates']} jobs in {g['rounds']} round(s)); saving {g['saving']:.2f}x GPU-hours, "
+            f"{g['wall_saving']:.2f}x wall-clock")
+
+
+def render_measured(r: dict) -> list[str]:
     p = r["projection"]
     lines = [f"# Estimate: preset `{r['preset']}`, {r['task']}, measured on {r['device']}\n", run_header(r["run"]),
              f"- Backbone `{r['backbone']}` with **{r['weights']} weights** ({r['weights_note']}): "
@@ -133,4 +208,4 @@ def render(r: dict) -> str:
         lines += ["\nThe six FGVC datasets at their published sizes (train / val / test as this suite splits them: "
                   "the official val of Flowers and Aircraft, else 10% of the official train held out, VPT):\n",
                   markdown_table(["dataset", "train / val / test", "A-SelecT h", "exhaustive h", "saving"], rows)]
-    return "\n".join(lines) + "\n"
+    return lines

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from aselect_bench.analyses.estimate.inputs import Inputs, Loaded, ade20k_inputs, fgvc_inputs, parameters
-from aselect_bench.analyses.estimate.report import GIB, ade20k_projection, fgvc_projection
+from aselect_bench.analyses.estimate.report import GIB, ade20k_projection, fgvc_by_dataset, fgvc_projection
 from aselect_bench.analyses.resources import (
     EncodeTime,
     available_memory_bytes,
@@ -30,6 +30,7 @@ TASKS = ("fgvc", "ade20k")
 #: The smallest training batch of each task's head: UperNet's pooling branch (BatchNorm on a 1x1 map) needs two.
 MIN_BATCH = {"fgvc": 1, "ade20k": 2}
 TRAIN_STAGE = {"fgvc": "probe_train", "ade20k": "upernet_train"}
+EVAL_STAGE = {"fgvc": "evaluate", "ade20k": "inference"}
 #: A CPU's default measured batch keeps one backbone pass within this many FLOPs (a few seconds there).
 CPU_STEP_FLOPS = 250e9
 
@@ -215,16 +216,12 @@ def estimate_fgvc(preset, dataset: str, loaded: Loaded, device, batch: int | Non
         stages["evaluate"] = measure(lambda k: evaluate, backbone, device, len(images), 1, len(images), warm=evaluate)
     stages["hfr_scan"] = scan_stage(backbone, inputs, preset, cfg.tap, batch, device, say)
     measured = {k: v.to_json() for k, v in stages.items()}
-    by_dataset = {}
-    if not preset.synthetic:
-        from aselect_bench.data.fgvc import DATASETS, protocol_sizes
-
-        by_dataset = {name: fgvc_projection(preset, measured, protocol_sizes(name)) for name in DATASETS}
     return {"dataset": dataset, "tap": cfg.tap, "hfr_tap": cfg.tap, "flops_per_image": {"features": flops,
             "hfr_scan": flops}, "head": cfg.head,
             "head_params": parameters(model.head), "num_classes": inputs.num_classes, "data": inputs.source,
             "recipe_batch": cfg.batch_size, "stages": measured,
-            "projection": fgvc_projection(preset, measured, inputs.sizes), "projection_by_dataset": by_dataset}
+            "projection": fgvc_projection(preset, measured, inputs.sizes),
+            "projection_by_dataset": fgvc_by_dataset(preset, measured)}
 
 
 def estimate_ade20k(preset, loaded: Loaded, device, batch: int | None, steps: int, say: Callable) -> dict:
@@ -235,7 +232,7 @@ def estimate_ade20k(preset, loaded: Loaded, device, batch: int | None, steps: in
     backbone, cfg = loaded.backbone, preset.ade20k
     crop = cfg.crop_size or backbone.image_size
     model = quiet(segmentation_task(preset, backbone, middle(preset), crop).to(device))
-    deepest = max(model.taps, key=lambda tap: int(tap.split(".")[1]))  # what training and inference run to
+    deepest = deepest_tap(model.taps)  # what training and inference run to
     flops = {tap: flops_per_image(backbone, tap, crop) for tap in (deepest, model.hfr_tap)}
     train_batch = batch or default_batch(flops[deepest], MIN_BATCH["ade20k"], cfg.batch_size, device)
     scan_batch = batch or default_batch(flops[model.hfr_tap], 1, cfg.batch_size, device)
@@ -266,3 +263,8 @@ def middle(preset) -> int:
     """A fixed timestep for the heads (the grid's middle; the cost does not depend on it)."""
     grid = preset.hfr.candidates
     return grid[len(grid) // 2]
+
+
+def deepest_tap(taps) -> str:
+    """The tap in the deepest block of ``taps`` (``blocks.{i}.{component}``): what a forward to all of them runs to."""
+    return max(taps, key=lambda tap: int(tap.split(".")[1]))
