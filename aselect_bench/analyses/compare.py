@@ -309,13 +309,15 @@ class Comparison:
 def merge_repeats(rows: list[dict]) -> dict:
     """One training's repeats as one row: mean ``val``/``test``, summed ``seconds``/``forwards`` (what all the
     repeats cost), the interrupted attempts summed; with several repeats also each repeat's numbers."""
-    merged = {"val": sum(r["val"] for r in rows) / len(rows), "test": sum(r["test"] for r in rows) / len(rows),
-              "seconds": sum(r["seconds"] for r in rows), "forwards": sum(r["forwards"] for r in rows)}
-    if len(rows) > 1:
-        merged["repeats"] = [{k: r[k] for k in TRAINING_KEYS} for r in rows]
+    if len(rows) == 1:
+        return {k: v for k, v in rows[0].items() if k != "outcomes"}  # the per-image outcomes stay in the store
+    merged = {k: sum(r[k] for r in rows) for k in ("seconds", "forwards")}
+    merged.update(val=sum(r["val"] for r in rows) / len(rows), test=sum(r["test"] for r in rows) / len(rows),
+                  repeats=[{k: r[k] for k in TRAINING_KEYS} for r in rows])
     attempts = [r for r in rows if "attempts" in r]
     if attempts:
-        merged.update(attempts=sum(r["attempts"] for r in attempts),
+        merged.update({k: sum(r[k] for r in attempts) for k in ("attempts", "interrupted_seconds",
+                                                                 "interrupted_forwards")},
                       cost_complete=all(r["cost_complete"] for r in attempts))
     return merged
 
