@@ -64,8 +64,9 @@ estimate: $(STAMP)
 
 # The committed real-size estimates: SD3-medium (paper) and DiT-XL/2 (paper-dit), each under 15 min on a quiet 2-core CPU.
 results-estimate: $(STAMP)
-	$(MAKE) estimate PRESET=paper
-	$(MAKE) estimate PRESET=paper-dit
+	$(MAKE) estimate PRESET=paper ARGS="--gpus 8 --gpu h100"
+	$(MAKE) estimate PRESET=paper-dit ARGS="--gpus 8 --gpu h100"
+	$(MAKE) estimate PRESET=paper ARGS="--flops-only --gpus 64 --gpu h100"
 
 # Every committed result of the demo, re-run with the current code, in an order where each step can reuse the
 # last one's pieces: the six FGVC comparisons, then cub again with 3 seeds and the fused baseline (seed 0 is
