@@ -182,7 +182,9 @@ class Sweep:
         for task in [t for t in self.tasks if t.handle is not None and t.handle.done()]:
             if task.gpu is not None:
                 self.gpus.append(task.gpu)
-            task.handle = None
+            elsewhere, task.handle = isinstance(task.handle, _Elsewhere), None
+            if elsewhere:  # the other process ended: finished, or its piece is submitted here now
+                continue
             if task.finished():
                 self.durations.append(time.time() - task.started)
             elif task.attempts > retries:
@@ -301,6 +303,9 @@ def check_launcher_options(kind: str | None, wait: bool, fused: bool, only, dry_
     import shutil
 
     if kind is None:
+        if not wait or dry_run:
+            raise UserError(f"{'--no-wait' if not wait else '--dry-run'} is about jobs: add --launcher slurm or "
+                            f"--launcher local")
         return
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if kind == "slurm" and missing and not dry_run:

@@ -121,6 +121,14 @@ class LauncherSettings:
     retries: int = 1
     slurm: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        counts = {"time_min": self.time_min, "cpus_per_job": self.cpus_per_job,
+                  "array_parallelism": self.array_parallelism, "mem_gb": self.mem_gb or 1}
+        low = [k for k, v in counts.items() if v < 1] + [k for k in ("gpus_per_job", "retries") if getattr(self, k) < 0]
+        if low:
+            raise UserError(f"launcher.{low[0]} is {getattr(self, low[0])}: give a count of 1 or more (0 or more "
+                            f"for gpus_per_job and retries)")
+
 
 @dataclass(frozen=True)
 class BenchPreset:

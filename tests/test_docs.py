@@ -114,16 +114,24 @@ def headline_block(root: Path = ROOT) -> str:
         aselect = sum(c["aselect"]["test"] for c in comparisons) / n
         saving = sum(c["saving_seconds"] for c in comparisons) / n
         regrets: dict[str, list[float]] = {}
+        ties: dict[str, int] = Counter()
         for c in comparisons:
             for s in c["selectors"]:
                 regrets.setdefault(s["name"], []).append(s["regret"])
+                ties[s["name"]] += bool(s.get("tied_with_best"))
         others = {k: sum(v) / n for k, v in regrets.items() if len(v) == n and not ASELECT.match(k)}
         lowest = min(others.values())
         winners = sorted(k for k, v in others.items() if v <= lowest + 1e-6)
+        mine = sum(bool(c["aselect"].get("tied_with_best")) for c in comparisons)
+        interval = f" [{comparisons[0]['regret_ci'][0]:.1f}, {comparisons[0]['regret_ci'][1]:.1f}]" if n == 1 else ""
+        seeds = max(c.get("seeds", 1) for c in comparisons)
         rows.append(
-            f"| {names[task].format(n=n)} | {best:.1f} ({_timesteps([c['exhaustive']['best_timestep'] for c in comparisons])}) "
-            f"| {aselect:.1f} ({_timesteps([c['aselect']['timestep'] for c in comparisons])}), regret {best - aselect:.1f} "
-            f"| {', '.join(f'`{w}`' for w in winners)}: {best - lowest:.1f}, regret {lowest:.1f} "
+            f"| {names[task].format(n=n)}{f', {seeds} seeds' if n == 1 and seeds > 1 else ''} "
+            f"| {best:.1f} ({_timesteps([c['exhaustive']['best_timestep'] for c in comparisons])}) "
+            f"| {aselect:.1f} ({_timesteps([c['aselect']['timestep'] for c in comparisons])}), regret "
+            f"{best - aselect:.1f}{interval}, tied with the best on {mine} of {n} "
+            f"| {', '.join(f'`{w}`' for w in winners)}: {best - lowest:.1f}, regret {lowest:.1f}, tied on "
+            f"{'/'.join(str(ties[w]) for w in winners)} of {n} "
             f"| {saving:.1f}x less time (ideal {len(comparisons[0]['candidates'])}x) |")
     fgvc = json.loads((root / "results" / "fgvc" / "demo" / "summary.json").read_text())
     ade = json.loads((root / "results" / "ade20k" / "demo" / "summary.json").read_text())
@@ -136,6 +144,8 @@ def headline_block(root: Path = ROOT) -> str:
 
 def first_run_block(root: Path = ROOT) -> str:
     """What `make bench-fgvc` prints, with the committed run's numbers (results/fgvc/demo/summary.json)."""
+    from aselect_bench.analyses.compare_report import with_ci
+
     summary = json.loads((root / "results" / "fgvc" / "demo" / "summary.json").read_text())
     run, datasets = summary["run"], summary["datasets"]
     native = "yes" if run["hardware"].get("cpu_bf16_native") else "no"
@@ -149,14 +159,28 @@ def first_run_block(root: Path = ROOT) -> str:
                 lines.append("...")
             continue
         lines += [f"[{i + 1}/{len(datasets)}] {name}",
-                  f"    t={d['timestep']}  val={d['val_top1']:.1f}%  test={d['test_top1']:.1f}%  ({d['seconds']:.0f}s)"]
-    lines += [f"mean test top-1: {summary['mean_test_top1']:.2f}%  -> results/fgvc/demo/summary.md", "```", "",
+                  f"    t={d['timestep']}  val={d['val_top1']:.1f}%  test={with_ci(d['test_top1'], d.get('test_ci'))}% "
+                  f" ({d['seconds']:.0f}s)"]
+    mean = with_ci(summary["mean_test_top1"], summary.get("mean_test_ci"))
+    lines += [f"mean test top-1: {mean}%  -> results/fgvc/demo/summary.md", "```", "",
               f"The committed run took {summary['total_seconds']:.0f} s ({run['hardware']['device']}, "
               f"{run['precision']})."]
     return "\n".join(lines)
 
 
-BLOCKS = {"headline": headline_block, "first-run": first_run_block}
+def scaling_block(root: Path = ROOT) -> str:
+    """The `paper` recipe's projected GPU-hours and wall-clock on 8 and 64 H100s (results/estimate/paper-*.json)."""
+    rows = ["| `paper`, projected from FLOPs | GPUs | A-SelecT: GPU-hours = wall-clock | exhaustive: GPU-hours "
+            "| exhaustive: wall-clock |", "|---|---|---|---|---|"]
+    for task, name in (("fgvc", "FGVC (CUB)"), ("ade20k", "ADE20K")):
+        for kind in ("cpu", "flops"):
+            g = json.loads((root / "results" / "estimate" / f"paper-{task}-{kind}.json").read_text())["gpu_projection"]
+            rows.append(f"| {name} | {g['gpus']} x {g['gpu']} (MFU {g['mfu']}) | {g['aselect_gpu_hours']:.1f} h "
+                        f"| {g['exhaustive_gpu_hours']:.0f} h | {g['exhaustive_wall_hours']:.1f} h |")
+    return "\n".join(rows)
+
+
+BLOCKS = {"headline": headline_block, "first-run": first_run_block, "scaling": scaling_block}
 
 
 def block_pattern(name: str) -> re.Pattern:

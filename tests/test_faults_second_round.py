@@ -346,3 +346,18 @@ def cub_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cub")
     write_layout("cub", root, num_classes=5, train_per_class=3, test_per_class=1, image_size=32)
     return root
+
+
+def test_a_block_outside_the_model_is_refused_before_any_data_is_written(tmp_path):
+    result = cli("components", "--blocks", "99", "--data-root", tmp_path / "data", cwd=tmp_path)
+    assert_one_line_error(result, "block 99 does not exist, this model has 6 blocks")
+    assert not (tmp_path / "data").exists()
+
+
+def test_launcher_settings_are_checked_when_the_preset_loads():
+    from aselect_bench.settings import load_bench_preset
+
+    with pytest.raises(UserError, match="launcher.time_min is 0: give a count of 1 or more"):
+        load_bench_preset("demo").override(**{"launcher.time_min": 0})
+    with pytest.raises(UserError, match="launcher.retries is -1"):
+        load_bench_preset("demo").override(**{"launcher.retries": -1})

@@ -155,6 +155,7 @@ def test_the_slurm_job_array_is_built_with_its_resources_and_command(tmp_path):
     (["--launcher", "slurm", "--slurm", "mail-type"], "write an extra sbatch option as KEY=VALUE"),
     (["--launcher", "local", "--jobs", "0"], "argument --jobs: 0 is not a positive integer"),
     (["--launcher", "slurm"], "--launcher slurm needs SLURM's sbatch and srun on PATH"),
+    (["--dry-run"], "--dry-run is about jobs: add --launcher slurm or --launcher local"),
 ])
 def test_launcher_options_are_checked_before_any_work(tmp_path, extra, fragment):
     assert_one_line_error(compare(tmp_path, *extra), fragment)

@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> dict:
 
     preset = preset_from_args(args, "fgvc")
     check_output_folders(args, "out", "runs")
-    exp = build_experiment("fgvc", args.dataset, preset, preset_backbone(preset, "fgvc"))
+    backbone = preset_backbone(preset, "fgvc")
+    backbone.check_taps([f"blocks.{b}.out" for b in args.blocks or []])  # before any data is read or written
+    exp = build_experiment("fgvc", args.dataset, preset, backbone)
     result = run_components(exp, args.blocks, timestep=args.timestep, runs_dir=args.runs,
                             measure_separate=not args.no_separate)
     suffix = "" if args.timestep is None else f"-t{args.timestep}"
