@@ -158,7 +158,7 @@ class Comparison:
     selector's timestep), for every repeat (``preset.seeds``); :meth:`result` merges them.
 
     The pieces are what a launcher (:mod:`aselect_bench.launch`) runs as jobs: :meth:`jobs` names them,
-    :meth:`run_job` runs one, :meth:`missing` says which are not finished.
+    :meth:`job_pieces` says what each stores, :meth:`run_job` runs one.
     """
 
     def __init__(self, exp, state_root="runs/compare", runs_dir="runs", selectors=True, progress: bool = True):
@@ -244,10 +244,6 @@ class Comparison:
             self.candidate(job["t"], job["repeat"])
         else:
             self.aselect(job["repeat"])
-
-    def missing(self) -> list[dict]:
-        """The jobs whose pieces are not all stored yet."""
-        return [job for job in self.jobs() if not all(self.store.has(p) for p in self.job_pieces(job))]
 
     # -------------------------------------------------------------------------------------------- merge
     def result(self, fused: bool = False) -> dict:
