@@ -185,13 +185,18 @@ def file_identity(path: str | os.PathLike) -> str:
 
 
 def display_path(path: str | os.PathLike) -> str:
-    """``path`` as a result file may record it: relative to the working folder when inside it, else with the
-    home folder written ``~`` (no machine's absolute path in a committed result)."""
+    """``path`` as a result file may record it: relative to the working folder when inside it, the system's
+    temporary folder written ``$TMPDIR``, else with the home folder written ``~`` (no machine's absolute path in a
+    committed result)."""
     path = Path(path).expanduser()
     if not path.is_absolute():
         return str(path)
     try:
         return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        pass
+    try:
+        return str(Path("$TMPDIR") / path.relative_to(Path(tempfile.gettempdir()).resolve()))
     except ValueError:
         pass
     try:

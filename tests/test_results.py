@@ -87,3 +87,11 @@ def test_the_check_fails_on_an_edited_result(tmp_path, edit, fragment):
     edit(clean)
     path.write_text(json.dumps(clean))
     assert any(fragment in p for p in problems(path)), problems(path)
+
+
+def test_a_temporary_folder_is_recorded_without_the_machines_path():
+    import tempfile
+
+    from aselect_bench.io import display_path
+
+    assert display_path(Path(tempfile.gettempdir()) / "tmpabc" / "data") == "$TMPDIR/tmpabc/data"
