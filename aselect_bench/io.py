@@ -191,18 +191,11 @@ def display_path(path: str | os.PathLike) -> str:
     path = Path(path).expanduser()
     if not path.is_absolute():
         return str(path)
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        pass
-    try:
-        return str(Path("$TMPDIR") / path.relative_to(Path(tempfile.gettempdir()).resolve()))
-    except ValueError:
-        pass
-    try:
-        return str(Path("~") / path.relative_to(Path.home()))
-    except ValueError:
-        return str(path)
+    for base, shown in ((Path.cwd(), Path()), (Path(tempfile.gettempdir()).resolve(), Path("$TMPDIR")),
+                        (Path.home(), Path("~"))):
+        if path.is_relative_to(base):
+            return str(shown / path.relative_to(base))
+    return str(path)
 
 
 def hf_offline() -> bool:
