@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from aselect_bench.data.synth_folder import MARKER, claim_output_folder
 from aselect_bench.errors import UserError
+from aselect_bench.io import atomic_write_json
 
 GENERATOR_VERSION = 2  # bump when the scenes change (the demo DiT's recipe keys on it)
 GRAIN = 0.0  # the default sensor-grain strength (the noise's standard deviation ranges over 0.02 + [0, GRAIN])
@@ -126,16 +128,18 @@ def render_scenes(n: int, image_size: int = 64, seed: int = 0, num_classes: int 
 
 
 def write_ade20k(out_dir, num_train: int = 200, num_val: int = 40, image_size: int = 64, num_classes: int = 10,
-                 seed: int = 0, grain: float = GRAIN) -> Path:
+                 seed: int = 0, grain: float = GRAIN, force: bool = False) -> Path:
     """Write ``<out_dir>/ADEChallengeData2016/`` and return ``out_dir``.
 
     JPEG images (``images/{training,validation}/ADE_{train,val}_%08d.jpg``), PNG annotations of the same
-    stem, ``sceneCategories.txt`` and an ``objectInfo150.txt`` naming the synthetic classes.
+    stem, ``sceneCategories.txt`` and an ``objectInfo150.txt`` naming the synthetic classes; ``out_dir`` gets
+    the generator's marker. ``out_dir`` must be new or empty, or (with ``force``, replaced) a folder the
+    generators wrote before (:func:`~aselect_bench.data.synth_folder.claim_output_folder`).
     """
     if num_train < 1 or num_val < 1:
         raise UserError(f"write_ade20k needs at least one training and one validation image, got "
                         f"num_train={num_train}, num_val={num_val}")
-    base = Path(out_dir) / "ADEChallengeData2016"
+    base = claim_output_folder(out_dir, force) / "ADEChallengeData2016"
     images, masks = render_scenes(num_train + num_val, image_size, seed, num_classes, grain)
     for sub in ("images", "annotations"):
         for split in ("training", "validation"):
@@ -153,4 +157,7 @@ def write_ade20k(out_dir, num_train: int = 200, num_val: int = 40, image_size: i
         + "".join(f"{k + 1}\t{(masks == k + 1).mean():.4f}\t{int((masks[:num_train] == k + 1).any((1, 2)).sum())}\t"
                   f"{int((masks[num_train:] == k + 1).any((1, 2)).sum())}\t{name}\n"
                   for k, name in enumerate(synthetic_class_names(num_classes))))
+    atomic_write_json(Path(out_dir) / MARKER, {
+        "generator_version": GENERATOR_VERSION, "seed": seed, "num_train": num_train, "num_val": num_val,
+        "image_size": image_size, "num_classes": num_classes, "grain": grain})
     return Path(out_dir)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from aselect_bench.data.synth_folder import MARKER, claim_output_folder
 from aselect_bench.errors import UserError
 from aselect_bench.io import atomic_write_json
 
@@ -292,8 +293,11 @@ LAYOUTS = {"cub": _cub, "nabirds": _nabirds, "flowers": _flowers, "dogs": _dogs,
 
 
 def write_layout(layout: str, out_dir, num_classes: int = 12, train_per_class: int = 40, test_per_class: int = 20,
-                 image_size: int = 64, seed: int = 0, grain: float = GRAIN) -> Path:
+                 image_size: int = 64, seed: int = 0, grain: float = GRAIN, force: bool = False) -> Path:
     """Generate the set and write it under ``out_dir`` in ``layout``'s original files; returns ``out_dir``.
+
+    ``out_dir`` must be new or empty, or (with ``force``, replaced) a folder the generators wrote before: never
+    a folder holding anything else (:func:`~aselect_bench.data.synth_folder.claim_output_folder`).
 
     Per class, the first ``train_per_class`` images form the official train split (Flowers and Aircraft:
     its last fifth is their official val) and the next ``test_per_class`` the test split.
@@ -303,14 +307,14 @@ def write_layout(layout: str, out_dir, num_classes: int = 12, train_per_class: i
         raise UserError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if train_per_class < 2 or test_per_class < 1:
         raise UserError(f"need train_per_class >= 2 and test_per_class >= 1, got {train_per_class}, {test_per_class}")
+    out = claim_output_folder(out_dir, force)
     per_class = train_per_class + test_per_class
     images, labels, boxes = _render_all(per_class, num_classes, image_size, seed, grain)
     position = np.tile(np.arange(per_class), num_classes)
     n_val = max(1, train_per_class // 5)
     split = np.where(position >= train_per_class, "test", np.where(position >= train_per_class - n_val, "val", "train"))
-    out = Path(out_dir)
     LAYOUTS[layout](out, _Synth(images, labels, boxes, split, class_names(num_classes)))
-    atomic_write_json(out / ".aselect_synth.json", {
+    atomic_write_json(out / MARKER, {
         "generator_version": GENERATOR_VERSION, "layout": layout, "num_classes": num_classes,
         "train_per_class": train_per_class, "test_per_class": test_per_class, "image_size": image_size, "seed": seed,
         "grain": grain})

@@ -6,7 +6,6 @@ datamodule); :func:`aselect_bench.experiments.build_experiment` does the I/O tha
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,12 +13,13 @@ import torch
 
 from aselect_bench.callbacks import HFRTimestepSelector
 from aselect_bench.data.calibration import calibration_images
+from aselect_bench.data.synth_folder import MARKER
 from aselect_bench.errors import UserError
 from aselect_bench.io import atomic_write_json, read_json
 from aselect_bench.settings import BenchPreset
 
 #: Marks a synthetic dataset's folder: the generator's version and sizes.
-SYNTHETIC_MARKER = ".aselect_synth.json"
+SYNTHETIC_MARKER = MARKER
 #: Marks a folder that a user named (``--data-root``) as one the suite writes synthetic stand-ins into.
 SYNTHETIC_ROOT_MARKER = ".aselect_synthetic_root"
 
@@ -52,12 +52,11 @@ def ensure_synthetic_dataset(preset: BenchPreset, task: str, name: str, root: Pa
     if root.exists() and any(root.iterdir()) and not marker.exists():
         raise UserError(f"{root} holds files that this suite did not generate; move them or choose another "
                         f"--data-root for the synthetic {name} data")
-    shutil.rmtree(root, ignore_errors=True)  # stale synthetic data (another generator version or size)
+    # stale synthetic data (another generator version or size) is replaced; nothing else in the folder is
     if task == "fgvc":
-        generator.write_layout(out_dir=root, **args)
+        generator.write_layout(out_dir=root, force=True, **args)
     else:
-        generator.write_ade20k(root, **args)
-        atomic_write_json(marker, expected)
+        generator.write_ade20k(root, force=True, **args)
 
 
 def claim_synthetic_root(preset: BenchPreset, data_root=None) -> None:
@@ -174,9 +173,11 @@ class Experiment:
         return self.preset.seed + repeat
 
     def fit(self, timestep, log_dir, name: str, progress: bool = True, selector=None, repeat: int = 0,
-            **task_kwargs):
+            stop_after: int | None = None, resume=None, checkpoint_dir=None, **task_kwargs):
         """Train at ``timestep`` (or let ``selector`` choose it) and test the best validation epoch; ``repeat``
-        numbers a repeat of the same training with another seed (:meth:`training_seed`)."""
+        numbers a repeat of the same training with another seed (:meth:`training_seed`). ``stop_after``,
+        ``resume``, ``checkpoint_dir``: a partial run of the full schedule, continued from a checkpoint
+        (:func:`~aselect_bench.tasks.fit.fit_and_test`)."""
         import lightning as L
 
         from aselect_bench.tasks.fit import fit_and_test
@@ -188,6 +189,7 @@ class Experiment:
         return fit_and_test(self.last_task, self.datamodule, log_dir, name, self.max_epochs, selector,
                             seed=seed, progress=progress, monitor=f"val/{self.metric_name}",
                             test_metric=f"test/{self.metric_name}", test_checkpoint=self.test_checkpoint,
+                            stop_after=stop_after, resume=resume, checkpoint_dir=checkpoint_dir,
                             **self.trainer_options())
 
 
