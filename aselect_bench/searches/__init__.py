@@ -7,7 +7,9 @@ interface and how to add one. The shipped searches register on import, in this o
 This package's ``__init__`` imports no live runner: :mod:`aselect_bench.analyses.compare` imports it.
 """
 
-from aselect_bench.searches.base import (  # noqa: I001
+# the shipped searches register on import, in this order
+from aselect_bench.searches import halving, grid, optuna_tpe, transfer  # noqa: F401, I001
+from aselect_bench.searches.base import (
     Budget,
     CannotPick,
     Context,

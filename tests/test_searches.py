@@ -1,0 +1,152 @@
+"""The searches (#42) on synthetic learning curves whose answers are worked out by hand; no training."""
+
+from __future__ import annotations
+
+import pytest
+
+from aselect_bench.errors import UserError
+from aselect_bench.searches import Budget, CannotPick, Context, ReplaySource, build_search, search_names
+from aselect_bench.searches.halving import brackets, ladder
+
+CANDIDATES = [0, 100, 200, 300, 400, 500, 600, 700, 800]  # index i <-> t = 100 * i
+
+
+class Poison(dict):
+    """A history row whose reported-split metric must never be read."""
+
+    def __getitem__(self, key):
+        if key == "test":
+            raise AssertionError("a search read the reported split")
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+def curves(val, epochs: int = 9, candidates=CANDIDATES) -> dict:
+    """``{t: history}`` with ``val(i, e)``; seconds ``e * (i + 1)``, forwards ``10 * e``; a poisoned ``test``."""
+    return {t: [Poison(epoch=e, val=val(i, e), test=-val(i, e), seconds=float(e * (i + 1)), forwards=10 * e)
+                for e in range(1, epochs + 1)] for i, t in enumerate(candidates)}
+
+
+def late_bloomer(i: int, e: int) -> float:
+    """Candidates 2, 5, 7 lead after 1 epoch (5.1, 4.5, 3.7); 5 leads after 3; 7 is best after 9."""
+    head, slope = {2: (5, 0.1), 5: (4, 0.5), 7: (3, 0.7)}.get(i, (0, 0.1))
+    return head + slope * e
+
+
+def distinct(i: int, e: int) -> float:
+    """Every candidate improves with its own slope; index 3 is best, then 4, 8, 7, ..."""
+    return e * [0.1, 0.2, 0.3, 0.9, 0.8, 0.4, 0.5, 0.6, 0.7][i]
+
+
+def run(name: str, val=late_bloomer, epochs: int = 9, context=None):
+    outcomes = build_search(name).run(ReplaySource(curves(val, epochs)), context)
+    return outcomes[0]
+
+
+def test_ladder_and_brackets_follow_li_et_al():
+    assert ladder(9) == [1, 3, 9] and ladder(10) == [1, 3, 9, 10] and ladder(1) == [1]
+    assert brackets(9) == [(9, [1, 3, 9]), (5, [3, 9]), (3, [9])]
+    assert brackets(2) == [(1, [2])]
+
+
+def test_successive_halving_by_hand():
+    # rung 1: all 9 for 1 epoch, 2, 5, 7 go on; rung 3: 5 (5.5) beats 7 (5.1) and 2 (5.3); 5 trained to 9
+    out = run("successive-halving")
+    assert out.timestep == 500
+    assert out.observed == {0: 1, 100: 1, 200: 3, 300: 1, 400: 1, 500: 9, 600: 1, 700: 3, 800: 1}
+    assert out.epochs == 6 * 1 + 2 * 3 + 9 == 21
+    assert out.cost_fraction == pytest.approx(21 / 81)
+    # seconds read off the rows at those epochs: e * (i + 1)
+    assert out.seconds == (1 + 2 + 4 + 5 + 7 + 9) * 1 + 3 * 3 + 3 * 8 + 9 * 6
+    assert out.forwards == 10 * 21
+
+
+def test_hyperband_by_hand():
+    # bracket s=2 is the halving above (-> 500); s=1: 5 evenly spaced (0, 200, 400, 600, 800) for 3 epochs,
+    # 200 (5.3) is the one left; s=0: 0, 400, 800 for 9 (all 0.9: 0 first); the winners at 9: 500 (8.5)
+    out = run("hyperband")
+    assert out.timestep == 500
+    assert out.observed == {0: 9, 100: 1, 200: 9, 300: 1, 400: 9, 500: 9, 600: 3, 700: 3, 800: 9}
+    assert out.epochs == 9 + 1 + 9 + 1 + 9 + 9 + 3 + 3 + 9 == 53  # runs shared between brackets
+
+
+def test_coarse_to_fine_by_hand():
+    # every fourth (0, 400, 800) fully: 400 is best; then its neighbours 300 and 500; 300 is the best of all
+    out = run("coarse-to-fine", distinct)
+    assert out.timestep == 300
+    assert out.observed == {0: 9, 300: 9, 400: 9, 500: 9, 800: 9}
+    assert out.epochs == 45
+
+
+def test_early_look_by_hand():
+    # k = max(1, 9 // 8) = 1: the best after one epoch (200: 5.1) trained on to 9
+    out = run("early-look")
+    assert out.timestep == 200 and out.epochs == 8 + 9
+    assert run("early-look", epochs=16).epochs == 9 * 2 + 14  # k = 2
+
+
+def test_transfer_takes_the_majority_of_the_other_bests():
+    others = {"a": 300, "b": 500, "c": 300, "d": 999}  # 999 is no candidate here: it does not vote
+    out = run("transfer", context=Context(others))
+    assert out.timestep == 300 and out.epochs == 9 and out.cost_fraction == pytest.approx(1 / 9)
+    assert run("transfer", context=Context({"a": 500, "b": 100})).timestep == 100  # a tie: the smaller t
+
+
+@pytest.mark.parametrize("context", [None, Context({"x": 999})])
+def test_transfer_without_another_comparison_cannot_pick(context):
+    out = run("transfer", context=context)
+    assert out.timestep is None and out.epochs == 0 and "no other comparison" in out.reason
+
+
+@pytest.mark.parametrize("name", search_names())
+def test_no_history_no_pick(name):
+    histories = curves(late_bloomer)
+    histories[400] = None  # a comparison recorded before histories
+    outcomes = build_search(name).run(ReplaySource(histories), Context({"a": 400}))
+    assert all(o.timestep is None and "no learning curve recorded at t=400" in o.reason for o in outcomes)
+
+
+@pytest.mark.parametrize("name", search_names())
+def test_every_search_reads_val_only_and_stays_within_the_sweep(name):
+    """The rows hold a poisoned ``test`` (reading it fails); every pick is a candidate, charged its full training."""
+    for out in build_search(name).run(ReplaySource(curves(late_bloomer)), Context({"a": 700})):
+        assert out.timestep in CANDIDATES and out.observed[out.timestep] == 9
+        assert 9 <= out.epochs <= 81 and out.epochs == sum(out.observed.values())
+
+
+def test_budget_charges_a_candidate_its_largest_epoch():
+    budget = Budget(ReplaySource(curves(late_bloomer)))
+    assert budget.val(200, 3) == pytest.approx(5.3) and "test" not in budget.observe(200, 3)[0]
+    budget.observe(200, 1)  # seen already: nothing new
+    budget.observe(500, 9)
+    assert budget.cost()["epochs"] == 12 and budget.cost()["seconds"] == 3 * 3 + 9 * 6
+
+
+def test_optuna_is_deterministic_per_sampler_seed():
+    search = build_search("optuna-tpe")
+    assert len(search.sampler_seeds) == 10
+    source = ReplaySource(curves(distinct))
+    first, again = search.run_once(source, Context(), 3), search.run_once(source, Context(), 3)
+    assert first == again and first.sampler_seed == 3
+    assert first.timestep in CANDIDATES and first.observed[first.timestep] == 9
+
+
+def test_optuna_prunes_with_the_median_pruner():
+    """After Optuna's 5 startup trials, a trial below the median of the others at an epoch stops there: some
+    candidates are charged fewer than all epochs."""
+    outcomes = build_search("optuna-tpe").run(ReplaySource(curves(distinct)))
+    assert any(e < 9 for o in outcomes for e in o.observed.values())
+
+
+def test_unknown_search_is_a_user_error():
+    with pytest.raises(UserError, match="unknown search 'halving'; use one of successive-halving"):
+        build_search("halving")
+
+
+def test_replay_source_refuses_epochs_beyond_the_history():
+    with pytest.raises(ValueError, match="asked for 10 epochs"):
+        ReplaySource(curves(late_bloomer)).observe(0, 10)
+    with pytest.raises(CannotPick):
+        ReplaySource({0: None, 100: None}).observe(0, 1)
