@@ -13,8 +13,12 @@ writes exactly what a serial run writes, plus the sweep's wall-clock and job cou
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import io
 import math
 import os
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +32,18 @@ from aselect_bench.progress import format_duration
 KINDS = ("slurm", "local")
 #: Seconds between status lines while waiting.
 STATUS_EVERY = 30.0
+#: SLURM job states (the first word sacct or squeue writes) of a job that is still queued or running: its piece is
+#: watched, never submitted again. Any other state (COMPLETED, FAILED, CANCELLED, TIMEOUT, PREEMPTED, NODE_FAIL,
+#: OUT_OF_MEMORY...) or a job squeue no longer lists has ended: a piece it did not store is submitted again.
+LIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
+                         "COMPLETING", "SUSPENDED", "RESIZING", "STAGE_OUT", "SIGNALING", "RESV_DEL_HOLD",
+                         "POWER_UP_NODE"})
+#: A word of sbatch's refusal -> the preset's ``launcher.<key>`` and the flag that set it (the first match).
+SBATCH_CAUSES = (("qos", "qos", "--qos"), ("account", "account", "--account"),
+                 ("partition", "partition", "--partition"), ("time limit", "time_min", "--time"), ("memory", "mem_gb", "--mem-gb"),
+                 ("feature", "constraint", "--constraint"), ("constraint", "constraint", "--constraint"),
+                 ("gres", "gpus_per_job", "--gpus-per-job"), ("gpu", "gpus_per_job", "--gpus-per-job"),
+                 ("cpu", "cpus_per_job", "--cpus-per-job"), ("array", "array_parallelism", "--array-parallelism"))
 
 
 class SweepIncomplete(UserError):
@@ -159,8 +175,7 @@ class Sweep:
             self.record["started"] = time.time()
         specs = [job_spec(t.comparison, t.job, self.state, self.runs, self.selectors, self.threads) for t in tasks]
         if self.kind == "slurm":
-            with executor.batch():  # one job array
-                handles = [executor.submit(PieceJob(), spec) for spec in specs]
+            handles = submit_array(executor, specs)
         else:
             handles = []
             for task, spec in zip(tasks, specs):
@@ -204,16 +219,57 @@ class Sweep:
                    f"{format_duration(mean)} over {len(self.durations)} finished)")
         return f"sweep: {pending} pending, {running} running, {done} done, {len(failed)} failed{eta}"
 
-    def run(self, wait: bool = True, retries: int = 1, poll_seconds: float = 2.0) -> list[Task]:
-        """Submit what is neither finished nor running elsewhere and, with ``wait``, watch until every task has
-        finished or failed for good (returned)."""
-        for task in self.tasks:
-            if not task.finished() and task.busy_elsewhere():
+    def watch_queued(self) -> int:
+        """SLURM: each unfinished piece whose recorded job (``sweep.json``'s ``job_ids``) SLURM still queues or runs
+        is watched, not submitted again; one whose job ended without storing it is left to submit. Returns how many
+        are watched."""
+        recorded = self.record.get("job_ids", {})
+        waiting = [(t, recorded[t.name]) for t in self.tasks if t.name in recorded and not t.finished()]
+        if not waiting:
+            return 0
+        states = slurm_states(sorted({job_id for _, job_id in waiting}))
+        for task, job_id in waiting:
+            if states[job_id] not in LIVE_STATES:
+                print(f"sweep: {task.name}: job {job_id} ended ({states[job_id]}) without its piece; submitting it "
+                      f"again", flush=True)
+                continue
+            task.handle = submitit.SlurmJob(str(self.folder), job_id)
+            task.attempts, task.started = task.attempts + 1, time.time()
+            task.logs.append(str(task.handle.paths.stderr))
+        return sum(t.handle is not None for t, _ in waiting)
+
+    def mark_elsewhere(self) -> None:
+        """Watch, instead of submitting, each piece another process holds the lock of now."""
+        for task in self.todo():
+            if task.busy_elsewhere():
                 print(f"sweep: {task.name} is running elsewhere (an earlier submission); not submitted again",
                       flush=True)
                 task.handle = _Elsewhere(task)
+
+    def submit_missing(self) -> None:
+        """Submit every piece that is neither finished, nor queued or running in SLURM (its recorded job), nor
+        computed by another process (its lock), under the sweep's own lock: two commands never submit one piece
+        twice."""
+        from filelock import FileLock
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.folder / "submit.lock")):
+            if self.record_path.exists():
+                self.record = read_json(self.record_path)
+            queued = self.watch_queued() if self.kind == "slurm" else 0
+            self.mark_elsewhere()
+            todo = self.todo()
+            self.submit(todo)
+        if self.kind == "slurm":
+            print(f"sweep: {queued} queued, {len(todo)} submitted", flush=True)
+
+    def run(self, wait: bool = True, retries: int = 1, poll_seconds: float = 2.0) -> list[Task]:
+        """Submit what is neither finished, queued nor running elsewhere and, with ``wait``, watch until every task
+        has finished or failed for good (returned)."""
         if self.kind == "slurm" or not wait:
-            self.submit(self.todo())
+            self.submit_missing()
+        else:
+            self.mark_elsewhere()
         if not wait:
             return []
         failed, last = [], 0.0
@@ -256,6 +312,76 @@ def slurm_parameters(settings, name: str) -> dict:
     if settings.slurm:
         params["additional_parameters"] = dict(settings.slurm)
     return params
+
+
+def submit_array(executor, specs: list[dict]) -> list:
+    """Submit ``specs`` as one SLURM job array; the jobs (``"<array id>_<index>"``). sbatch refusing it (a bad
+    partition, account, time limit...) stops with one :func:`sbatch_refused` line, not submitit's traceback."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's stderr before raising it
+            with executor.batch():
+                return [executor.submit(PieceJob(), spec) for spec in specs]
+    except (FailedJobError, FailedSubmissionError, OSError) as error:
+        raise sbatch_refused(str(error)) from None
+
+
+def sbatch_refused(message: str) -> UserError:
+    """One line quoting sbatch's own reason and naming the preset key and flag that fix it."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()] or ["no message"]
+    reason = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1])
+    causes = [(key, flag) for word, key, flag in SBATCH_CAUSES if word in reason.lower()]
+    fix = (f"fix launcher.{causes[0][0]} in the preset, or pass {causes[0][1]}" if causes else
+           "check the preset's launcher: section, or the flags that override it (--partition, --account, --qos, "
+           "--time, --mem-gb, --constraint, --slurm.KEY)")
+    return UserError(f"sbatch refused the job array: {reason!r}: {fix}, then rerun the same command (nothing was "
+                     f"submitted)")
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, str]:
+    """``{job id: state}`` for recorded SLURM jobs (``"4242_0"``): the first word of the state SLURM reports
+    (``PENDING``, ``FAILED``...; see :data:`LIVE_STATES`), ``"GONE"`` for a job squeue no longer lists. Asks sacct
+    (read by submitit's ``SlurmInfoWatcher``), then squeue for the jobs sacct does not know or where it fails (a
+    cluster without accounting); one line if SLURM answers neither."""
+    states = _sacct_states(job_ids)
+    unknown = [job_id for job_id in job_ids if job_id not in states]
+    if unknown:
+        states.update(_squeue_states(unknown))
+    return states
+
+
+def _slurm(command: list[str]) -> tuple[str | None, str]:
+    """``(stdout, "")`` of a SLURM query, or ``(None, why it failed)``."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return None, str(error)
+    if done.returncode:
+        return None, (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    return done.stdout, ""
+
+
+def _sacct_states(job_ids: list[str]) -> dict[str, str]:
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2"]
+    for array in sorted({job_id.split("_")[0] for job_id in job_ids}):
+        command += ["-j", array]
+    out, _ = _slurm(command)
+    info = SlurmInfoWatcher().read_info(out) if out else {}
+    return {job_id: info[job_id]["State"].split()[0].upper() for job_id in job_ids
+            if info.get(job_id, {}).get("State")}
+
+
+def _squeue_states(job_ids: list[str]) -> dict[str, str]:
+    out, why = _slurm(["squeue", "--noheader", "--array", "--user", getpass.getuser(), "--format", "%i|%T"])
+    if out is None:
+        raise UserError(f"cannot tell whether SLURM still queues job(s) {', '.join(job_ids)} of this sweep (sacct "
+                        f"does not know them and squeue failed: {why}): rerun when SLURM answers (a queued job is "
+                        f"never submitted twice), or scancel them first")
+    listed = dict(line.strip().split("|", 1) for line in out.splitlines() if "|" in line)
+    return {job_id: listed.get(job_id, "GONE").split()[0].upper() for job_id in job_ids}
 
 
 def launch(comparisons, kind: str, state, runs, selectors, jobs: int | None = None, wait: bool = True,
@@ -303,9 +429,10 @@ def check_launcher_options(kind: str | None, wait: bool, fused: bool, only, dry_
     import shutil
 
     if kind is None:
-        if not wait or dry_run:
-            raise UserError(f"{'--no-wait' if not wait else '--dry-run'} is about jobs: add --launcher slurm or "
-                            f"--launcher local")
+        if not wait:
+            raise UserError("--no-wait is about SLURM jobs (submit, return, merge on a rerun): add --launcher slurm")
+        if dry_run:
+            raise UserError("--dry-run is about jobs: add --launcher slurm or --launcher local")
         return
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if kind == "slurm" and missing and not dry_run:

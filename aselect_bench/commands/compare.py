@@ -82,6 +82,31 @@ def slurm_option(text: str) -> tuple[str, str]:
 LAUNCHER_FLAGS = {"partition": "partition", "account": "account", "qos": "qos", "time": "time_min",
                   "gpus_per_job": "gpus_per_job", "cpus_per_job": "cpus_per_job", "mem_gb": "mem_gb",
                   "constraint": "constraint", "array_parallelism": "array_parallelism", "retries": "retries"}
+#: The launcher options only SLURM reads (``--launcher local`` runs one GPU or ``--jobs`` processes here).
+SLURM_ONLY = ("partition", "account", "qos", "gpus_per_job", "cpus_per_job", "mem_gb", "constraint",
+              "array_parallelism", "slurm")
+
+
+def check_launcher_flags(args: argparse.Namespace) -> None:
+    """Before any work: a launcher option the chosen launcher would ignore (any of them without ``--launcher``,
+    a SLURM one with ``--launcher local``, ``--jobs`` with ``--launcher slurm``) stops in one line."""
+    from aselect_bench.errors import UserError
+
+    for dest in (*LAUNCHER_FLAGS, "slurm", "jobs"):
+        if getattr(args, dest) is None:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if args.launcher is None:
+            fix = ("--launcher local" if dest == "jobs" else "--launcher slurm" if dest in SLURM_ONLY else
+                   "--launcher slurm or --launcher local")
+            raise UserError(f"{flag} is a launcher setting, ignored without --launcher: add {fix}, or leave {flag} "
+                            f"out")
+        if args.launcher == "local" and dest in SLURM_ONLY:
+            raise UserError(f"{flag} is a SLURM setting, ignored by --launcher local: use --launcher slurm, or leave "
+                            f"{flag} out")
+        if args.launcher == "slurm" and dest == "jobs":
+            raise UserError("--jobs is how many local jobs run at once, ignored by --launcher slurm: use "
+                            "--array-parallelism for SLURM, or leave --jobs out")
 
 
 def run(args: argparse.Namespace):
@@ -96,6 +121,7 @@ def run(args: argparse.Namespace):
     from aselect_bench.launch import check_launcher_options, launch
     from aselect_bench.selectors import build_selector, check_candidates
 
+    check_launcher_flags(args)
     preset = preset_from_args(args, args.task).override(
         seeds=args.seeds, **{f"launcher.{key}": getattr(args, flag) for flag, key in LAUNCHER_FLAGS.items()},
         **({"launcher.slurm": {**dict(args.slurm)}} if args.slurm else {}))
