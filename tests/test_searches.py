@@ -150,3 +150,84 @@ def test_replay_source_refuses_epochs_beyond_the_history():
         ReplaySource(curves(late_bloomer)).observe(0, 10)
     with pytest.raises(CannotPick):
         ReplaySource({0: None, 100: None}).observe(0, 1)
+
+
+# ------------------------------------------------------------------------------------ one comparison's rows
+def sweep(val, seed: int = 0, epochs: int = 9) -> dict:
+    """One seed's exhaustive sweep ``{t: row}`` as the comparison stores it: the history, the final val/test,
+    per-image outcomes (40 val, 50 test images) whose accuracy follows the final val."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = {}
+    for t, history in curves(val, epochs).items():
+        history = [{k: row[k] for k in ("epoch", "val", "seconds", "forwards")} for row in history]
+        p = min(0.95, 0.1 + history[-1]["val"] / 10)
+        outcomes = {split: {"kind": "top1", "correct": (rng.random(n) < p).astype(int).tolist()}
+                    for split, n in (("val", 40), ("test", 50))}
+        rows[t] = {"val": 100 * float(np.mean(outcomes["val"]["correct"])),
+                   "test": 100 * float(np.mean(outcomes["test"]["correct"])), "seconds": history[-1]["seconds"] + 1,
+                   "forwards": history[-1]["forwards"], "history": history, "outcomes": outcomes}
+    return rows
+
+
+def comparison(sweeps: dict) -> dict:
+    """The parts of a comparison's result the searches read, with the candidates' own regret intervals."""
+    from aselect_bench.analyses.compare import merge_repeats
+    from aselect_bench.experiments.base import exhaustive_summary
+    from aselect_bench.uncertainty import SeedMean, regret_intervals
+
+    per_t = {t: merge_repeats([sweeps[r][t] for r in sweeps]) for t in CANDIDATES}
+    if len(sweeps) > 1:  # each seed's history under repeats[i] (the contract)
+        for t in CANDIDATES:
+            per_t[t]["repeats"] = [{k: v for k, v in sweeps[r][t].items() if k != "outcomes"} for r in sweeps]
+    val = {t: SeedMean([sweeps[r][t]["outcomes"]["val"] for r in sweeps]) for t in CANDIDATES}
+    test = {t: SeedMean([sweeps[r][t]["outcomes"]["test"] for r in sweeps]) for t in CANDIDATES}
+    for t, entry in regret_intervals(val, test)["per_candidate"].items():
+        per_t[t].update(regret_ci=entry["ci"], tied_with_best=entry["tied_with_best"])
+    return {"task": "fgvc", "dataset": "blobs", "preset": "unit", "backbone": "tiny-dit", "candidates": CANDIDATES,
+            "seeds": len(sweeps), "exhaustive": exhaustive_summary(per_t),
+            "bootstrap": {"resamples": 1000, "seed": 0, "level": 0.95}}
+
+
+def test_a_search_pick_is_scored_as_a_selector_pick():
+    """One seed: a search's regret and interval are those of its pick as a candidate of the grid."""
+    from aselect_bench.searches.score import search_rows
+
+    sweeps = {0: sweep(distinct)}
+    result = comparison(sweeps)
+    rows = {row["name"]: row for row in search_rows(result, sweeps)}
+    assert list(rows) == search_names()
+    halving = rows["successive-halving"]
+    t = halving["timestep"]
+    cell = result["exhaustive"]["per_timestep"][t]
+    assert halving["regret"] == pytest.approx(result["exhaustive"]["test_at_best"] - cell["test"])
+    assert halving["regret_ci"] == pytest.approx(cell["regret_ci"])
+    assert halving["tied_with_best"] == cell["tied_with_best"]
+    assert halving["cost_fraction"] == pytest.approx(halving["epochs"] / 81)
+    assert rows["transfer"]["timestep"] is None and "no other comparison" in rows["transfer"]["reason"]
+    tpe = rows["optuna-tpe"]
+    assert len(tpe["timesteps"]) == 10 and tpe["spread"]["sampler_seeds"] == 10
+    assert tpe["regret_ci"] is not None and tpe["cost_fraction"] == pytest.approx(tpe["spread"]["cost_fraction"]["mean"])
+
+
+def test_seeds_give_one_pick_each_and_transfer_reads_the_results_folder(tmp_path):
+    from aselect_bench.io import atomic_write_json
+    from aselect_bench.searches.score import search_rows, with_transfer
+
+    sweeps = {0: sweep(distinct, 0), 1: sweep(late_bloomer, 1)}
+    result = comparison(sweeps)
+    result["searches"] = search_rows(result, sweeps)
+    rows = {row["name"]: row for row in result["searches"]}
+    assert rows["successive-halving"]["timesteps"] == [300, 500]  # distinct -> 300 (by hand: rungs 9 -> 3 -> 1)
+    assert rows["successive-halving"]["regret_seeds"]["n"] == 2
+    assert rows["early-look"]["epochs"] == 2 * 17  # summed over the seeds
+    for name, best in (("fgvc-other-unit", 400), ("fgvc-third-unit", 400), ("fgvc-blobs-unit", 0)):  # last: its own
+        atomic_write_json(tmp_path / f"{name}.json", {"backbone": "tiny-dit", "exhaustive": {"best_timestep": best}})
+    for r in sweeps.values():  # as written: no per-image outcomes in the JSON
+        for row in r.values():
+            row.pop("outcomes")
+    with_transfer(result, tmp_path)
+    transfer = next(row for row in result["searches"] if row["name"] == "transfer")
+    assert transfer["timestep"] == 400 and transfer["epochs"] == 2 * 9
+    assert transfer["regret_ci"] == result["exhaustive"]["per_timestep"][400]["regret_ci"]

@@ -30,6 +30,7 @@ from aselect_bench.errors import UserError
 from aselect_bench.experiments.base import exhaustive_summary
 from aselect_bench.io import atomic_write_json, make_folder, read_json
 from aselect_bench.reports import run_record
+from aselect_bench.searches.score import search_rows
 from aselect_bench.selectors import (
     build_selector,
     check_candidates,
@@ -295,6 +296,7 @@ class Comparison:
         aselect_seconds = [(_cost_of(s, self.default) + Cost(row["seconds"])).seconds
                            for s, row in zip(selections, trains)]
         comparison_error_bars(result, sweeps, trains, picks, aselect_seconds)
+        result["searches"] = search_rows(result, sweeps)  # replayed on the recorded curves (#42)
         if (fused or self.store.has("fused")) and exp.supports_fused:
             fused_result, _ = self.store.get_or_run("fused", lambda: exp.fit_fused(
                 candidates, self.log_root, self.progress, feature_cache_root=self.store.root / "features-fused"))

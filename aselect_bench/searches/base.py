@@ -107,8 +107,8 @@ class Budget:
 
     def observe(self, t: int, epochs: int) -> list[dict]:
         """History rows of epochs ``1..epochs`` at ``t`` (``epochs`` capped at ``max_epochs``)."""
-        epochs = min(int(epochs), self.max_epochs)
-        if epochs > self.observed.get(t, 0):
+        epochs = max(1, min(int(epochs), self.max_epochs))
+        if t not in self._rows or epochs > self.observed[t]:
             self._rows[t] = [{k: row[k] for k in ROW_KEYS} for row in self.source.observe(t, epochs)]
             self.observed[t] = epochs
         return [dict(row) for row in self._rows[t][:epochs]]
