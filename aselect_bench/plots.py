@@ -156,6 +156,34 @@ def interval_errors(rows: list[dict], value: str, interval: str):
     return [[max(0.0, r[value] - r[interval][0]) for r in rows], [max(0.0, r[interval][1] - r[value]) for r in rows]]
 
 
+def frontier_figure(points: list[dict], front: list[dict], title: str, xlabel: str):
+    """Cost against regret: ``points`` ``[{"name", "kind", "cost", "regret", "ci"}]`` (selectors as circles,
+    searches as squares, the exhaustive search as a star), each regret with its interval, x on a log scale,
+    and the Pareto ``front`` as a step line."""
+    fig, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
+    style = {"selector": ("o", "tab:blue"), "search": ("s", "tab:orange"), "exhaustive": ("*", "tab:green")}
+    for kind, (marker, colour) in style.items():
+        rows = [p for p in points if p["kind"] == kind]
+        if not rows:
+            continue
+        errors = [[max(0.0, p["regret"] - p["ci"][0]) if p.get("ci") else 0.0 for p in rows],
+                  [max(0.0, p["ci"][1] - p["regret"]) if p.get("ci") else 0.0 for p in rows]]
+        ax.errorbar([p["cost"] for p in rows], [p["regret"] for p in rows], yerr=errors, fmt=marker, color=colour,
+                    markersize=10 if kind == "exhaustive" else 5, capsize=2, linewidth=0.8, label=kind)
+        for p in rows:
+            ax.annotate(p["name"], (p["cost"], p["regret"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if front:
+        ax.step([p["cost"] for p in front], [p["regret"] for p in front], where="post", color="k", linewidth=1,
+                linestyle="--", label="Pareto front")
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel("regret (points) [95% CI]")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def palette(num_classes: int):
     """A fixed palette ``uint8 [K + 1, 3]`` (ADE20K's when it has enough colours; the last row: ignore)."""
     import numpy as np

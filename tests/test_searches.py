@@ -231,3 +231,61 @@ def test_seeds_give_one_pick_each_and_transfer_reads_the_results_folder(tmp_path
     transfer = next(row for row in result["searches"] if row["name"] == "transfer")
     assert transfer["timestep"] == 400 and transfer["epochs"] == 2 * 9
     assert transfer["regret_ci"] == result["exhaustive"]["per_timestep"][400]["regret_ci"]
+
+
+# ------------------------------------------------------------------------------ reports and the frontier
+def test_the_pareto_front_keeps_what_nothing_dominates():
+    from aselect_bench.analyses.frontier import pareto_front, point
+
+    points = [point("a", "selector", 0.05, 3.0), point("b", "selector", 0.05, 5.0), point("c", "search", 0.2, 1.0),
+              point("d", "search", 0.5, 1.0), point("exhaustive", "exhaustive", 1.0, 0.0)]
+    assert [p["name"] for p in pareto_front(points)] == ["a", "c", "exhaustive"]
+
+
+def test_comparison_markdown_rows_and_frontier_figure():
+    from aselect_bench.analyses.compare_report import comparison_frontier, searches_lines
+    from aselect_bench.analyses.frontier import comparison_points
+    from aselect_bench.searches.score import search_rows
+
+    sweeps = {0: sweep(distinct)}
+    result = comparison(sweeps)
+    result.update(metric="top1", splits={"val": "val", "test": "test"}, searches=search_rows(result, sweeps),
+                  selectors=[{"name": "hfr", "saving_seconds": 9.0, "regret": 2.0, "regret_ci": [0.5, 3.0],
+                              "tied_with_best": False}])
+    text = "\n".join(searches_lines(result))
+    assert "| successive-halving | 300 |" in text and "- transfer cannot pick: no other comparison" in text
+    assert "over 10 sampler seeds" in text
+    points = {p["name"]: p for p in comparison_points(result)}
+    assert points["hfr"]["cost"] == pytest.approx(1 / 9) and points["exhaustive"]["cost"] == 1
+    assert points["early-look"]["cost"] == pytest.approx(17 / 81) and "transfer" not in points
+    assert comparison_frontier(result).axes[0].get_xscale() == "log"
+
+
+def test_the_leaderboard_lists_the_searches_with_their_mean_cost(tmp_path):
+    import json
+
+    from aselect_bench.analyses.leaderboard import write_leaderboard
+    from aselect_bench.io import atomic_write_json
+
+    def searches(regret: float, tied: bool) -> list[dict]:
+        return [{"name": "early-look", "timestep": 300, "regret": regret, "regret_ci": [regret - 1, regret + 1],
+                 "regret_se": 0.5, "tied_with_best": tied, "strictly_worse": not tied, "cost_fraction": 0.2},
+                {"name": "transfer", "timestep": None, "reason": "no other comparison"}]
+
+    for dataset, regret, tied in (("cub", 0.0, True), ("dogs", 4.0, False)):
+        atomic_write_json(tmp_path / f"fgvc-{dataset}-demo.json", {
+            "task": "fgvc", "dataset": dataset, "preset": "demo", "metric": "top1", "run": {"code_version": "x"},
+            "selectors": [{"name": "hfr", "timestep": 50, "regret": 1.0, "uses_labels": False, "spearman": None,
+                           "saving_seconds": 10.0, "tied_with_best": True}],
+            "searches": searches(regret, tied)})
+    write_leaderboard(tmp_path, "demo")
+    board = json.loads((tmp_path / "selectors.json").read_text())
+    rows = {r["name"]: r for r in board["searches"]}
+    assert rows["early-look"]["mean_regret"] == 2.0 and rows["early-look"]["mean_cost_fraction"] == pytest.approx(0.2)
+    assert (rows["early-look"]["tied"], rows["early-look"]["worse"]) == (1, 1)
+    assert rows["transfer"]["datasets"] == 0 and set(rows["transfer"]["cannot_pick"]) == {"fgvc/cub", "fgvc/dogs"}
+    assert board["selectors"][0]["mean_cost_fraction"] == pytest.approx(0.1)
+    markdown = (tmp_path / "selectors.md").read_text()
+    assert "| early-look | 2.00 [" in markdown and "| 20.0% |" in markdown
+    assert "tied with the best on every comparison: **hfr** at 10.0%" in markdown
+    assert (tmp_path / "frontier.png").stat().st_size > 1000

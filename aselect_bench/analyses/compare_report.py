@@ -136,6 +136,56 @@ def selectors_lines(result: dict) -> list[str]:
     ]
 
 
+def search_picks(row: dict) -> str:
+    """A search's pick(s): ``500``, or how often each was picked over the runs (``500 x7, 300 x3``)."""
+    from collections import Counter
+
+    picks = row.get("timesteps") or [row["timestep"]]
+    counts = Counter(picks).most_common()
+    return str(picks[0]) if len(counts) == 1 else ", ".join(f"{t} x{n}" for t, n in counts)
+
+
+def searches_lines(result: dict) -> list[str]:
+    """The searches' table (``result["searches"]``, :mod:`aselect_bench.searches`): each pick, its cost (epochs
+    as a share of the exhaustive search's, seconds, forwards), its regret scored as a selector's, or why it
+    cannot pick."""
+    rows = result.get("searches")
+    if not rows:
+        return []
+    m, test = result["metric"], result["splits"]["test"]
+    seeds = result.get("seeds", 1) > 1
+    picked = [r for r in rows if r["timestep"] is not None]
+    table = [[r["name"], search_picks(r), f"{100 * r['cost_fraction']:.1f}%", r["epochs"], r["seconds"],
+              r["forwards"], r["test"], with_ci(r["regret"], r.get("regret_ci")), tie_mark(r),
+              *([with_se(r.get("regret_seeds"))] if seeds else []),
+              "-" if "spread" not in r else f"regret sd {r['spread']['regret']['sd']:.2f}, cost sd "
+              f"{100 * r['spread']['cost_fraction']['sd']:.1f}% over {r['spread']['sampler_seeds']} sampler seeds"]
+             for r in picked]
+    lines = ["## Searches (replayed on the sweep's learning curves)\n",
+             f"Each search trains candidates for some epochs, reads the {result['splits']['val']} {m} only, and ends "
+             f"with one full training at its pick (the sweep's run there); the replay reads the sweep's recorded "
+             f"curves, so nothing is trained again (docs/searches.md). *cost*: epochs trained as a share of the "
+             f"exhaustive search's (every candidate for every epoch{', per seed' if seeds else ''}); seconds and "
+             f"forwards are read off the curves at those epochs{', summed over seeds' if seeds else ''}. A pick is "
+             f"scored as a selector's: regret against the exhaustive best, same interval and tie rule. Optuna's "
+             f"TPE runs once per sampler seed: its numbers are the mean over them.\n",
+             markdown_table(["search", "timestep", "cost (of exhaustive epochs)", "epochs", "seconds", "forwards",
+                             f"{test} {m}", "regret [95% CI]", "vs best", *(["mean regret within seeds"] if seeds
+                                                                             else []), "spread"], table)]
+    lines += [f"- {r['name']} cannot pick: {r['reason']}" for r in rows if r["timestep"] is None]
+    return lines + [""]
+
+
+def comparison_frontier(result: dict):
+    """The comparison's cost-regret frontier figure (:mod:`aselect_bench.analyses.frontier`)."""
+    from aselect_bench.analyses.frontier import COST_LABEL, comparison_points, pareto_front
+    from aselect_bench.plots import frontier_figure
+
+    points = comparison_points(result)
+    title = f"{result['task']}/{result['dataset']} ({result['preset']}): cost vs regret"
+    return frontier_figure(points, pareto_front(points), title, COST_LABEL)
+
+
 def per_timestep_lines(result: dict) -> list[str]:
     m, ex = result["metric"], result["exhaustive"]
     val, test = (result["splits"][s] for s in ("val", "test"))
@@ -178,6 +228,7 @@ def comparison_markdown(result: dict) -> str:
     ]
     if result.get("selectors"):
         lines += selectors_lines(result)
+    lines += searches_lines(result)
     lines += per_timestep_lines(result)
     if result.get("bootstrap"):
         lines += ["", READING]
@@ -212,11 +263,15 @@ def write_comparison(result: dict, out_dir="results/compare", tensorboard_dir=No
     ``-selectors.png`` (regret per selector with its interval), atomically, and the TensorBoard view."""
     from aselect_bench.plots import comparison_figure, cost_figure, selector_regret_figure
     from aselect_bench.reports import write_report
+    from aselect_bench.searches.score import with_transfer
 
     name = f"{result['task']}-{result['dataset']}-{result['preset']}"
+    with_transfer(result, out_dir)  # the transfer search reads the other comparisons of this folder
     figures = {f"{name}.png": comparison_figure(result), f"{name}-cost.png": cost_figure(result)}
     if result.get("selectors"):
         figures[f"{name}-selectors.png"] = selector_regret_figure(result)
+    if result.get("searches"):
+        figures[f"{name}-frontier.png"] = comparison_frontier(result)
     scalars, extras = tensorboard_extras(result)
     return write_report(out_dir, name, result, comparison_markdown(result), figures,
                         tensorboard_dir=None if tensorboard_dir is None else Path(tensorboard_dir) / "comparison",

@@ -86,10 +86,106 @@ def build_leaderboard(comparisons: list[dict], preset: str) -> dict:
         row.update(datasets=len(regrets), mean_regret=sum(regrets) / len(regrets), worst_regret=max(regrets),
                    mean_regret_ci=mean_interval_over_groups(groups)["ci"],
                    mean_spearman=sum(rhos) / len(rhos) if rhos else None,
-                   mean_saving_seconds=sum(row["saving_seconds"].values()) / len(regrets))
+                   mean_saving_seconds=sum(row["saving_seconds"].values()) / len(regrets),
+                   mean_cost_fraction=sum(1 / s for s in row["saving_seconds"].values()) / len(regrets))
     ordered = sorted(rows.values(), key=lambda r: (r["mean_regret"], r["worst_regret"], r["name"]))
     return {"preset": preset, "comparisons": [comparison_label(r) for r in comparisons],
-            "metrics": {comparison_label(r): r["metric"] for r in comparisons}, "selectors": ordered}
+            "metrics": {comparison_label(r): r["metric"] for r in comparisons}, "selectors": ordered,
+            "searches": search_board(comparisons)}
+
+
+def search_board(comparisons: list[dict]) -> list[dict]:
+    """The searches across the comparisons (``searches`` of each): ``[{"name", "regret": {label: r},
+    "regret_ci": {label: [lo, hi]}, "timestep": {label: t}, "cost_fraction": {label: c}, "cannot_pick": {label:
+    why}, "datasets", "tied", "worse", "mean_regret", "mean_regret_ci", "worst_regret", "mean_cost_fraction"}]``,
+    best mean regret first; a comparison where a search cannot pick is left out of its means (and named)."""
+    from aselect_bench.uncertainty import mean_interval_over_groups
+
+    rows: dict[str, dict] = {}
+    for result in comparisons:
+        label = comparison_label(result)
+        for r in result.get("searches", []):
+            row = rows.setdefault(r["name"], {"name": r["name"], "regret": {}, "regret_ci": {}, "regret_se": {},
+                                              "timestep": {}, "cost_fraction": {}, "cannot_pick": {}, "tied": 0,
+                                              "worse": 0})
+            if r.get("timestep") is None:
+                row["cannot_pick"][label] = r.get("reason")
+                continue
+            row["regret"][label], row["regret_ci"][label] = r["regret"], r.get("regret_ci")
+            row["regret_se"][label], row["timestep"][label] = r.get("regret_se"), r["timestep"]
+            row["cost_fraction"][label] = r["cost_fraction"]
+            row["tied"] += bool(r.get("tied_with_best"))
+            row["worse"] += bool(r.get("strictly_worse"))
+    for row in rows.values():
+        regrets = list(row["regret"].values())
+        row["datasets"] = len(regrets)
+        if regrets:
+            groups = [{"value": v, "se": row["regret_se"][label]} for label, v in row["regret"].items()]
+            row.update(mean_regret=sum(regrets) / len(regrets), worst_regret=max(regrets),
+                       mean_regret_ci=mean_interval_over_groups(groups)["ci"],
+                       mean_cost_fraction=sum(row["cost_fraction"].values()) / len(regrets))
+        else:
+            row.update(mean_regret=None, worst_regret=None, mean_regret_ci=None, mean_cost_fraction=None)
+    return sorted(rows.values(), key=lambda r: (r["mean_regret"] is None, r["mean_regret"] or 0, r["name"]))
+
+
+def cheapest_always_tied(board: dict) -> dict | None:
+    """The cheapest selector or search (by mean cost fraction) tied with the best on every comparison, or None."""
+    n = len(board["comparisons"])
+    rows = [r for r in [*board["selectors"], *board.get("searches", [])]
+            if r.get("mean_cost_fraction") is not None and r["tied"] == n and r["datasets"] == n]
+    return min(rows, key=lambda r: r["mean_cost_fraction"], default=None)
+
+
+def search_lines(board: dict) -> list[str]:
+    """The searches' table (:func:`search_board`) and the cheapest choice tied with the best everywhere."""
+    from aselect_bench.analyses.compare_report import with_ci
+    from aselect_bench.reports import markdown_table
+
+    if not board.get("searches"):
+        return []
+    cheapest = cheapest_always_tied(board)
+    rows = [[r["name"], with_ci(r["mean_regret"], r.get("mean_regret_ci")), r["worst_regret"],
+             f"{r['tied']}/{r['datasets']}", f"{r['worse']}/{r['datasets']}",
+             None if r["mean_cost_fraction"] is None else f"{100 * r['mean_cost_fraction']:.1f}%",
+             "; ".join(f"{label}: {why}" for label, why in r["cannot_pick"].items()) or "-"]
+            for r in board["searches"]]
+    return ["\n## Searches (replayed on the sweeps' learning curves)\n",
+            "A search trains candidates for a few epochs, reads the held-out metric, and ends with one full training "
+            "at its pick (docs/searches.md). *Mean cost*: the epochs it trains as a share of the exhaustive "
+            "search's (every candidate for every epoch), averaged over the comparisons; a selector's cost is its "
+            "time (scan + one training) over the exhaustive search's.\n",
+            markdown_table(["search", "mean regret [95% CI]", "worst regret", "tied with best", "strictly worse",
+                            "mean cost", "cannot pick"], rows),
+            "\nCheapest selector or search tied with the best on every comparison: "
+            + (f"**{cheapest['name']}** at {100 * cheapest['mean_cost_fraction']:.1f}% of the exhaustive search's "
+               f"cost." if cheapest else "none."),
+            "\nThe cost-regret frontier of these means: `frontier.png` (docs/searches.md).\n"]
+
+
+def frontier_name(preset: str) -> str:
+    """``frontier`` for the default preset (``demo``), ``frontier-<preset>`` otherwise (as :func:`leaderboard_name`)."""
+    return "frontier" if preset == "demo" else f"frontier-{preset}"
+
+
+def frontier_files(board: dict) -> dict:
+    """``{frontier_name.png: figure}`` over the leaderboard's means (:mod:`aselect_bench.analyses.frontier`)."""
+    from aselect_bench.analyses.frontier import COST_LABEL, board_points, pareto_front
+    from aselect_bench.plots import frontier_figure
+
+    points = board_points(board)
+    title = f"cost vs regret over {len(board['comparisons'])} comparisons, preset {board['preset']} (means)"
+    return {f"{frontier_name(board['preset'])}.png": frontier_figure(points, pareto_front(points), title, COST_LABEL)}
+
+
+def search_hparams(board: dict) -> list[tuple]:
+    """The searches as HParams rows: ``({"search"}, {"hparam/mean_regret", "hparam/mean_cost_fraction",
+    "hparam/tied_share", "hparam/regret/<label>"}, name)``, beside the selectors' sessions."""
+    return [({"search": r["name"]},
+             {"hparam/mean_regret": r["mean_regret"], "hparam/mean_cost_fraction": r["mean_cost_fraction"],
+              "hparam/tied_share": r["tied"] / r["datasets"],
+              **{f"hparam/regret/{label}": v for label, v in r["regret"].items()}}, f"search-{r['name']}")
+            for r in board.get("searches", []) if r["datasets"]]
 
 
 def leaderboard_markdown(board: dict, runs: list[dict]) -> str:
@@ -120,6 +216,7 @@ def leaderboard_markdown(board: dict, runs: list[dict]) -> str:
         "held-out metric over the candidate grid. `random` is its expectation over the grid; rules (`t0`, "
         "`fixed-*`) need no scan.\n",
         markdown_table(header, rows),
+        *search_lines(board),
         "\n## Regret per comparison [95% CI] (chosen timestep)\n",
         markdown_table(["selector", *labels], per),
         "", READING,
@@ -152,5 +249,5 @@ def write_leaderboard(out_dir, preset: str, tensorboard_dir=None) -> Path | None
                 {"hparam/regret": v, "hparam/tied_with_best": float(r["tied_with_best"][label])},
                 f"{r['name']}/{label}") for r in board["selectors"] for label, v in r["regret"].items()]
     return write_report(out_dir, name, board, leaderboard_markdown(board, runs),
-                        {f"{name}.png": leaderboard_figure(board)}, tensorboard_dir=tensorboard_dir,
-                        tensorboard={"hparams": hparams})
+                        {f"{name}.png": leaderboard_figure(board), **frontier_files(board)}, tensorboard_dir=tensorboard_dir,
+                        tensorboard={"hparams": hparams + search_hparams(board)})

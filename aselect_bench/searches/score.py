@@ -17,7 +17,7 @@ import numpy as np
 from aselect_bench.experiments.base import best_on_validation
 from aselect_bench.io import read_json
 from aselect_bench.searches.base import Context, Outcome, ReplaySource, build_search, search_names
-from aselect_bench.uncertainty import LEVEL, RESAMPLES, SeedMean, regret_intervals
+from aselect_bench.uncertainty import LEVEL, RESAMPLES, SeedMean, mean_and_se, regret_intervals
 
 #: What a search's ``cost_fraction`` is a fraction of.
 COST_OF = "epochs of the exhaustive search (every candidate trained for max_epochs, per seed)"
@@ -67,7 +67,7 @@ def search_row(name: str, runs: dict[int, list[Outcome]], sweeps: dict, result: 
                    strictly_worse=interval["ci"][0] > 0)
     if len(runs) > 1:  # within each seed: its own best's test minus its pick's
         within = [sweeps[r][best_on_validation(sweeps[r])]["test"] - t for r, t in zip(runs, tests)]
-        row["regret_seeds"] = _spread(within)
+        row["regret_seeds"] = mean_and_se(within)
     if len(search.sampler_seeds) > 1:
         regrets = [sweeps[r][best_on_validation(sweeps[r])]["test"] - sweeps[r][o.timestep]["test"]
                    for r in runs for o in runs[r]]
