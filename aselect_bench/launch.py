@@ -81,6 +81,14 @@ class Task:
     gpu: int | None = None
     started: float = 0.0
     logs: list = field(default_factory=list)
+    queued_before: bool = False  # watched: its job from an earlier command is still queued or running
+
+    @property
+    def key(self) -> str:
+        """The piece(s) across sweeps: ``<label>/<fingerprint>/<piece>[+<piece>]``, the key of its job id in every
+        ``sweep.json``."""
+        c = self.comparison
+        return f"{c.label}/{c.fingerprint}/" + "+".join(c.job_pieces(self.job))
 
     @property
     def name(self) -> str:
@@ -187,7 +195,7 @@ class Sweep:
             task.handle, task.attempts, task.started = handle, task.attempts + 1, time.time()
             task.logs.append(str(handle.paths.stderr))
         self.record["jobs"] += len(tasks)
-        self.record["job_ids"] = {**self.record.get("job_ids", {}), **{t.name: t.handle.job_id for t in tasks}}
+        self.record["job_ids"] = {**self.record.get("job_ids", {}), **{t.key: t.handle.job_id for t in tasks}}
         atomic_write_json(self.record_path, self.record)
 
     def poll(self, retries: int) -> list[Task]:
@@ -219,24 +227,38 @@ class Sweep:
                    f"{format_duration(mean)} over {len(self.durations)} finished)")
         return f"sweep: {pending} pending, {running} running, {done} done, {len(failed)} failed{eta}"
 
+    def recorded_jobs(self) -> dict[str, list[tuple[Path, str]]]:
+        """``{task key: [(sweep folder, job id), ...]}`` from every sweep's ``sweep.json`` under ``<state>/jobs``,
+        this sweep's first: a piece submitted by another sweep of the same state (``--dataset cub``, then
+        ``--dataset all``) is known too."""
+        records = [self.record_path, *sorted(Path(self.state, "jobs").glob("*/sweep.json"))]
+        jobs: dict[str, list] = {}
+        for path in dict.fromkeys(records):
+            record = self.record if path == self.record_path else read_json(path)
+            for key, job_id in record.get("job_ids", {}).items():
+                jobs.setdefault(key, []).append((path.parent, str(job_id)))
+        return jobs
+
     def watch_queued(self) -> int:
-        """SLURM: each unfinished piece whose recorded job (``sweep.json``'s ``job_ids``) SLURM still queues or runs
-        is watched, not submitted again; one whose job ended without storing it is left to submit. Returns how many
-        are watched."""
-        recorded = self.record.get("job_ids", {})
-        waiting = [(t, recorded[t.name]) for t in self.tasks if t.name in recorded and not t.finished()]
+        """SLURM: each unfinished piece whose recorded job SLURM still queues or runs is watched, not submitted
+        again; one whose job ended without storing it is named and left to submit. Returns how many are watched."""
+        recorded = self.recorded_jobs()
+        waiting = [(t, recorded[t.key]) for t in self.tasks if t.key in recorded and not t.finished()]
         if not waiting:
             return 0
-        states = slurm_states(sorted({job_id for _, job_id in waiting}))
-        for task, job_id in waiting:
-            if states[job_id] not in LIVE_STATES:
-                print(f"sweep: {task.name}: job {job_id} ended ({states[job_id]}) without its piece; submitting it "
-                      f"again", flush=True)
+        states = slurm_states(sorted({job_id for _, jobs in waiting for _, job_id in jobs}))
+        for task, jobs in waiting:
+            live = [(folder, job_id) for folder, job_id in jobs if states[job_id] in LIVE_STATES]
+            if not live:
+                folder, job_id = jobs[0]
+                print(f"sweep: {task.name}: job {job_id} ended ({states[job_id]}) without its piece, so it is "
+                      f"submitted again", flush=True)
                 continue
-            task.handle = submitit.SlurmJob(str(self.folder), job_id)
+            folder, job_id = live[0]
+            task.handle, task.queued_before = submitit.SlurmJob(str(folder), job_id), True
             task.attempts, task.started = task.attempts + 1, time.time()
             task.logs.append(str(task.handle.paths.stderr))
-        return sum(t.handle is not None for t, _ in waiting)
+        return sum(t.queued_before for t, _ in waiting)
 
     def mark_elsewhere(self) -> None:
         """Watch, instead of submitting, each piece another process holds the lock of now."""
@@ -393,7 +415,9 @@ def launch(comparisons, kind: str, state, runs, selectors, jobs: int | None = No
     sweep = Sweep(comparisons, kind, settings, sweep_folder(comparisons, state), state, runs, selectors, jobs)
     todo = [t for t in sweep.tasks if not t.finished()]
     if dry_run:
-        print(f"dry run: {len(todo)} of {len(sweep.tasks)} jobs to submit ({kind}), in {sweep.folder}")
+        queued = dry_run_queued(sweep) if kind == "slurm" else ""
+        todo = sweep.todo()
+        print(f"dry run: {len(todo)} of {len(sweep.tasks)} jobs to submit ({kind}){queued}, in {sweep.folder}")
         for task in todo:
             print(f"  {task.name}")
         if kind == "slurm":
@@ -403,9 +427,7 @@ def launch(comparisons, kind: str, state, runs, selectors, jobs: int | None = No
           f"{sweep.folder}", flush=True)
     failed = sweep.run(wait, settings.retries)
     if not wait:
-        ids = ", ".join(str(t.handle.job_id) for t in sweep.tasks if t.handle is not None)
-        print(f"submitted: {ids or 'nothing (every piece is finished or queued)'}; when they are done, rerun the same "
-              f"command to merge (it submits nothing that is finished, queued or running)")
+        print(no_wait_line(sweep.tasks))
         return None
     if failed:
         names = "; ".join(f"{t.name} (log {t.logs[-1]})" for t in failed)
@@ -414,6 +436,25 @@ def launch(comparisons, kind: str, state, runs, selectors, jobs: int | None = No
                               f"command to run only these")
     return {"kind": kind, "jobs": sweep.record["jobs"], "settings": asdict(settings),
             "wall_seconds": wall_seconds(sweep)}
+
+
+def dry_run_queued(sweep: Sweep) -> str:
+    """A dry run asks SLURM about the jobs recorded earlier too, where it answers: ``", 3 still queued"``."""
+    try:
+        queued = sweep.watch_queued()
+    except UserError:
+        return " (SLURM did not say whether the jobs submitted earlier are still queued; a real run asks first)"
+    return f", {queued} still queued" if queued else ""
+
+
+def no_wait_line(tasks: list[Task]) -> str:
+    """What ``--no-wait`` leaves behind: the jobs it submitted, and those still queued from an earlier command."""
+    watched = [t for t in tasks if t.handle is not None and not isinstance(t.handle, _Elsewhere)]
+    new = ", ".join(str(t.handle.job_id) for t in watched if not t.queued_before)
+    old = ", ".join(str(t.handle.job_id) for t in watched if t.queued_before)
+    return (f"submitted: {new or 'nothing (every piece is finished or queued)'}"
+            f"{f'; still queued from an earlier submission: {old}' if old else ''}; when they are done, rerun the "
+            f"same command to merge (it submits nothing that is finished, queued or running)")
 
 
 def wall_seconds(sweep: Sweep) -> float | None:

@@ -85,11 +85,34 @@ def test_a_no_wait_rerun_submits_nothing_slurm_still_queues(slurm, no_wait):
     (slurm / "sacct.txt").write_text("4242_[0-3]|PENDING|None assigned\n")  # the array as sacct lists it pending
     status, out, err = no_wait()
     assert status == 0, err
-    assert "sweep: 4 queued, 0 submitted" in out and "nothing (every piece is finished or queued)" not in out
+    assert "sweep: 4 queued, 0 submitted" in out
+    assert ("submitted: nothing (every piece is finished or queued); still queued from an earlier submission: "
+            "4242_0, 4242_1, 4242_2, 4242_3;") in out
     assert len(calls(slurm, "sbatch")) == 1
     assert calls(slurm, "sacct") == ["sacct -o JobID,State,NodeList --parsable2 -j 4242"]
     sweep = record(slurm)
     assert sweep["jobs"] == 4 and sorted(sweep["job_ids"].values()) == [f"4242_{i}" for i in range(4)]
+
+
+def test_a_dry_run_counts_the_queued_jobs_as_not_to_submit(slurm, no_wait):
+    assert no_wait()[0] == 0
+    (slurm / "sacct.txt").write_text("4242_[0-3]|PENDING|None assigned\n")
+    status, out, err = no_wait("--dry-run")
+    assert status == 0, err
+    assert "dry run: 0 of 4 jobs to submit (slurm), 4 still queued" in out and len(calls(slurm, "sbatch")) == 1
+
+
+def test_a_piece_queued_by_another_sweep_of_the_state_is_not_submitted_again(slurm, no_wait, tmp_path):
+    """``--dataset cub --no-wait``, then ``--dataset all``: a sweep of its own (another folder under
+    --state/jobs), which must still see cub's queued jobs."""
+    custom_preset(tmp_path, hfr={"candidates": [0, 500, 999], "num_images": 4},
+                  fgvc={"tap": "blocks.1.out", "max_epochs": 1, "batch_size": 16, "datasets": ["cub", "flowers"]})
+    assert no_wait()[0] == 0
+    (slurm / "sacct.txt").write_text("4242_[0-3]|PENDING|None assigned\n")
+    status, out, err = no_wait("--dataset", "all")
+    assert status == 0, err
+    assert "sweep: 4 queued, 4 submitted" in out and "submitted: 4243_0, 4243_1, 4243_2, 4243_3;" in out
+    assert len(list((slurm / "state" / "jobs").glob("*/sweep.json"))) == 2
 
 
 def test_a_piece_whose_job_ended_without_it_is_submitted_again(slurm, no_wait):
