@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
+import submitit
+from submitit.slurm.slurm import SlurmInfoWatcher
 
 from aselect_bench.cli import build_parser
 from tests.test_faults import run_in_process
@@ -17,7 +19,7 @@ from tests.test_faults_second_round import custom_preset
 
 #: Each stub logs ``<tool> <args>`` to calls.log in its folder's parent. sbatch numbers arrays 4242, 4243...
 #: and refuses with the text of sbatch.refuse if there is one; sacct answers with sacct.txt (or fails as on a
-#: cluster without accounting); squeue lists squeue.txt (or fails).
+#: cluster without accounting), and with sacct.later.txt from its second call on; squeue lists squeue.txt (or fails).
 STUBS = {
     "sbatch": """
 if [ -f "$HERE/sbatch.refuse" ]; then cat "$HERE/sbatch.refuse" >&2; exit 1; fi
@@ -28,6 +30,8 @@ echo "Submitted batch job $n"
     "sacct": """
 if [ ! -f "$HERE/sacct.txt" ]; then echo "sacct: error: Slurm accounting storage is disabled" >&2; exit 1; fi
 echo "JobID|State|NodeList"
+if [ -f "$HERE/sacct.asked" ] && [ -f "$HERE/sacct.later.txt" ]; then cat "$HERE/sacct.later.txt"; exit 0; fi
+touch "$HERE/sacct.asked"
 cat "$HERE/sacct.txt"
 """,
     "squeue": """
@@ -52,13 +56,16 @@ def slurm(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def no_wait(tmp_path, capsys):
-    """``compare --launcher slurm --no-wait`` on a tiny preset (3 candidates + A-SelecT's side: 4 pieces), in this
-    process: ``(status, out, err)``."""
+def submit(tmp_path, capsys):
+    """``compare --launcher slurm --no-wait EXTRA`` (without --no-wait if ``wait``) on a tiny preset (3 candidates +
+    A-SelecT's side: 4 pieces), in this process: ``(status, out, err)``."""
     preset = custom_preset(tmp_path, hfr={"candidates": [0, 500, 999], "num_images": 4})
-    argv = ["compare", "--preset", str(preset), "--no-selectors", "--launcher", "slurm", "--no-wait",
-            "--state", str(tmp_path / "state"), "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")]
-    return lambda *extra: run_in_process([*argv, *extra], capsys)
+    argv = ["compare", "--preset", str(preset), "--no-selectors", "--launcher", "slurm", "--state",
+            str(tmp_path / "state"), "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")]
+
+    def run(*extra, wait=False):
+        return run_in_process([*argv, *([] if wait else ["--no-wait"]), *extra], capsys)
+    return run
 
 
 def calls(folder: Path, tool: str) -> list[str]:
@@ -78,12 +85,12 @@ def assert_one_line(status: int, err: str, fragment: str) -> str:
 
 # ------------------------------------------------------------------- 1. a rerun submits nothing still queued
 
-def test_a_no_wait_rerun_submits_nothing_slurm_still_queues(slurm, no_wait):
-    status, out, err = no_wait()
+def test_a_no_wait_rerun_submits_nothing_slurm_still_queues(slurm, submit):
+    status, out, err = submit()
     assert status == 0, err
     assert "sweep: 0 queued, 4 submitted" in out
     (slurm / "sacct.txt").write_text("4242_[0-3]|PENDING|None assigned\n")  # the array as sacct lists it pending
-    status, out, err = no_wait()
+    status, out, err = submit()
     assert status == 0, err
     assert "sweep: 4 queued, 0 submitted" in out
     assert ("submitted: nothing (every piece is finished or queued); still queued from an earlier submission: "
@@ -94,34 +101,47 @@ def test_a_no_wait_rerun_submits_nothing_slurm_still_queues(slurm, no_wait):
     assert sweep["jobs"] == 4 and sorted(sweep["job_ids"].values()) == [f"4242_{i}" for i in range(4)]
 
 
-def test_a_dry_run_counts_the_queued_jobs_as_not_to_submit(slurm, no_wait):
-    assert no_wait()[0] == 0
+def test_a_rerun_that_waits_watches_the_queued_jobs_through_submitit(slurm, submit, monkeypatch):
+    """Without --no-wait the rerun waits on the queued jobs (submitit's sacct watcher) instead of submitting them;
+    here they end without their pieces, and with --retries 0 the sweep stops naming them, having submitted nothing."""
+    monkeypatch.setattr(submitit.SlurmJob, "watcher", SlurmInfoWatcher(delay_s=600))  # no state from other tests
+    assert submit()[0] == 0
+    (slurm / "sacct.txt").write_text("4242_[0-3]|RUNNING|node1\n")
+    (slurm / "sacct.later.txt").write_text("4242_[0-3]|COMPLETED|node1\n")
+    status, out, err = submit("--retries", "0", wait=True)
+    assert "sweep: 4 queued, 0 submitted" in out
+    assert_one_line(status, err, "4 job(s) failed 1 times, so their pieces are missing: fgvc/cub t=0 (log ")
+    assert len(calls(slurm, "sbatch")) == 1 and len(calls(slurm, "sacct")) == 2
+
+
+def test_a_dry_run_counts_the_queued_jobs_as_not_to_submit(slurm, submit):
+    assert submit()[0] == 0
     (slurm / "sacct.txt").write_text("4242_[0-3]|PENDING|None assigned\n")
-    status, out, err = no_wait("--dry-run")
+    status, out, err = submit("--dry-run")
     assert status == 0, err
     assert "dry run: 0 of 4 jobs to submit (slurm), 4 still queued" in out and len(calls(slurm, "sbatch")) == 1
 
 
-def test_a_piece_queued_by_another_sweep_of_the_state_is_not_submitted_again(slurm, no_wait, tmp_path):
+def test_a_piece_queued_by_another_sweep_of_the_state_is_not_submitted_again(slurm, submit, tmp_path):
     """``--dataset cub --no-wait``, then ``--dataset all``: a sweep of its own (another folder under
     --state/jobs), which must still see cub's queued jobs."""
     custom_preset(tmp_path, hfr={"candidates": [0, 500, 999], "num_images": 4},
                   fgvc={"tap": "blocks.1.out", "max_epochs": 1, "batch_size": 16, "datasets": ["cub", "flowers"]})
-    assert no_wait()[0] == 0
+    assert submit()[0] == 0
     (slurm / "sacct.txt").write_text("4242_[0-3]|PENDING|None assigned\n")
-    status, out, err = no_wait("--dataset", "all")
+    status, out, err = submit("--dataset", "all")
     assert status == 0, err
     assert "sweep: 4 queued, 4 submitted" in out and "submitted: 4243_0, 4243_1, 4243_2, 4243_3;" in out
     assert len(list((slurm / "state" / "jobs").glob("*/sweep.json"))) == 2
 
 
-def test_a_piece_whose_job_ended_without_it_is_submitted_again(slurm, no_wait):
-    assert no_wait()[0] == 0
+def test_a_piece_whose_job_ended_without_it_is_submitted_again(slurm, submit):
+    assert submit()[0] == 0
     first = record(slurm)["job_ids"]
     states = {"4242_0": "RUNNING", "4242_1": "FAILED", "4242_2": "CANCELLED by 1000", "4242_3": "COMPLETED"}
     (slurm / "sacct.txt").write_text("".join(f"{job}|{state}|node1\n{job}.batch|{state}|node1\n"
                                              for job, state in states.items()))
-    status, out, err = no_wait()
+    status, out, err = submit()
     assert status == 0, err
     assert "sweep: 1 queued, 3 submitted" in out
     assert "job 4242_1 ended (FAILED) without its piece" in out and "job 4242_2 ended (CANCELLED)" in out
@@ -132,19 +152,19 @@ def test_a_piece_whose_job_ended_without_it_is_submitted_again(slurm, no_wait):
     assert sorted(job for name, job in sweep["job_ids"].items() if name != running) == ["4243_0", "4243_1", "4243_2"]
 
 
-def test_without_accounting_squeue_says_what_is_queued(slurm, no_wait):
-    assert no_wait()[0] == 0
+def test_without_accounting_squeue_says_what_is_queued(slurm, submit):
+    assert submit()[0] == 0
     (slurm / "squeue.txt").write_text("4242_0|PENDING\n4242_2|RUNNING\n999_1|PENDING\n")  # sacct fails: squeue
-    status, out, err = no_wait()
+    status, out, err = submit()
     assert status == 0, err
     assert "sweep: 2 queued, 2 submitted" in out and "job 4242_1 ended (GONE)" in out
     assert "Traceback" not in err and "Bypassing sacct error" not in err
     assert record(slurm)["jobs"] == 6 and len(calls(slurm, "squeue")) == 1
 
 
-def test_when_slurm_answers_nothing_the_rerun_stops_before_submitting(slurm, no_wait):
-    assert no_wait()[0] == 0
-    status, _, err = no_wait()
+def test_when_slurm_answers_nothing_the_rerun_stops_before_submitting(slurm, submit):
+    assert submit()[0] == 0
+    status, _, err = submit()
     line = assert_one_line(status, err, "cannot tell whether SLURM still queues job(s) 4242_0")
     assert "Unable to contact slurm controller" in line and "rerun when SLURM answers" in line
     assert len(calls(slurm, "sbatch")) == 1 and record(slurm)["jobs"] == 4
@@ -152,10 +172,10 @@ def test_when_slurm_answers_nothing_the_rerun_stops_before_submitting(slurm, no_
 
 # -------------------------------------------------------------------------------- 10. sbatch refuses the job
 
-def test_sbatch_refusing_the_array_is_one_line_naming_the_key_to_fix(slurm, no_wait):
+def test_sbatch_refusing_the_array_is_one_line_naming_the_key_to_fix(slurm, submit):
     (slurm / "sbatch.refuse").write_text("sbatch: error: Batch job submission failed: Invalid partition name "
                                          "specified\n")
-    status, out, err = no_wait("--partition", "gpu-nope")
+    status, out, err = submit("--partition", "gpu-nope")
     line = assert_one_line(status, err, "sbatch refused the job array: 'sbatch: error: Batch job submission failed: "
                                         "Invalid partition name specified'")
     assert "fix launcher.partition in the preset, or pass --partition" in line
