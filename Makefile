@@ -47,6 +47,7 @@ bench-perf: $(STAMP)
 	$(BIN)/python benchmarks/perf/perf_extract.py $(ARGS)
 	$(BIN)/python benchmarks/perf/perf_probe.py $(ARGS)
 	$(BIN)/python benchmarks/perf/perf_selectors.py
+	$(BIN)/python benchmarks/perf/perf_searches.py
 
 bench-components: $(STAMP)
 	$(BIN)/aselect-bench components --preset $(PRESET) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS)

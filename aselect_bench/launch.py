@@ -345,8 +345,11 @@ def submit_array(executor, specs: list[dict]) -> list:
         with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's stderr before raising it
             with executor.batch():
                 return [executor.submit(PieceJob(), spec) for spec in specs]
-    except (FailedJobError, FailedSubmissionError, OSError) as error:
+    except (FailedJobError, OSError) as error:
         raise sbatch_refused(str(error)) from None
+    except FailedSubmissionError as error:  # sbatch ran, but its answer names no job id
+        raise UserError(f"sbatch's answer names no job id ({str(error).splitlines()[0]}): the array may be queued "
+                        f"without a record here, so check squeue --me (and scancel it) before rerunning") from None
 
 
 def sbatch_refused(message: str) -> UserError:

@@ -18,11 +18,12 @@ from tests.test_faults import run_in_process
 from tests.test_faults_second_round import custom_preset
 
 #: Each stub logs ``<tool> <args>`` to calls.log in its folder's parent. sbatch numbers arrays 4242, 4243...
-#: and refuses with the text of sbatch.refuse if there is one; sacct answers with sacct.txt (or fails as on a
+#: refuses with the text of sbatch.refuse if there is one, or answers sbatch.answer; sacct answers with sacct.txt (or fails as on a
 #: cluster without accounting), and with sacct.later.txt from its second call on; squeue lists squeue.txt (or fails).
 STUBS = {
     "sbatch": """
 if [ -f "$HERE/sbatch.refuse" ]; then cat "$HERE/sbatch.refuse" >&2; exit 1; fi
+if [ -f "$HERE/sbatch.answer" ]; then cat "$HERE/sbatch.answer"; exit 0; fi
 n=$(cat "$HERE/sbatch.next" 2>/dev/null || echo 4242)
 echo $((n + 1)) > "$HERE/sbatch.next"
 echo "Submitted batch job $n"
@@ -182,6 +183,13 @@ def test_sbatch_refusing_the_array_is_one_line_naming_the_key_to_fix(slurm, subm
     assert "FailedJobError" not in err and not list((slurm / "state").rglob("sweep.json"))
 
 
+def test_an_sbatch_answer_without_a_job_id_says_to_check_the_queue(slurm, submit):
+    (slurm / "sbatch.answer").write_text("sbatch: queued on the federation\n")
+    status, _, err = submit()
+    line = assert_one_line(status, err, "sbatch's answer names no job id (Could not make sense of sbatch output")
+    assert "the array may be queued without a record here, so check squeue --me" in line
+
+
 # ------------------------------------------------------------- 15. launcher options the launcher would ignore
 
 def launcher_options() -> list[str]:
@@ -221,3 +229,4 @@ def test_no_wait_without_launcher_suggests_slurm_only(tmp_path, capsys):
     status, _, err = run_in_process(["compare", "--preset", str(custom_preset(tmp_path)), "--no-wait"], capsys)
     line = assert_one_line(status, err, "--no-wait is about SLURM jobs")
     assert "add --launcher slurm" in line and "local" not in line
+

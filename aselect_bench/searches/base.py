@@ -107,15 +107,21 @@ class Budget:
 
     def observe(self, t: int, epochs: int) -> list[dict]:
         """History rows of epochs ``1..epochs`` at ``t`` (``epochs`` capped at ``max_epochs``)."""
+        return [dict(row) for row in self._seen(t, epochs)]
+
+    def _seen(self, t: int, epochs: int) -> list[dict]:
+        """The reduced rows of epochs ``1..epochs`` at ``t``, observing (and charging) what is new."""
         epochs = max(1, min(int(epochs), self.max_epochs))
         if t not in self._rows or epochs > self.observed[t]:
-            self._rows[t] = [{k: row[k] for k in ROW_KEYS} for row in self.source.observe(t, epochs)]
+            rows = self.source.observe(t, epochs)
+            known = self._rows.get(t, [])
+            self._rows[t] = known + [{k: row[k] for k in ROW_KEYS} for row in rows[len(known):]]
             self.observed[t] = epochs
-        return [dict(row) for row in self._rows[t][:epochs]]
+        return self._rows[t][:epochs]
 
     def val(self, t: int, epoch: int) -> float:
         """The choosing split's metric at ``t`` after ``epoch`` epochs."""
-        return self.observe(t, epoch)[-1]["val"]
+        return self._seen(t, epoch)[-1]["val"]
 
     def best(self, ts: Sequence[int], epoch: int) -> int:
         """The candidate of ``ts`` with the best val after ``epoch`` epochs (the first in ``ts`` on ties)."""
