@@ -270,12 +270,12 @@ class Sweep:
 
     def submit_missing(self) -> None:
         """Submit every piece that is neither finished, nor queued or running in SLURM (its recorded job), nor
-        computed by another process (its lock), under the sweep's own lock: two commands never submit one piece
-        twice."""
+        computed by another process (its lock), under one lock for every sweep of the state: two commands never
+        submit one piece twice."""
         from filelock import FileLock
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.folder / "submit.lock")):
+        with FileLock(str(Path(self.state, "jobs", "submit.lock"))):
             if self.record_path.exists():
                 self.record = read_json(self.record_path)
             queued = self.watch_queued() if self.kind == "slurm" else 0
