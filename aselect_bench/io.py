@@ -6,6 +6,8 @@ checks that turn an unwritable or full output folder into one clear line
 from __future__ import annotations
 
 import errno
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -179,9 +181,48 @@ def _corrupt(path, problem: str) -> CorruptFileError:
 
 
 def file_identity(path: str | os.PathLike) -> str:
-    """``path:size:mtime_ns`` -- a file whose content changes gets a new identity (cheap: one ``stat``)."""
+    """``path:size:mtime_ns`` -- a file whose content changes gets a new identity (cheap: one ``stat``); for a
+    file's place and time. What a file *holds*, wherever it lies and whenever it was touched, is
+    :func:`content_identity`."""
     st = os.stat(path)
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+#: Files up to this size are hashed whole; a larger one by its first and last :data:`DIGEST_PART` bytes and size.
+DIGEST_WHOLE, DIGEST_PART = 1 << 16, 1 << 15
+
+
+def content_identity(path: str | os.PathLike) -> str:
+    """``size:digest`` of what the file holds, not where it lies nor when it was touched (a copied or ``touch``ed
+    file keeps it). The digest is cheap: the whole file up to 64 KiB, else its first and last 32 KiB (an image
+    re-encoded, edited or cut short changes them). Read once per process while the file's size and mtime stay;
+    a file that cannot be opened is ``unreadable:<reason>``."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return f"unreadable:{_reason(err)}"
+    return _content_identity(os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.cache
+def _content_identity(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            if size <= DIGEST_WHOLE:
+                h.update(f.read())
+            else:
+                h.update(f.read(DIGEST_PART))
+                f.seek(size - DIGEST_PART)
+                h.update(f.read(DIGEST_PART))
+    except OSError as err:
+        return f"unreadable:{_reason(err)}"
+    return f"{size}:{h.hexdigest()}"
+
+
+def relative_name(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to ``root`` (``/`` separators), as a dataset's index names it wherever the folder lies."""
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
 
 
 def display_path(path: str | os.PathLike) -> str:

@@ -53,11 +53,12 @@ class PresetCLI(AselectCLI):
                   f"({Path(checkpoint.best_model_path).name}), test {metric} {test[f'test/{metric}']:.2f}", flush=True)
 
 
-def preset_config(preset, dataset: str, log_dir: str = "runs/cli") -> dict:
+def preset_config(preset, dataset: str, log_dir: str = "runs/cli", write: bool = True) -> dict:
     """The LightningCLI config of the FGVC experiment a benchmark preset defines on ``dataset`` (its data generated
-    first for a synthetic preset): what ``bench-fgvc`` builds, from the same functions."""
+    first for a synthetic preset; with ``write=False``, as for ``--print_config``, nothing is written: the synthetic
+    data's place and class count come from the preset): what ``bench-fgvc`` builds, from the same functions."""
     from aselect_bench.data.fgvc import class_names
-    from aselect_bench.experiments import prepare_dataset
+    from aselect_bench.experiments import dataset_path, prepare_dataset
     from aselect_bench.experiments.fgvc import datamodule_arguments, probe_arguments
     from aselect_bench.tasks.fit import TRAINER_DEFAULTS, checkpoint_options
 
@@ -65,9 +66,9 @@ def preset_config(preset, dataset: str, log_dir: str = "runs/cli") -> dict:
         raise UserError(f"preset {preset.name!r} has no FGVC dataset {dataset!r}: fit --preset runs the FGVC "
                         f"experiments ({', '.join(preset.fgvc.datasets) if preset.fgvc else 'none here'}); ADE20K runs "
                         f"through 'make bench-ade20k' and 'aselect-bench compare --task ade20k'")
-    root = prepare_dataset(preset, "fgvc", dataset)
-    model = {"backbone": preset.fgvc.backbone or preset.backbone, "num_classes": len(class_names(dataset, root)),
-             **probe_arguments(preset)}
+    root = prepare_dataset(preset, "fgvc", dataset) if write else dataset_path(preset, "fgvc", dataset)
+    classes = len(class_names(dataset, root)) if write or not preset.synthetic else preset.synth.fgvc.num_classes
+    model = {"backbone": preset.fgvc.backbone or preset.backbone, "num_classes": classes, **probe_arguments(preset)}
     return {
         "seed_everything": preset.seed,
         "trainer": {**TRAINER_DEFAULTS, "max_epochs": preset.fgvc.max_epochs,
@@ -102,7 +103,8 @@ def preset_arguments(argv: list[str], tmp_dir: Path) -> list[str]:
         return argv
     args, rest = _preset_parser().parse_known_args(argv[1:])
     path = tmp_dir / f"preset-{args.preset}-{args.dataset}.yaml".replace("/", "_")
-    path.write_text(yaml.safe_dump(preset_config(preset_from_args(args, "fgvc"), args.dataset)))
+    printing = any(a.split("=", 1)[0] == "--print_config" for a in rest)  # prints the config: writes no data
+    path.write_text(yaml.safe_dump(preset_config(preset_from_args(args, "fgvc"), args.dataset, write=not printing)))
     return [argv[0], "--config", str(path), *rest]
 
 

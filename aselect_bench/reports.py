@@ -69,16 +69,28 @@ def hardware_summary(device) -> dict:
             "cpu_bf16_native": cpu_bf16_native()}
 
 
-def run_record(preset=None, backbone=None) -> dict:
+def unreadable_images(datamodules) -> dict:
+    """``{"count", "first"}``: how many unreadable images the ``datamodules`` (their ``bad_files()``) left out of
+    their splits, and the first few (display paths): what every report and run record says about them."""
+    from aselect_bench.data.readable import NAMED
+    from aselect_bench.io import display_path
+
+    files = sorted({f for dm in datamodules for f in getattr(dm, "bad_files", list)()})
+    return {"count": len(files), "first": [display_path(f) for f in files[:NAMED]]}
+
+
+def run_record(preset=None, backbone=None, datamodules=()) -> dict:
     """How a result was run: ``{"preset", "preset_fingerprint" (of the preset as its YAML file defines it, before
     the overrides), "overrides" (paths as :func:`~aselect_bench.io.display_path` writes them), "precision",
     "weights_id", "hardware", "torch", "code_version"}`` (``preset`` a :class:`~aselect_bench.settings.BenchPreset`,
     or None for a run without one, such as ``aselect-bench select``; ``backbone`` None for a result about several
-    models or none: its precision, backbone and weights are then None)."""
+    models or none: its precision, backbone and weights are then None), and with the ``datamodules`` it read,
+    ``"unreadable_images"`` (:func:`unreadable_images`)."""
     import torch
 
     from aselect_bench.io import display_path
 
+    data = {"unreadable_images": unreadable_images(datamodules)} if datamodules else {}
     overrides = {} if preset is None else {k: display_path(v) if isinstance(v, str) and Path(v).is_absolute() else v
                                            for k, v in preset.overrides.items()}
     return {"preset": None if preset is None else preset.name,
@@ -89,16 +101,25 @@ def run_record(preset=None, backbone=None) -> dict:
             "backbone": None if backbone is None else backbone.name,
             "weights_id": None if backbone is None else backbone.weights_id,
             "hardware": hardware_summary("cpu" if backbone is None else backbone.device), "torch": torch.__version__,
-            "code_version": code_version()}
+            "code_version": code_version(), **data}
+
+
+def unreadable_line(run: dict) -> str:
+    """``"3 unreadable image(s) left out: a.jpg, b.jpg, c.jpg"`` from a run record, or ``""`` when none were."""
+    bad = run.get("unreadable_images") or {}
+    if not bad.get("count"):
+        return ""
+    more = ", ..." if bad["count"] > len(bad["first"]) else ""
+    return f"{bad['count']} unreadable image(s) left out: {', '.join(bad['first'])}{more}"
 
 
 def run_header(run: dict) -> str:
     """One Markdown line saying how a result was run (from :func:`run_record`)."""
     overrides = ", ".join(f"`{k}={v}`" for k, v in run["overrides"].items()) or "none"
-    hw = run["hardware"]
+    hw, bad = run["hardware"], unreadable_line(run)
     return (f"_Run: preset `{run['preset']}`, overrides {overrides}, precision {run['precision']}, weights "
             f"`{run['weights_id']}`, device {hw['device']} (native CPU bf16: {hw['cpu_bf16_native']}), torch "
-            f"{run['torch']}, code {run['code_version']}._\n")
+            f"{run['torch']}, code {run['code_version']}{f'; {bad}' if bad else ''}._\n")
 
 
 def write_report(folder, name: str, data: dict, markdown: str, figures: dict | None = None,

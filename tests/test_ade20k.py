@@ -381,17 +381,18 @@ def test_datamodule_reports_a_mismatched_pair(tmp_path):
             list(loader)
 
 
-def test_unreadable_image_is_skipped_and_counted_or_stops_when_strict(tmp_path):
+def test_an_unreadable_image_is_left_out_and_counted_or_stops_when_strict(tmp_path):
     base = hand_layout(tmp_path, n=3)
     broken = base / "images" / "validation" / "ADE_val_00000002.jpg"
     broken.write_bytes(broken.read_bytes()[:30])  # a truncated JPEG
     dm = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=3, num_workers=2, selection_size=1)
-    masks = [m for _, m, _ in dm.test_dataloader()]  # warned and recorded in a worker process
-    assert sum(len(m) for m in masks) == 3 and dm.bad_files() == [str(broken)]  # the next pair stood in
+    masks = [m for _, m, _ in dm.test_dataloader()]
+    assert sum(len(m) for m in masks) == 2 and dm.bad_files() == [str(broken)]  # no other pair stands in
+    assert [p[0].name for p in dm.sets["test"].pairs] == ["ADE_val_00000001.jpg", "ADE_val_00000003.jpg"]
     strict = ADE20KDataModule(base, crop_size=16, scale=(64, 32), val_batch_size=1, num_workers=0, strict=True,
                               selection_size=1)
     with pytest.raises(UserError, match="ADE_val_00000002.jpg"):
-        list(strict.test_dataloader())
+        strict.setup()
 
 
 def test_selection_split_is_a_fixed_held_out_slice_of_training(synthetic_root):

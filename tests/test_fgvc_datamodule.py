@@ -72,29 +72,25 @@ def test_calibration_images_are_deterministic_eval_views(flowers):
     assert dm.calibration_images(500, seed=0).shape[0] == 50  # at most the whole train split
 
 
-def test_unreadable_image_is_skipped_with_a_warning_or_stops_when_strict(tmp_path):
+def test_an_unreadable_image_is_left_out_and_counted_or_stops_when_strict(tmp_path, capsys):
     write_layout("aircraft", tmp_path, num_classes=10, train_per_class=5, test_per_class=2, image_size=32)
-    dm = FGVCDataModule("aircraft", tmp_path, image_size=16, batch_size=100, num_workers=0)
+    clean = FGVCDataModule("aircraft", tmp_path, image_size=16, num_workers=0)
+    clean.setup()
+    broken, truncated = clean.sets["test"].items[0], clean.sets["test"].items[7]
+    broken[0].write_bytes(b"broken")
+    truncated[0].write_bytes(truncated[0].read_bytes()[:40])
+    dm = FGVCDataModule("aircraft", tmp_path, image_size=16, batch_size=100, num_workers=2)
     dm.setup()
-    broken = dm.sets["test"].items[0][0]
-    broken.write_bytes(b"broken")
-    with pytest.warns(UserWarning, match=broken.name):
-        images, _, _ = next(iter(dm.test_dataloader()))
-    assert len(images) == 20 and dm.bad_files() == [str(broken)]
+    err = capsys.readouterr().err
+    assert "2 unreadable image(s) of 70 in the aircraft dataset left out" in err and broken[0].name in err
+    assert "pass --strict to stop instead" in err
+    assert dm.bad_files() == sorted([str(broken[0]), str(truncated[0])])
+    assert dm.sets["test"].items == [i for i in clean.sets["test"].items if i not in (broken, truncated)]
+    images, labels, _ = next(iter(dm.test_dataloader()))  # no other image stands in for them
+    assert len(images) == 18 and labels.tolist() == [y for _, y in dm.sets["test"].items]
     strict = FGVCDataModule("aircraft", tmp_path, image_size=16, batch_size=100, num_workers=0, strict=True)
-    with pytest.raises(UserError, match=broken.name):
-        next(iter(strict.test_dataloader()))
-
-
-def test_images_skipped_in_loader_workers_are_counted(tmp_path):
-    write_layout("flowers", tmp_path, num_classes=10, train_per_class=5, test_per_class=2, image_size=32)
-    dm = FGVCDataModule("flowers", tmp_path, image_size=16, batch_size=5, num_workers=2)
-    dm.setup()
-    broken = [dm.sets["test"].items[i][0] for i in (0, 7)]
-    for path in broken:
-        path.write_bytes(path.read_bytes()[:40])  # truncated JPEGs
-    assert sum(len(x) for x, _, _ in dm.test_dataloader()) == 20  # the next readable image stands in
-    assert dm.bad_files() == sorted(map(str, broken))  # recorded by the worker processes
+    with pytest.raises(UserError, match=broken[0].name):
+        strict.setup()
 
 
 def test_hub_dataset_in_place_of_a_folder(tmp_path, monkeypatch):

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from aselect_bench.analyses.error_bars import comparison_error_bars
 from aselect_bench.costs import Cost, cost_across_attempts
-from aselect_bench.errors import UserError
-from aselect_bench.experiments.base import exhaustive_summary
+from aselect_bench.errors import CorruptFileError, UserError
+from aselect_bench.experiments.base import describe_changes, exhaustive_summary
 from aselect_bench.io import atomic_write_json, make_folder, read_json
 from aselect_bench.reports import run_record
 from aselect_bench.searches.score import search_rows
@@ -110,6 +110,26 @@ class Store:
         return self.try_run(name, fn, keys, wait=True)
 
 
+def record_config(store: Store, config: dict, manifests: dict) -> None:
+    """Write a comparison state's ``config.json`` (and, new, the data's file lists ``data-files.json``); a new state
+    of a comparison that had one before first says what changed (:func:`describe_changes`): it trains anew."""
+    root = store.root
+    if not (root / "config.json").exists():
+        earlier = sorted((p for p in root.parent.glob("*/config.json") if p.parent != root),
+                         key=lambda p: p.stat().st_mtime)
+        if earlier:
+            last = earlier[-1].parent
+            try:
+                files = read_json(last / "data-files.json") if (last / "data-files.json").exists() else {}
+                changed = describe_changes(read_json(earlier[-1]), config, files, manifests)
+            except CorruptFileError:
+                changed = "its earlier configuration cannot be read"
+            print(f"note: {changed or 'the configuration changed'} since the state in {last}: every piece is "
+                  f"trained anew into {root}", file=sys.stderr, flush=True)
+        atomic_write_json(root / "data-files.json", manifests)
+    atomic_write_json(root / "config.json", config)
+
+
 #: The entries every stored training piece has.
 TRAINING_KEYS = ("val", "test", "seconds", "forwards")
 
@@ -170,7 +190,7 @@ class Comparison:
         self.fingerprint = fingerprint(self.config)
         self.label = f"{exp.task}-{exp.dataset}-{exp.preset.name}"
         self.store = Store(Path(state_root) / self.label / self.fingerprint)
-        atomic_write_json(self.store.root / "config.json", self.config)
+        record_config(self.store, self.config, exp.data_manifests())
         self.log_root = Path(runs_dir) / "compare" / self.label
         self.candidates = list(exp.preset.hfr.candidates)
         self.default = exp.preset.hfr.selector
@@ -282,7 +302,7 @@ class Comparison:
             "scan": {**selections[0]["scan"], "num_images": selections[0]["num_images"],
                      "num_labelled": selections[0]["num_labelled"]},
             "test_checkpoint": exp.test_checkpoint, "hfr_settings": exp.preset.hfr.to_json(),
-            "fingerprint": self.fingerprint, "run": run_record(exp.preset, exp.backbone),
+            "fingerprint": self.fingerprint, "run": run_record(exp.preset, exp.backbone, [exp.datamodule]),
             "resumed": {name: {k: row[k] for k in ("attempts", "cost_complete")} for name, row in
                         [*((f"exhaustive t={t}{f' seed {r}' if r else ''}", sweeps[r][t])
                            for r in self.repeats for t in candidates),

@@ -41,21 +41,24 @@ def add_parser(sub) -> None:
     p.add_argument("--noise-draws", type=positive_int, default=1, help="average features over K noise draws (default 1)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the calibration images and noise")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per backbone forward (default 32)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at an unreadable image (default: leave it out, count it and name it in the output)")
     add_precision_argument(p, default="auto")
     p.add_argument("--out", help="write the selection as JSON here")
     p.set_defaults(run=run, resumable=False)
 
 
-def datamodule_for(dataset: str, root, image_size: int, seed: int):
-    """The dataset's datamodule at the backbone's size, set up (calibration and selection images come from it)."""
+def datamodule_for(dataset: str, root, image_size: int, seed: int, strict: bool = False):
+    """The dataset's datamodule at the backbone's size, set up (calibration and selection images come from it;
+    unreadable images left out and counted, or with ``strict`` the first one stops the run)."""
     if dataset == "ade20k":
         from aselect_bench.data.ade20k_datamodule import ADE20KDataModule
 
-        datamodule = ADE20KDataModule(root, crop_size=image_size, seed=seed)
+        datamodule = ADE20KDataModule(root, crop_size=image_size, seed=seed, strict=strict)
     else:
         from aselect_bench.data.fgvc_datamodule import FGVCDataModule
 
-        datamodule = FGVCDataModule(dataset, root, image_size=image_size, seed=seed, num_workers=0)
+        datamodule = FGVCDataModule(dataset, root, image_size=image_size, seed=seed, num_workers=0, strict=strict)
     datamodule.setup("fit")
     return datamodule
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> dict:
     from aselect_bench.hfr import HFRSettings
     from aselect_bench.io import atomic_write_json
     from aselect_bench.precision import describe_precision
-    from aselect_bench.reports import markdown_table, run_record
+    from aselect_bench.reports import markdown_table, run_record, unreadable_line
     from aselect_bench.selectors import (
         build_selector,
         check_candidates,
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> dict:
     tap = args.tap or default_tap(args.backbone)
     backbone.check_taps([tap])  # every check before the long work
     check_candidates(args.candidates, backbone.num_train_timesteps)
-    datamodule = datamodule_for(args.dataset, args.data_root, backbone.image_size, args.seed)
+    datamodule = datamodule_for(args.dataset, args.data_root, backbone.image_size, args.seed, args.strict)
     images = calibration_images(datamodule, args.num_images, args.seed)
     labelled = labels = None
     if chosen.uses_labels:
@@ -118,7 +121,9 @@ def run(args: argparse.Namespace) -> dict:
     warning = choice.weak_choice_warning()
     if warning:
         print(f"warning: {warning}")
-    record = {**selection.record(args.selector), "run": run_record(None, backbone)}
+    record = {**selection.record(args.selector), "run": run_record(None, backbone, [datamodule])}
+    if unreadable_line(record["run"]):
+        print(f"note: {unreadable_line(record['run'])}")
     if args.out:
         atomic_write_json(args.out, record)
     return record

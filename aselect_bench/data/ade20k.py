@@ -10,7 +10,6 @@ trailing space, as there), indexed by the reduced label ``0..149``.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,9 @@ from PIL import Image, UnidentifiedImageError
 
 from aselect_bench.cache import cache_dir
 from aselect_bench.data.images import load_rgb
+from aselect_bench.data.manifest import manifest, manifest_digest
 from aselect_bench.errors import UserError
-from aselect_bench.io import atomic_write_json, file_identity
+from aselect_bench.io import atomic_write_json
 
 NUM_CLASSES = 150
 IGNORE_INDEX = 255
@@ -151,25 +151,19 @@ def load_pair(image_path, mask_path, num_classes: int = NUM_CLASSES) -> tuple[np
     return np.asarray(image), mask
 
 
-def pairs_digest(pairs, prefix: str = "") -> str:
-    """A hex digest of ``prefix`` and the identities (path, size, mtime) of every ``(image, annotation)`` file."""
-    h = hashlib.sha256(prefix.encode())
-    for image, mask in pairs:
-        h.update(f"{file_identity(image)}\t{file_identity(mask)}\n".encode())
-    return h.hexdigest()
-
-
-def check_annotations(pairs, num_classes: int = NUM_CLASSES) -> None:
+def check_annotations(pairs, num_classes: int = NUM_CLASSES, root=None) -> None:
     """Check every ``(image, annotation)`` pair before training: the annotation is readable, single-channel, the
     size of its image (read from the image's header) and within ``num_classes`` (:func:`load_mask`'s checks).
 
     A bad annotation anywhere (the official validation split included, which is only read at the end) stops
     the run now with one :class:`UserError`, not after a whole training. An unreadable image is left to the
-    loader (skipped with a warning, or refused under ``strict``). A set that passed is remembered in
-    ``cache_dir()/ade20k-checks/`` by its files' identities (path, size, mtime), so a rerun does not decode the
-    annotations again.
+    data module (left out with a warning, or refused under ``strict``). A set that passed is remembered in
+    ``cache_dir()/ade20k-checks/`` by what its files hold (paths relative to ``root``, sizes, digests:
+    :func:`~aselect_bench.data.manifest.manifest`), so a rerun, or the same data copied elsewhere, does not decode
+    the annotations again.
     """
-    marker = cache_dir() / "ade20k-checks" / f"{pairs_digest(pairs, f'num_classes={num_classes};')[:24]}.json"
+    digest = manifest_digest(manifest(pairs, root), f"num_classes={num_classes}")
+    marker = cache_dir() / "ade20k-checks" / f"{digest[:24]}.json"
     if marker.exists():
         return
     for image, mask in pairs:

@@ -10,10 +10,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
-from aselect_bench.data.ade20k import check_annotations, load_pair, pairs_digest, read_split, resolve_root
+from aselect_bench.data.ade20k import check_annotations, load_pair, read_split, resolve_root
 from aselect_bench.data.calibration import calibration_images
+from aselect_bench.data.manifest import manifest, manifest_digest
+from aselect_bench.data.readable import check_readable
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform, resize_pair
-from aselect_bench.data.skipped import SkippedFiles, load_first_readable
 from aselect_bench.errors import UserError
 
 #: The held-out selection split: 1,000 of the real set's 20,210 training images (as in the paper's
@@ -50,22 +51,20 @@ class SegmentationDataset(Dataset):
     """``[(image, annotation)]`` -> ``(image float [3, h, w] in [-1, 1], mask int64 [H, W] (255 ignore), index)``.
 
     Training views are random but reproducible: item ``i`` in epoch ``e`` draws from
-    ``random.Random(hash((seed, e, i)))`` (the data module calls ``set_epoch``), whatever the worker. An
-    unreadable image is skipped with a warning (the next pair stands in; ``skipped`` records it, also from
-    worker processes), or stops the run when ``strict``; a bad annotation always stops it.
+    ``random.Random(hash((seed, e, i)))`` (the data module calls ``set_epoch``), whatever the worker. The data
+    module leaves unreadable images out at setup (:mod:`aselect_bench.data.readable`); a file that cannot be read
+    later (it changed since), like a bad annotation, stops the run.
     """
 
-    def __init__(self, pairs, transform, num_classes: int, seed: int = 0, strict: bool = False,
-                 skipped: SkippedFiles | None = None):
+    def __init__(self, pairs, transform, num_classes: int, seed: int = 0):
         self.pairs, self.transform, self.num_classes, self.seed = list(pairs), transform, num_classes, seed
-        self.strict, self.skipped = strict, skipped if skipped is not None else SkippedFiles()
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int):
-        image, mask = load_first_readable(self.pairs, index, self._load, self.skipped, self.strict)
+        image, mask = self._load(self.pairs[index])
         image = tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(mask)[None])
         image, mask = self.transform(image, mask, random.Random(hash((self.seed, self.epoch, index))))
@@ -82,11 +81,12 @@ class SegmentationDataset(Dataset):
                 with Image.open(image) as img:
                     sizes.add(img.size)
             except (OSError, SyntaxError, ValueError):
-                continue  # unreadable: skipped (or refused under strict) when loaded
+                continue  # unreadable: left out at setup
         return sizes
 
-    def fingerprint(self) -> str:
-        return pairs_digest(self.pairs, repr(self.transform))[:16]
+    def fingerprint(self, root=None) -> str:
+        """Identifies the pairs (what the files under ``root`` hold, not where they lie) and the transform."""
+        return manifest_digest(manifest(self.pairs, root), repr(self.transform))[:16]
 
 
 class ADE20KDataModule(L.LightningDataModule):
@@ -109,7 +109,8 @@ class ADE20KDataModule(L.LightningDataModule):
             evaluation runs with batch size 1 (no padding: each image is predicted and scored at its own
             size, as mmseg does), which real ADE20K needs.
         cat_max_ratio, antialias: see :class:`SegTrainTransform`.
-        strict: stop at the first unreadable image instead of skipping it with a warning.
+        strict: stop at the first unreadable image instead of leaving it out with a warning (every image is
+            decoded once at setup: :mod:`aselect_bench.data.readable`; :meth:`bad_files` lists those left out).
         selection_size: images in the selection split (default: :func:`selection_size` of the training set).
     Training masks are ``[B, c, c]``; evaluation masks keep the annotation's size ``[B, H, W]`` while
     the images are resized into ``scale``.
@@ -126,7 +127,7 @@ class ADE20KDataModule(L.LightningDataModule):
         self.batch_size, self.val_batch_size, self.num_workers, self.seed = batch_size, val_batch_size, num_workers, seed
         self._training_seed = seed  # the training views' and order's seed: a repeat (another seed) sets it
         self.num_classes, self.cat_max_ratio, self.antialias = num_classes, cat_max_ratio, antialias
-        self.strict, self.skipped, self.selection_size = strict, SkippedFiles(), selection_size
+        self.strict, self.selection_size, self.unreadable = strict, selection_size, set()
         self.sets: dict = {}
         self._eval_batch: int | None = None
 
@@ -139,9 +140,12 @@ class ADE20KDataModule(L.LightningDataModule):
         size = selection_size(len(pairs)) if self.selection_size is None else self.selection_size
         training, selection = split_selection(pairs, size)
         validation = read_split(self.data_root, "val")
-        check_annotations(pairs + validation, self.num_classes)  # a bad one stops now, not after a training
-        self.sets = {name: SegmentationDataset(split, transform, self.num_classes, self.training_seed, self.strict,
-                                               self.skipped)
+        root = resolve_root(self.data_root)
+        check_annotations(pairs + validation, self.num_classes, root)  # a bad one stops now, not after a training
+        self.unreadable = check_readable([image for image, _ in pairs + validation], root, self.strict, "ADE20K")
+        training, selection, validation = ([p for p in split if str(p[0]) not in self.unreadable]
+                                           for split in (training, selection, validation))
+        self.sets = {name: SegmentationDataset(split, transform, self.num_classes, self.training_seed)
                      for name, split, transform in (("train", training, train), ("val", selection, view),
                                                     ("test", validation, view))}
 
@@ -190,17 +194,27 @@ class ADE20KDataModule(L.LightningDataModule):
         return self._loader("test", self.eval_batch_size(), shuffle=False)
 
     def bad_files(self) -> list[str]:
-        """Unreadable images skipped so far, by this process and its loader workers."""
-        return self.skipped.files()
+        """The unreadable images left out of the splits at setup (paths, sorted)."""
+        return sorted(self.unreadable)
 
     def split_size(self, stage: str) -> int:
         self.setup()
         return len(self.sets[stage])
 
     def view_fingerprint(self, stage: str) -> str | None:
-        """A key of the fixed evaluation views (``None`` for the random training views)."""
+        """A key of the fixed evaluation views (what their files hold, not where they lie; ``None`` for the random
+        training views)."""
         self.setup()
-        return None if stage == "train" else f"{resolve_root(self.data_root)}:{self.sets[stage].fingerprint()}"
+        return None if stage == "train" else f"ade20k:{stage}:{self.sets[stage].fingerprint(resolve_root(self.data_root))}"
+
+    def data_manifest(self, stage: str) -> list[str]:
+        """The split's image and annotation files (paths relative to the data root, sizes, digests)."""
+        self.setup()
+        return manifest(self.sets[stage].pairs, resolve_root(self.data_root))
+
+    def data_fingerprint(self, stage: str) -> str:
+        """Identifies the split's data (:meth:`data_manifest`), whatever its view."""
+        return manifest_digest(self.data_manifest(stage))[:16]
 
     def calibration_images(self, n: int, seed: int = 0) -> torch.Tensor:
         """``[min(n, N_train), 3, c, c]``: the HFR calibration set
@@ -216,7 +230,7 @@ class ADE20KDataModule(L.LightningDataModule):
         self.setup()
         train = self.sets["train"]
         view = SegmentationDataset([train.pairs[i] for i in indices], SegEvalTransform(self.scale, self.antialias),
-                                   self.num_classes, strict=self.strict, skipped=self.skipped)
+                                   self.num_classes)
         return torch.stack([TF.center_crop(view[i][0], [self.crop_size, self.crop_size]) for i in range(len(view))])
 
     def selection_images(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +244,7 @@ class ADE20KDataModule(L.LightningDataModule):
         selection = self.sets["val"]
         order = torch.randperm(len(selection), generator=torch.Generator().manual_seed(seed))[:n].tolist()
         view = SegmentationDataset([selection.pairs[i] for i in order], SegEvalTransform(self.scale, self.antialias),
-                                   self.num_classes, strict=self.strict, skipped=self.skipped)
+                                   self.num_classes)
         images, masks = [], []
         for i in range(len(view)):
             image, mask, _ = view[i]

@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 
 from aselect_bench.data.calibration import calibration_images
 from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits, resolve_root
-from aselect_bench.data.skipped import SkippedFiles
+from aselect_bench.data.manifest import manifest_digest
+from aselect_bench.data.readable import check_readable
 from aselect_bench.data.transforms import (
     RESIZE_RATIO,
     ImageListDataset,
@@ -55,7 +56,8 @@ class FGVCDataModule(L.LightningDataModule):
         train_augment: random crop + flip for training; ``False`` gives a fixed view (cacheable features).
         resize_ratio: the short side is resized to ``resize_ratio * image_size`` before cropping.
         limit_per_class: keep at most this many training images per class (chosen with ``seed``).
-        strict: stop at the first unreadable image instead of skipping it with a warning.
+        strict: stop at the first unreadable image instead of leaving it out with a warning (every image is
+            decoded once at setup: :mod:`aselect_bench.data.readable`; :meth:`bad_files` lists those left out).
         hub_id, image_column, label_column: read a Hugging Face ``datasets`` dataset (hub id or local
             folder) instead of ``data_root``; see :class:`aselect_bench.data.fgvc.HubSplit`.
 
@@ -79,7 +81,7 @@ class FGVCDataModule(L.LightningDataModule):
         self.resize_ratio = resize_ratio
         self.hub = (hub_id, image_column, label_column) if hub_id else None
         self.sets: dict[str, ImageListDataset] = {}
-        self.skipped = SkippedFiles()
+        self.unreadable: set[str] = set()
         self.class_names: list[str] = []
 
     @property
@@ -98,9 +100,23 @@ class FGVCDataModule(L.LightningDataModule):
         items = self._read()
         if self.limit:
             items["train"] = limit_per_class(items["train"], self.limit, self.seed)
+        items = self._readable(items)
         for split in SPLITS:
             view = classification_transform(self.image_size, split == "train" and self.train_augment, self.resize_ratio)
-            self.sets[split] = ImageListDataset(items[split], view, self.strict, self.skipped)
+            self.sets[split] = ImageListDataset(items[split], view)
+
+    def _root(self):
+        """The folder the images' names are relative to (None for a hub dataset)."""
+        return None if self.hub else resolve_root(self.dataset, self.data_root)
+
+    def _readable(self, items: dict) -> dict:
+        """``items`` without the unreadable images (recorded in :attr:`unreadable`), or the first one's error when
+        ``strict``; a hub dataset's rows are decoded by ``datasets`` and kept as they are."""
+        if self.hub:
+            return items
+        paths = [path for split in SPLITS for path, _ in items[split]]
+        self.unreadable = check_readable(paths, self._root(), self.strict, f"the {self.dataset} dataset")
+        return {split: [item for item in items[split] if str(item[0]) not in self.unreadable] for split in SPLITS}
 
     def _read(self) -> dict:
         """``{split: [(path or image, label)]}`` and the class names, from the folder or the hub."""
@@ -138,19 +154,30 @@ class FGVCDataModule(L.LightningDataModule):
         return {self.SPLIT_NAMES[stage]: len(data) for stage, data in self.sets.items()}
 
     def view_fingerprint(self, stage: str) -> str | None:
-        """Identifies the images a split yields; ``None`` for randomly augmented training views."""
+        """Identifies the images a split yields (what its files hold, not where they lie); ``None`` for randomly
+        augmented training views."""
         if stage == "train" and self.train_augment:
             return None
-        source = f"hub:{self.hub[0]}" if self.hub else str(resolve_root(self.dataset, self.data_root))
-        return f"{source}:{stage}:{self.sets[stage].fingerprint()}"
+        source = f"hub:{self.hub[0]}" if self.hub else self.dataset
+        return f"{source}:{stage}:{self.sets[stage].fingerprint(self._root())}"
+
+    def data_manifest(self, stage: str) -> list[str] | None:
+        """The split's files (paths relative to the data root, sizes, digests) and labels, or None (hub)."""
+        self.setup()
+        return self.sets[stage].manifest(self._root())
+
+    def data_fingerprint(self, stage: str) -> str:
+        """Identifies the split's data (:meth:`data_manifest`; the hub split's rows), whatever its view."""
+        lines = self.data_manifest(stage)
+        return manifest_digest([str(self.sets[stage].items.fingerprint)] if lines is None else lines)[:16]
 
     def set_labels_only(self, stage: str, value: bool) -> None:
         """Yield ``(empty, labels, indices)`` batches for ``stage`` (its features are all cached) or images again."""
         self.sets[stage].labels_only = value
 
     def bad_files(self) -> list[str]:
-        """Unreadable images skipped so far, by this process and its loader workers."""
-        return self.skipped.files()
+        """The unreadable images left out of the splits at setup (paths, sorted)."""
+        return sorted(self.unreadable)
 
     def calibration_images(self, n: int, seed: int = 0) -> torch.Tensor:
         """``[min(n, N_train), 3, S, S]``: the HFR calibration set (:func:`~aselect_bench.data.calibration.calibration_images`)."""
@@ -160,8 +187,7 @@ class FGVCDataModule(L.LightningDataModule):
         """``[len(indices), 3, S, S]``: the training images at ``indices`` in the evaluation view (no randomness)."""
         self.setup()
         train = self.sets["train"]
-        eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False, self.resize_ratio),
-                                      self.strict, self.skipped)
+        eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False, self.resize_ratio))
         return torch.stack([eval_view[i][0] for i in indices])
 
     def selection_images(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,8 +196,8 @@ class FGVCDataModule(L.LightningDataModule):
         view: what the label-using timestep selectors read."""
         self.setup()
         val = self.sets["val"]
-        view = ImageListDataset(val.items, classification_transform(self.image_size, False, self.resize_ratio),
-                                self.strict, self.skipped)  # a fresh view: never the labels-only cached mode
+        # a fresh view: never the labels-only cached mode
+        view = ImageListDataset(val.items, classification_transform(self.image_size, False, self.resize_ratio))
         order = class_balanced_order(item_labels(val.items), seed)[:n]
         pairs = [view[i] for i in order]
         return torch.stack([p[0] for p in pairs]), torch.tensor([int(p[1]) for p in pairs])

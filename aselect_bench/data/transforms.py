@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -11,8 +10,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from aselect_bench.data.images import load_rgb, to_rgb
-from aselect_bench.data.skipped import SkippedFiles, load_first_readable
-from aselect_bench.io import file_identity
+from aselect_bench.data.manifest import manifest, manifest_digest
 
 NO_IMAGE = torch.zeros(0)  # the image slot of a labels-only sample
 RESIZE_RATIO = 1.14  # resize the short side to 1.14x the crop, as in the common 256 -> 224 protocol
@@ -53,19 +51,17 @@ class ImageListDataset(Dataset):
     """``[(path or PIL image, label)]`` -> ``(image [3, H, W] in [-1, 1], label, index)``.
 
     ``index`` is the position in the list: it keys per-image noise and feature caches (tasks read the
-    batch as ``(images [B, 3, H, W], labels [B] int64, indices [B])``). A file that cannot be read is
-    skipped with a warning naming it (the next readable image stands in; ``skipped`` records it, also from
-    worker processes), or stops the run when ``strict``.
+    batch as ``(images [B, 3, H, W], labels [B] int64, indices [B])``). Unreadable files are left out of ``items``
+    at setup (:mod:`aselect_bench.data.readable`); one that cannot be read later (it changed since) stops the run.
 
     ``labels_only = True`` (when a task reads every feature of this split from a cache) makes batches
     ``(empty [B, 0], labels, indices)`` without opening a file. The flag lives in shared memory, so
     loader workers, persistent ones included, see it change; it is read once per batch.
     """
 
-    def __init__(self, items: Sequence, transform, strict: bool = False, skipped: SkippedFiles | None = None):
+    def __init__(self, items: Sequence, transform):
         self.items = items if hasattr(items, "subset") else list(items)
-        self.transform, self.strict = transform, strict
-        self.skipped = skipped if skipped is not None else SkippedFiles()
+        self.transform = transform
         self._labels_only = torch.zeros(1, dtype=torch.bool).share_memory_()
         self._label_list = None
 
@@ -75,8 +71,6 @@ class ImageListDataset(Dataset):
 
     @labels_only.setter
     def labels_only(self, value: bool) -> None:
-        if value and len(self.skipped):
-            value = False  # a skipped file's stand-in has another label: only full loads know it
         self._labels_only[0] = bool(value)
 
     def __getitems__(self, indices: list[int]) -> list:
@@ -91,7 +85,7 @@ class ImageListDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int):
-        image, label = load_first_readable(self.items, index, self._load, self.skipped, self.strict)
+        image, label = self._load(self.items[index])
         return image, label, index
 
     def _load(self, item) -> tuple:
@@ -103,15 +97,13 @@ class ImageListDataset(Dataset):
     def labels(self) -> list[int]:
         return item_labels(self.items)
 
-    def fingerprint(self) -> str:
-        """Identifies the images (paths or the hub split's rows), labels and transform."""
-        h = hashlib.sha256()
-        if hasattr(self.items, "fingerprint"):
-            h.update(str(self.items.fingerprint).encode())
-        else:
-            for source, label in self.items:
-                key = hashlib.sha256(source.tobytes()).hexdigest() if isinstance(source, Image.Image) \
-                    else file_identity(source)
-                h.update(f"{key}\t{label}\n".encode())
-        h.update(describe(self.transform).encode())
-        return h.hexdigest()[:16]
+    def manifest(self, root=None) -> list[str] | None:
+        """The images' paths relative to ``root``, sizes, digests and labels (:func:`~aselect_bench.data.manifest.
+        manifest`), or None for a hub split (its ``fingerprint`` identifies it)."""
+        return None if hasattr(self.items, "fingerprint") else manifest(self.items, root)
+
+    def fingerprint(self, root=None) -> str:
+        """Identifies the images (what the files under ``root`` hold, or the hub split's rows), labels and transform."""
+        lines = self.manifest(root)
+        data = [str(self.items.fingerprint)] if lines is None else lines
+        return manifest_digest(data, describe(self.transform))[:16]

@@ -13,6 +13,7 @@ import torch
 
 from aselect_bench.callbacks import HFRTimestepSelector
 from aselect_bench.data.calibration import calibration_images
+from aselect_bench.data.manifest import manifest_changes
 from aselect_bench.data.synth_folder import MARKER
 from aselect_bench.errors import UserError
 from aselect_bench.io import atomic_write_json, read_json
@@ -122,6 +123,33 @@ def exhaustive_summary(per_timestep: dict, cost=None) -> dict:
             "seconds": seconds, "forwards": forwards}
 
 
+def _changed_keys(old, new, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``[(dotted key, old value, new value)]`` where two JSON-like values differ, deepest keys first found."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [c for k in sorted(set(old) | set(new), key=str)
+                for c in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
+def describe_changes(old: dict, new: dict, old_files: dict | None = None, new_files: dict | None = None,
+                     shown: int = 4) -> str:
+    """What differs between two :meth:`Experiment.describe` configs, in words: ``"the data's test split changed (3
+    files differ: 3 changed); the preset's fgvc.lr changed (0.001 -> 0.01)"``. ``old_files``/``new_files``:
+    :meth:`Experiment.data_manifests` of each, to count the files that differ."""
+    old_files, new_files, said = old_files or {}, new_files or {}, []
+    for key, before, after in _changed_keys(old, new):
+        part, _, rest = key.partition(".")
+        if part == "data":
+            files = (f" ({manifest_changes(old_files[rest], new_files[rest])})"
+                     if rest in old_files and rest in new_files else "")
+            said.append(f"the data's {rest} split changed{files}")
+        elif part == "preset":
+            said.append(f"the preset's {rest} changed ({before!r} -> {after!r})")
+        else:
+            said.append(f"the {key} changed" + ("" if key == "backbone" else f" ({before!r} -> {after!r})"))
+    return "; ".join(said[:shown]) + (f"; and {len(said) - shown} more" if len(said) > shown else "")
+
+
 def hfr_selector(preset: BenchPreset, **kwargs) -> HFRTimestepSelector:
     """The preset's HFR scan as a callback (``kwargs``: the callback's own options, e.g. ``progress``)."""
     return HFRTimestepSelector.from_settings(preset.hfr, seed=preset.seed, **kwargs)
@@ -142,15 +170,34 @@ class Experiment:
         self.task, self.dataset, self.preset, self.backbone = task, dataset, preset, backbone
         self.datamodule, self.max_epochs, self.hfr_tap, self.metric_name = datamodule, max_epochs, hfr_tap, metric_name
 
+    #: The splits whose data a result depends on (the training images too: the head learns from them).
+    STAGES = ("train", "val", "test")
+
     def describe(self) -> dict:
         """Everything that determines a result (for fingerprints): the preset with its overrides (HFR settings
-        and candidate grid included), the backbone's weights and precision, the data, the HFR tap."""
-        view = getattr(self.datamodule, "view_fingerprint", lambda stage: None)
-        # how it is launched and how many repeats are asked for change no piece: left out
-        preset = {k: v for k, v in self.preset.to_json().items() if k not in (*self.preset.RUN_ONLY, "seeds")}
+        and candidate grid included), the backbone's weights and precision, the data of each split (what its
+        files hold: paths relative to the data root, sizes, digests; not where the folder lies nor when it was
+        touched), the HFR tap."""
+        # how it is launched, how many repeats are asked and where the data lies change no piece: left out
+        left_out = (*self.preset.RUN_ONLY, "seeds", "data_root")
+        preset = {k: v for k, v in self.preset.to_json().items() if k not in left_out}
         return {"task": self.task, "dataset": self.dataset, "preset": preset,
                 "backbone": self.backbone.fingerprint, "precision": str(self.backbone.autocast_dtype),
-                "data": {stage: view(stage) for stage in ("val", "test")}, "hfr_tap": self.hfr_tap}
+                "data": {stage: self._data_fingerprint(stage) for stage in self.STAGES}, "hfr_tap": self.hfr_tap}
+
+    def _data_fingerprint(self, stage: str) -> str | None:
+        """The datamodule's ``data_fingerprint`` of ``stage``, else its ``view_fingerprint`` (None without one)."""
+        dm = self.datamodule
+        if hasattr(dm, "data_fingerprint"):
+            return dm.data_fingerprint(stage)
+        return getattr(dm, "view_fingerprint", lambda s: None)(stage)
+
+    def data_manifests(self) -> dict:
+        """``{stage: manifest lines}`` of the splits whose datamodule lists its files (to say later which files
+        changed when the data's fingerprint does)."""
+        listing = getattr(self.datamodule, "data_manifest", lambda stage: None)
+        manifests = {stage: listing(stage) for stage in self.STAGES}
+        return {stage: lines for stage, lines in manifests.items() if lines is not None}
 
     def split_names(self) -> dict:
         """What the ``val`` and ``test`` stages hold, in plain words (ADE20K: ``selection``/``validation``)."""
