@@ -288,4 +288,6 @@ def test_the_leaderboard_lists_the_searches_with_their_mean_cost(tmp_path):
     markdown = (tmp_path / "selectors.md").read_text()
     assert "| early-look | 2.00 [" in markdown and "| 20.0% |" in markdown
     assert "tied with the best on every comparison: **hfr** at 10.0%" in markdown
+    assert "| early-look | search | 20.0% | 2.00 [" in markdown and "| exhaustive | exhaustive | 100.0% |" in markdown
+    assert "| hfr | selector | 10.0% | 1.00 [1.00, 1.00] | yes |" in markdown  # the cheapest: on the front
     assert (tmp_path / "frontier.png").stat().st_size > 1000

@@ -160,7 +160,23 @@ def search_lines(board: dict) -> list[str]:
             "\nCheapest selector or search tied with the best on every comparison: "
             + (f"**{cheapest['name']}** at {100 * cheapest['mean_cost_fraction']:.1f}% of the exhaustive search's "
                f"cost." if cheapest else "none."),
-            "\nThe cost-regret frontier of these means: `frontier.png` (docs/searches.md).\n"]
+            *by_cost_lines(board)]
+
+
+def by_cost_lines(board: dict) -> list[str]:
+    """Every selector and search (and the exhaustive search) by mean cost, with its mean regret and whether it is
+    on the Pareto front of :func:`frontier_files`' figure."""
+    from aselect_bench.analyses.compare_report import with_ci
+    from aselect_bench.analyses.frontier import board_points, pareto_front
+    from aselect_bench.reports import markdown_table
+
+    points = sorted(board_points(board), key=lambda p: (p["cost"], p["regret"]))
+    front = {(p["kind"], p["name"]) for p in pareto_front(points)}
+    rows = [[p["name"], p["kind"], f"{100 * p['cost']:.1f}%", with_ci(p["regret"], p.get("ci")),
+             "yes" if (p["kind"], p["name"]) in front else "no"] for p in points]
+    return [f"\n## Selectors and searches by cost (`{frontier_name(board['preset'])}.png`)\n",
+            markdown_table(["choice", "kind", "mean cost (share of the exhaustive search)", "mean regret [95% CI]",
+                            "on the Pareto front"], rows)]
 
 
 def frontier_name(preset: str) -> str:
