@@ -201,3 +201,26 @@ def test_fit_print_config_writes_no_data(tmp_path, capsys):
     assert config["model"]["init_args"]["num_classes"] == 3
     assert config["data"]["init_args"]["data_root"] == str(new_root / "fgvc" / "cub")
     assert not new_root.exists() and not (tmp_path / "data").exists()  # neither the named nor the preset's root
+
+
+def test_a_files_content_identity_ignores_place_and_time_not_content(tmp_path):
+    import os
+    import shutil
+
+    from aselect_bench.io import DIGEST_WHOLE, content_identity
+
+    big = tmp_path / "a" / "big.jpg"
+    big.parent.mkdir()
+    data = os.urandom(3 * DIGEST_WHOLE)
+    big.write_bytes(data)
+    first = content_identity(big)
+    copy = tmp_path / "b" / "big.jpg"
+    copy.parent.mkdir()
+    shutil.copyfile(big, copy)
+    os.utime(copy, (1e9, 1e9))
+    assert content_identity(copy) == first  # another folder, another mtime: the same content
+    copy.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the last byte (the end of a JPEG's coded data)
+    assert content_identity(copy) != first
+    copy.write_bytes(data[:-100])  # cut short
+    assert content_identity(copy) != first
+    assert content_identity(tmp_path / "missing.jpg").startswith("unreadable:")
