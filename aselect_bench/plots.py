@@ -243,3 +243,32 @@ def components_heatmap(r: dict):
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(f"{r['dataset']} / {r['preset']}: star = best, circle = authors' pick", fontsize=9)
     return fig
+
+
+def ladder_figure(ladder: dict):
+    """A known-answer ladder: the exhaustive best timestep against the corruption level (its tie set as a band),
+    the matched-timestep curve, and each selector's and search's pick (offset a little sideways to stay visible)."""
+    levels = ladder["levels"]
+    xs = [lv["level"] for lv in levels]
+    ties = [lv["exhaustive"].get("tied_with_best") or [lv["exhaustive"]["best_timestep"]] for lv in levels]
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    ax.fill_between(xs, [min(t) for t in ties], [max(t) for t in ties], color="tab:green", alpha=0.15,
+                    label="tied with the best (95%)")
+    ax.plot(xs, [lv["exhaustive"]["best_timestep"] for lv in levels], "o-", color="tab:green", linewidth=2,
+            label="exhaustive best")
+    if all(lv["matched_timestep"] is not None for lv in levels):
+        ax.plot(xs, [lv["matched_timestep"] for lv in levels], "k--", label="matched timestep")
+    width = (max(xs) - min(xs) or 1) * 0.012
+    names = list(ladder["tracking"])
+    for i, name in enumerate(names):
+        picks = ladder["tracking"][name]["picks"]
+        shown = [(x + (i - len(names) / 2) * width, p) for x, p in zip(xs, picks) if p is not None]
+        if shown:
+            ax.plot(*zip(*shown), marker="x" if name != "hfr" else "*", linestyle=":", linewidth=0.8,
+                    markersize=10 if name == "hfr" else 5, color="tab:red" if name == "hfr" else None, label=name)
+    ax.set_xlabel(f"{ladder['kind']} level ({ladder['level_scale']})")
+    ax.set_ylabel("timestep t (0 = the clean end)")
+    ax.set_title(f"{ladder['task']}/{ladder['dataset']} ({ladder['preset']}): does the pick follow the best?",
+                 fontsize=9)
+    ax.legend(fontsize=6, ncol=2, loc="upper left")
+    return fig

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 from aselect_bench.config import CONFIG_DIR, load_yaml
 from aselect_bench.data import synth_ade20k, synth_fgvc
+from aselect_bench.data.corruption import Corruption
 from aselect_bench.data.transforms import RESIZE_RATIO
 from aselect_bench.errors import UserError
 from aselect_bench.hfr import HFRSettings
@@ -139,9 +140,12 @@ class BenchPreset:
     """
 
     nested: ClassVar[dict] = {"hfr": HFRSettings, "fgvc": FGVCSettings, "ade20k": ADE20KSettings,
-                              "synth": SynthSettings, "launcher": LauncherSettings}
+                              "synth": SynthSettings, "launcher": LauncherSettings, "corruption": Corruption}
     #: Settings that say how a run is carried out, not what it computes: left out of fingerprints.
     RUN_ONLY: ClassVar[tuple] = ("launcher", "overrides", "yaml_fingerprint")
+    #: Sections left out of the JSON (so of every fingerprint) while unset: a preset without one fingerprints as
+    #: it did before the section existed.
+    OPTIONAL: ClassVar[tuple] = ("corruption",)
     name: str
     backbone: str
     fgvc: FGVCSettings | None = None
@@ -156,6 +160,7 @@ class BenchPreset:
     synth: SynthSettings | None = None
     seeds: int = 1  # repeats of every training of a comparison, each with its own seed (head, order, noise)
     launcher: LauncherSettings = field(default_factory=LauncherSettings)
+    corruption: Corruption | None = None  # a seeded per-image corruption of every split (data/corruption.py)
     overrides: dict = field(default_factory=dict)
     yaml_fingerprint: str | None = None  # of the preset as its YAML file defines it (before any override)
 
@@ -175,7 +180,7 @@ class BenchPreset:
 
     def to_json(self) -> dict:
         """Plain JSON (tuples as lists), the inverse of :func:`preset_from_dict`."""
-        return _jsonable(asdict(self))
+        return {k: v for k, v in _jsonable(asdict(self)).items() if not (k in self.OPTIONAL and v is None)}
 
     def override(self, **changes: Any) -> BenchPreset:
         """A new preset with ``changes`` applied; keys are dotted paths (``fgvc__max_epochs`` or
@@ -183,7 +188,7 @@ class BenchPreset:
         changes = {k.replace("__", "."): v for k, v in changes.items() if v is not None}
         if not changes:
             return self
-        data = self.to_json()
+        data = {**{k: None for k in self.OPTIONAL}, **self.to_json()}
         for key, value in changes.items():
             *parents, leaf = key.split(".")
             node = data

@@ -188,7 +188,9 @@ class Comparison:
         self.exp, self.progress = exp, progress
         self.config = exp.describe()
         self.fingerprint = fingerprint(self.config)
-        self.label = f"{exp.task}-{exp.dataset}-{exp.preset.name}"
+        corruption = exp.preset.corruption
+        # a corrupted comparison (one level of a ladder) keeps its pieces and logs beside the clean one's
+        self.label = f"{exp.task}-{exp.dataset}-{exp.preset.name}" + (f"-{corruption.label}" if corruption else "")
         self.store = Store(Path(state_root) / self.label / self.fingerprint)
         record_config(self.store, self.config, exp.data_manifests())
         self.log_root = Path(runs_dir) / "compare" / self.label

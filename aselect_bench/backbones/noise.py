@@ -65,6 +65,11 @@ class NoiseProcess:
         """The process for an image of ``tokens`` image tokens (itself, unless the shift depends on resolution)."""
         return self
 
+    def noise_to_signal(self) -> torch.Tensor:
+        """``[num_train_timesteps]`` float64: at each ``t``, the noise's std over the clean input's scale in ``x_t``
+        (``x_t / scale = x0 + ratio * noise``)."""
+        raise NotImplementedError
+
 
 class DDPMNoise(NoiseProcess):
     """Variance-preserving DDPM: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``."""
@@ -82,6 +87,10 @@ class DDPMNoise(NoiseProcess):
         config = {k: v for k, v in (scheduler_config or {}).items() if k in keys and v is not None}
         with torch.device("cpu"), invalid_scheduler_config(config):  # the tables live on the CPU (meta-device models)
             return cls(DDPMScheduler(**{**DIT_SCHEDULER, **config}).alphas_cumprod)
+
+    def noise_to_signal(self) -> torch.Tensor:
+        """``sqrt((1 - abar_t) / abar_t)`` ``[T]``."""
+        return ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
 
     def add_noise(self, x0, timestep, noise):
         abar = self.alphas_cumprod[timestep]
@@ -143,6 +152,11 @@ class RectifiedFlowNoise(NoiseProcess):
 
     def model_timestep(self, timestep: int) -> float:
         return 0.0 if timestep == 0 else float(self.timesteps[self.steps - timestep])
+
+    def noise_to_signal(self) -> torch.Tensor:
+        """``s_t / (1 - s_t)`` ``[T]`` (``inf`` where ``s_t = 1``)."""
+        s = torch.tensor([self.sigma(t) for t in range(self.num_train_timesteps)], dtype=torch.float64)
+        return s / (1 - s)
 
     def identity(self) -> dict:
         import hashlib
@@ -231,3 +245,12 @@ def image_noise(shape, seed: int, timestep: int, index: int, draw: int = 0) -> t
 def batch_noise(shape, seed: int, timestep: int, indices, draw: int = 0) -> torch.Tensor:
     """``[len(indices), *shape]``: :func:`image_noise` for each image index."""
     return torch.stack([image_noise(shape, seed, timestep, int(i), draw) for i in indices])
+
+
+def matched_timestep(process: NoiseProcess, pixel_sigma: float) -> int:
+    """The timestep whose own noise matches Gaussian noise of std ``pixel_sigma`` on ``[0, 1]`` pixels, i.e.
+    ``2 * pixel_sigma`` on ``[-1, 1]`` inputs: the ``t`` of ``process`` (a pixel-space model's own schedule) whose
+    :meth:`~NoiseProcess.noise_to_signal` is nearest ``2 * pixel_sigma`` (the first on ties). DDPM: ``sqrt((1 -
+    abar_t) / abar_t) = 2 sigma``; rectified flow: ``s_t / (1 - s_t) = 2 sigma``."""
+    ratio = process.noise_to_signal()
+    return int(torch.argmin((ratio - 2 * float(pixel_sigma)).abs()))

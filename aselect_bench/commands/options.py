@@ -81,6 +81,26 @@ def parse_candidates(text: str) -> list[int]:
     return out
 
 
+def corruption_option(text: str) -> dict:
+    """An argparse type: ``KIND:LEVEL`` (``gauss:0.1``; ``KIND:LEVEL:SEED`` for another draw) -> the preset's
+    ``corruption`` section, checked as the preset checks it."""
+    from aselect_bench.data.corruption import KINDS, Corruption
+    from aselect_bench.errors import UserError
+
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise ArgumentTypeError(f"{text!r}: write KIND:LEVEL, e.g. gauss:0.1 (kinds: {', '.join(KINDS)})")
+    try:
+        section = {"kind": parts[0], "level": float(parts[1]), **({"seed": int(parts[2])} if len(parts) == 3 else {})}
+    except ValueError:
+        raise ArgumentTypeError(f"{text!r}: the level (and seed) must be numbers, e.g. gauss:0.1") from None
+    try:
+        Corruption(**section)
+    except UserError as err:
+        raise ArgumentTypeError(str(err)) from None
+    return section
+
+
 def dataset_name(text: str, extra: tuple[str, ...] = ()) -> str:
     """An argparse type: one of the six FGVC dataset names (or one of ``extra``: ``all``, ``ade20k``)."""
     from aselect_bench.data.fgvc import DATASETS
@@ -125,6 +145,9 @@ def add_preset_arguments(parser: argparse.ArgumentParser, epochs: bool = True) -
         parser.add_argument("--max-epochs", type=positive_int, help="override the preset's training epochs")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="stop at the first unreadable image (default: skip it with a warning and count it)")
+    parser.add_argument("--corruption", type=corruption_option, metavar="KIND:LEVEL",
+                        help="corrupt every image of every split, seeded per image, e.g. gauss:0.1 (kinds gauss, "
+                             "shot, jpeg, blur; docs/ladder.md; default: the preset's, none)")
 
 
 def preset_from_args(args: argparse.Namespace, task: str | None = None):
@@ -137,7 +160,7 @@ def preset_from_args(args: argparse.Namespace, task: str | None = None):
     preset = load_bench_preset(args.preset)
     changes = {"data_root": args.data_root, "precision": args.precision, "strict": args.strict,
                "backbone": args.backbone, "hfr.candidates": args.candidates,
-               "hfr.selector": getattr(args, "selector", None)}
+               "hfr.selector": getattr(args, "selector", None), "corruption": getattr(args, "corruption", None)}
     if task is not None:
         changes[f"{task}.max_epochs"] = getattr(args, "max_epochs", None)
         if args.backbone is not None and getattr(preset, task).backbone is not None:

@@ -12,6 +12,7 @@ from torchvision import tv_tensors
 
 from aselect_bench.data.ade20k import check_annotations, load_pair, read_split, resolve_root
 from aselect_bench.data.calibration import calibration_images
+from aselect_bench.data.corruption import Corruption, bind
 from aselect_bench.data.manifest import manifest, manifest_digest
 from aselect_bench.data.readable import check_readable
 from aselect_bench.data.seg_transforms import SegEvalTransform, SegTrainTransform, resize_pair
@@ -56,22 +57,25 @@ class SegmentationDataset(Dataset):
     later (it changed since), like a bad annotation, stops the run.
     """
 
-    def __init__(self, pairs, transform, num_classes: int, seed: int = 0):
+    def __init__(self, pairs, transform, num_classes: int, seed: int = 0, corruption=None):
         self.pairs, self.transform, self.num_classes, self.seed = list(pairs), transform, num_classes, seed
+        self.corruption = corruption  # (image, path) -> image after the view (data/corruption.py), or None
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int):
-        image, mask = self._load(self.pairs[index])
+        image, mask, source = self._load(self.pairs[index])
         image = tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(mask)[None])
         image, mask = self.transform(image, mask, random.Random(hash((self.seed, self.epoch, index))))
+        if self.corruption is not None:
+            image = self.corruption(image, source)
         return image, mask, index
 
     def _load(self, pair):
-        return load_pair(*pair, num_classes=self.num_classes)
+        return (*load_pair(*pair, num_classes=self.num_classes), pair[0])
 
     def image_sizes(self) -> set[tuple[int, int]]:
         """The distinct ``(width, height)`` of the readable images (headers only)."""
@@ -85,8 +89,9 @@ class SegmentationDataset(Dataset):
         return sizes
 
     def fingerprint(self, root=None) -> str:
-        """Identifies the pairs (what the files under ``root`` hold, not where they lie) and the transform."""
-        return manifest_digest(manifest(self.pairs, root), repr(self.transform))[:16]
+        """Identifies the pairs (what the files under ``root`` hold, not where they lie), transform and corruption."""
+        corrupt = [] if self.corruption is None else [repr(self.corruption)]
+        return manifest_digest(manifest(self.pairs, root), repr(self.transform), *corrupt)[:16]
 
 
 class ADE20KDataModule(L.LightningDataModule):
@@ -112,6 +117,8 @@ class ADE20KDataModule(L.LightningDataModule):
         strict: stop at the first unreadable image instead of leaving it out with a warning (every image is
             decoded once at setup: :mod:`aselect_bench.data.readable`; :meth:`bad_files` lists those left out).
         selection_size: images in the selection split (default: :func:`selection_size` of the training set).
+        corruption: a seeded per-image :class:`~aselect_bench.data.corruption.Corruption` of every split's images
+            and of the calibration images, after the view (``None``: the images as they are).
     Training masks are ``[B, c, c]``; evaluation masks keep the annotation's size ``[B, H, W]`` while
     the images are resized into ``scale``.
     """
@@ -121,13 +128,14 @@ class ADE20KDataModule(L.LightningDataModule):
     def __init__(self, data_root: str = "data/ADEChallengeData2016", crop_size: int = 512, scale=(2048, 512),
                  batch_size: int = 16, num_workers: int = 2, seed: int = 0, num_classes: int = 150,
                  val_batch_size: int = 1, cat_max_ratio: float = 0.75, antialias: bool = False,
-                 strict: bool = False, selection_size: int | None = None):
+                 strict: bool = False, selection_size: int | None = None, corruption: Corruption | None = None):
         super().__init__()
         self.data_root, self.crop_size, self.scale = data_root, crop_size, tuple(scale)
         self.batch_size, self.val_batch_size, self.num_workers, self.seed = batch_size, val_batch_size, num_workers, seed
         self._training_seed = seed  # the training views' and order's seed: a repeat (another seed) sets it
         self.num_classes, self.cat_max_ratio, self.antialias = num_classes, cat_max_ratio, antialias
         self.strict, self.selection_size, self.unreadable = strict, selection_size, set()
+        self.corruption = corruption
         self.sets: dict = {}
         self._eval_batch: int | None = None
 
@@ -145,9 +153,14 @@ class ADE20KDataModule(L.LightningDataModule):
         self.unreadable = check_readable([image for image, _ in pairs + validation], root, self.strict, "ADE20K")
         training, selection, validation = ([p for p in split if str(p[0]) not in self.unreadable]
                                            for split in (training, selection, validation))
-        self.sets = {name: SegmentationDataset(split, transform, self.num_classes, self.training_seed)
+        self.sets = {name: SegmentationDataset(split, transform, self.num_classes, self.training_seed,
+                                               corruption=self._corrupt())
                      for name, split, transform in (("train", training, train), ("val", selection, view),
                                                     ("test", validation, view))}
+
+    def _corrupt(self):
+        """The module's :attr:`corruption` bound to its folder (images keyed by their path under it), or None."""
+        return bind(self.corruption, resolve_root(self.data_root))
 
     def split_sizes(self) -> dict[str, int]:
         """``{"training": n, "selection": n, "validation": n}``: images per split, by their plain names."""
@@ -230,7 +243,7 @@ class ADE20KDataModule(L.LightningDataModule):
         self.setup()
         train = self.sets["train"]
         view = SegmentationDataset([train.pairs[i] for i in indices], SegEvalTransform(self.scale, self.antialias),
-                                   self.num_classes)
+                                   self.num_classes, corruption=self._corrupt())
         return torch.stack([TF.center_crop(view[i][0], [self.crop_size, self.crop_size]) for i in range(len(view))])
 
     def selection_images(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,7 +257,7 @@ class ADE20KDataModule(L.LightningDataModule):
         selection = self.sets["val"]
         order = torch.randperm(len(selection), generator=torch.Generator().manual_seed(seed))[:n].tolist()
         view = SegmentationDataset([selection.pairs[i] for i in order], SegEvalTransform(self.scale, self.antialias),
-                                   self.num_classes)
+                                   self.num_classes, corruption=self._corrupt())
         images, masks = [], []
         for i in range(len(view)):
             image, mask, _ = view[i]

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from aselect_bench.data.calibration import calibration_images
+from aselect_bench.data.corruption import Corruption, bind
 from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits, resolve_root
 from aselect_bench.data.manifest import manifest_digest
 from aselect_bench.data.readable import check_readable
@@ -60,6 +61,8 @@ class FGVCDataModule(L.LightningDataModule):
             decoded once at setup: :mod:`aselect_bench.data.readable`; :meth:`bad_files` lists those left out).
         hub_id, image_column, label_column: read a Hugging Face ``datasets`` dataset (hub id or local
             folder) instead of ``data_root``; see :class:`aselect_bench.data.fgvc.HubSplit`.
+        corruption: a seeded per-image :class:`~aselect_bench.data.corruption.Corruption` of every split and of
+            the calibration images, after the view (``None``: the images as they are).
 
     Batches are ``(images [B, 3, S, S] float in [-1, 1], labels [B] int64, indices [B])``.
     """
@@ -70,7 +73,8 @@ class FGVCDataModule(L.LightningDataModule):
     def __init__(self, dataset: str = "cub", data_root: str = "data", image_size: int | None = None,
                  batch_size: int = 64, num_workers: int = 2, seed: int = 0, train_augment: bool = True,
                  limit_per_class: int | None = None, strict: bool = False, hub_id: str | None = None,
-                 image_column: str = "image", label_column: str = "label", resize_ratio: float = RESIZE_RATIO):
+                 image_column: str = "image", label_column: str = "label", resize_ratio: float = RESIZE_RATIO,
+                 corruption: Corruption | dict | None = None):
         super().__init__()
         if limit_per_class is not None and limit_per_class < 1:
             raise UserError(f"limit_per_class must be a positive number of images, got {limit_per_class}")
@@ -79,6 +83,7 @@ class FGVCDataModule(L.LightningDataModule):
         self.training_seed = seed  # the training order's seed: a repeat of the experiment (another seed) sets it
         self.train_augment, self.limit, self.strict = train_augment, limit_per_class, strict
         self.resize_ratio = resize_ratio
+        self.corruption = Corruption(**corruption) if isinstance(corruption, dict) else corruption
         self.hub = (hub_id, image_column, label_column) if hub_id else None
         self.sets: dict[str, ImageListDataset] = {}
         self.unreadable: set[str] = set()
@@ -103,7 +108,11 @@ class FGVCDataModule(L.LightningDataModule):
         items = self._readable(items)
         for split in SPLITS:
             view = classification_transform(self.image_size, split == "train" and self.train_augment, self.resize_ratio)
-            self.sets[split] = ImageListDataset(items[split], view)
+            self.sets[split] = self._dataset(items[split], view)
+
+    def _dataset(self, items, view) -> ImageListDataset:
+        """``items`` in ``view``, corrupted as the module's :attr:`corruption` says (keyed by path under the root)."""
+        return ImageListDataset(items, view, bind(self.corruption, self._root()))
 
     def _root(self):
         """The folder the images' names are relative to (None for a hub dataset)."""
@@ -187,7 +196,7 @@ class FGVCDataModule(L.LightningDataModule):
         """``[len(indices), 3, S, S]``: the training images at ``indices`` in the evaluation view (no randomness)."""
         self.setup()
         train = self.sets["train"]
-        eval_view = ImageListDataset(train.items, classification_transform(self.image_size, False, self.resize_ratio))
+        eval_view = self._dataset(train.items, classification_transform(self.image_size, False, self.resize_ratio))
         return torch.stack([eval_view[i][0] for i in indices])
 
     def selection_images(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,7 +206,7 @@ class FGVCDataModule(L.LightningDataModule):
         self.setup()
         val = self.sets["val"]
         # a fresh view: never the labels-only cached mode
-        view = ImageListDataset(val.items, classification_transform(self.image_size, False, self.resize_ratio))
+        view = self._dataset(val.items, classification_transform(self.image_size, False, self.resize_ratio))
         order = class_balanced_order(item_labels(val.items), seed)[:n]
         pairs = [view[i] for i in order]
         return torch.stack([p[0] for p in pairs]), torch.tensor([int(p[1]) for p in pairs])

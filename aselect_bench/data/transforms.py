@@ -59,9 +59,10 @@ class ImageListDataset(Dataset):
     loader workers, persistent ones included, see it change; it is read once per batch.
     """
 
-    def __init__(self, items: Sequence, transform):
+    def __init__(self, items: Sequence, transform, corruption=None):
         self.items = items if hasattr(items, "subset") else list(items)
         self.transform = transform
+        self.corruption = corruption  # (image, source) -> image after the view (data/corruption.py), or None
         self._labels_only = torch.zeros(1, dtype=torch.bool).share_memory_()
         self._label_list = None
 
@@ -91,7 +92,8 @@ class ImageListDataset(Dataset):
     def _load(self, item) -> tuple:
         source, label = item
         image = to_rgb(source) if isinstance(source, Image.Image) else load_rgb(source)
-        return self.transform(image), label
+        view = self.transform(image)
+        return (view if self.corruption is None else self.corruption(view, source)), label
 
     @property
     def labels(self) -> list[int]:
@@ -106,4 +108,5 @@ class ImageListDataset(Dataset):
         """Identifies the images (what the files under ``root`` hold, or the hub split's rows), labels and transform."""
         lines = self.manifest(root)
         data = [str(self.items.fingerprint)] if lines is None else lines
-        return manifest_digest(data, describe(self.transform))[:16]
+        corrupt = [] if self.corruption is None else [repr(self.corruption)]
+        return manifest_digest(data, describe(self.transform), *corrupt)[:16]

@@ -21,7 +21,8 @@ def ade20k_datamodule(preset: BenchPreset, backbone, root: Path):
     datamodule = ADE20KDataModule(str(root), crop_size=cfg.crop_size or backbone.image_size, scale=cfg.scale,
                                   batch_size=cfg.batch_size, val_batch_size=cfg.val_batch_size,
                                   num_workers=preset.num_workers if cfg.num_workers is None else cfg.num_workers,
-                                  seed=preset.seed, num_classes=cfg.num_classes, strict=preset.strict)
+                                  seed=preset.seed, num_classes=cfg.num_classes, strict=preset.strict,
+                                  corruption=preset.corruption)
     datamodule.setup("fit")
     return datamodule
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from aselect_bench.experiments.base import Experiment, exhaustive_summary
@@ -13,7 +14,8 @@ def datamodule_arguments(preset: BenchPreset, name: str, root) -> dict:
     ``image_size``, the backbone's)."""
     return dict(dataset=name, data_root=str(root), batch_size=preset.fgvc.batch_size, num_workers=preset.num_workers,
                 seed=preset.seed, train_augment=preset.fgvc.train_augment, strict=preset.strict,
-                resize_ratio=preset.fgvc.resize_ratio)
+                resize_ratio=preset.fgvc.resize_ratio,
+                **({} if preset.corruption is None else {"corruption": asdict(preset.corruption)}))
 
 
 def fgvc_datamodule(preset: BenchPreset, name: str, backbone, root: Path):
