@@ -170,11 +170,15 @@ def frontier_figure(points: list[dict], front: list[dict], title: str, xlabel: s
                   [max(0.0, p["ci"][1] - p["regret"]) if p.get("ci") else 0.0 for p in rows]]
         ax.errorbar([p["cost"] for p in rows], [p["regret"] for p in rows], yerr=errors, fmt=marker, color=colour,
                     markersize=10 if kind == "exhaustive" else 5, capsize=2, linewidth=0.8, label=kind)
-        for p in rows:
-            ax.annotate(p["name"], (p["cost"], p["regret"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    if front:
-        ax.step([p["cost"] for p in front], [p["regret"] for p in front], where="post", color="k", linewidth=1,
-                linestyle="--", label="Pareto front")
+    names: dict[tuple, list[str]] = {}  # one label per spot: points at the same cost and regret share it
+    for p in points:
+        names.setdefault((p["cost"], p["regret"]), []).append(p["name"])
+    for (cost, regret), named in names.items():
+        ax.annotate(", ".join(named), (cost, regret), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if front:  # a step line from the cheapest point of the front to the most expensive point of all
+        right = max(p["cost"] for p in points)
+        ax.step([p["cost"] for p in front] + [right], [p["regret"] for p in front] + [front[-1]["regret"]],
+                where="post", color="k", linewidth=1, linestyle="--", label="Pareto front")
     ax.axhline(0, color="grey", linewidth=0.5)
     ax.set_xscale("log")
     ax.set_xlabel(xlabel, fontsize=8)

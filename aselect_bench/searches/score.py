@@ -58,7 +58,7 @@ def search_row(name: str, runs: dict[int, list[Outcome]], sweeps: dict, result: 
     history_seconds = sum(row_["history"][-1]["seconds"] for sweep in sweeps.values() for row_ in sweep.values())
     row.update(timestep=Counter(picks).most_common(1)[0][0], **({"timesteps": picks} if len(picks) > 1 else {}),
                cost_fraction=float(np.mean([o.cost_fraction for o in outs])),
-               epochs=float(mean["epochs"]), seconds=float(mean["seconds"]), forwards=float(mean["forwards"]),
+               epochs=_whole(mean["epochs"]), seconds=float(mean["seconds"]), forwards=_whole(mean["forwards"]),
                seconds_fraction=float(mean["seconds"] / history_seconds) if history_seconds else None,
                test=float(np.mean(tests)), regret=result["exhaustive"]["test_at_best"] - float(np.mean(tests)),
                regret_ci=None, tied_with_best=None)
@@ -74,6 +74,11 @@ def search_row(name: str, runs: dict[int, list[Outcome]], sweeps: dict, result: 
         row["spread"] = {"sampler_seeds": len(search.sampler_seeds), "regret": _spread(regrets),
                          "cost_fraction": _spread([o.cost_fraction for o in outs])}
     return row
+
+
+def _whole(x) -> int | float:
+    """``x`` as an ``int`` when it is whole (a deterministic search's epochs), else a ``float`` (a mean)."""
+    return int(x) if float(x).is_integer() else float(x)
 
 
 def _spread(values) -> dict:
