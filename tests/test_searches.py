@@ -291,3 +291,19 @@ def test_the_leaderboard_lists_the_searches_with_their_mean_cost(tmp_path):
     assert "| early-look | search | 20.0% | 2.00 [" in markdown and "| exhaustive | exhaustive | 100.0% |" in markdown
     assert "| hfr | selector | 10.0% | 1.00 [1.00, 1.00] | yes |" in markdown  # the cheapest: on the front
     assert (tmp_path / "frontier.png").stat().st_size > 1000
+
+
+def test_a_replay_reads_a_written_comparison_and_transfer_only_counts_the_same_backbone(tmp_path):
+    """``ReplaySource.from_comparison`` reads each seed's curves from the JSON as written; another backbone's
+    comparison is no evidence for this one."""
+    from aselect_bench.io import atomic_write_json
+    from aselect_bench.searches.score import other_bests
+
+    sweeps = {0: sweep(distinct, 0), 1: sweep(late_bloomer, 1)}
+    result = comparison(sweeps)
+    picks = [build_search("successive-halving").run(ReplaySource.from_comparison(result, r))[0].timestep
+             for r in (0, 1)]
+    assert picks == [300, 500]
+    atomic_write_json(tmp_path / "fgvc-other-unit.json", {"backbone": "dit-xl-2-256", "exhaustive": {"best_timestep": 0}})
+    atomic_write_json(tmp_path / "fgvc-third-unit.json", {"backbone": "tiny-dit", "exhaustive": {"best_timestep": 200}})
+    assert other_bests(result, tmp_path) == {"fgvc-third-unit": 200}

@@ -54,6 +54,13 @@ class CurveSource(Protocol):
     def observe(self, t: int, epochs: int) -> list[dict]: ...
 
 
+def recorded_sweeps(result: dict) -> dict[int, dict[int, dict]]:
+    """``{repeat: {t: row}}`` as a comparison's JSON records them (``exhaustive.per_timestep[t]``, or its
+    ``repeats[i]`` with several seeds); the per-image outcomes are not in the JSON."""
+    per_t, seeds = result["exhaustive"]["per_timestep"], result.get("seeds", 1)
+    return {r: {int(t): row["repeats"][r] if seeds > 1 else row for t, row in per_t.items()} for r in range(seeds)}
+
+
 class ReplaySource:
     """A :data:`CurveSource` over recorded histories ``{t: [row per epoch, epoch 1 first]}``.
 
@@ -81,9 +88,7 @@ class ReplaySource:
     def from_comparison(cls, result: dict, repeat: int = 0) -> ReplaySource:
         """From a comparison's JSON: ``exhaustive.per_timestep[t].history``, or ``.repeats[repeat].history``
         when the comparison has several seeds."""
-        per_t = result["exhaustive"]["per_timestep"]
-        rows = {int(t): (row["repeats"][repeat] if "repeats" in row else row) for t, row in per_t.items()}
-        return cls.from_sweep(rows)
+        return cls.from_sweep(recorded_sweeps(result)[repeat])
 
     def observe(self, t: int, epochs: int) -> list[dict]:
         if self.missing:

@@ -16,7 +16,14 @@ import numpy as np
 
 from aselect_bench.experiments.base import best_on_validation
 from aselect_bench.io import read_json
-from aselect_bench.searches.base import Context, Outcome, ReplaySource, build_search, search_names
+from aselect_bench.searches.base import (
+    Context,
+    Outcome,
+    ReplaySource,
+    build_search,
+    recorded_sweeps,
+    search_names,
+)
 from aselect_bench.uncertainty import LEVEL, RESAMPLES, SeedMean, mean_and_se, regret_intervals
 
 #: What a search's ``cost_fraction`` is a fraction of.
@@ -123,12 +130,6 @@ def other_bests(result: dict, folder) -> dict[str, int]:
     return out
 
 
-def sweeps_of(result: dict) -> dict:
-    """``{repeat: {t: row}}`` as recorded in a comparison's JSON (no per-image outcomes)."""
-    per_t, seeds = result["exhaustive"]["per_timestep"], result.get("seeds", 1)
-    return {r: {int(t): row["repeats"][r] if seeds > 1 else row for t, row in per_t.items()} for r in range(seeds)}
-
-
 def with_transfer(result: dict, folder) -> None:
     """Re-score the ``transfer`` row of ``result`` (in place) on the other comparisons now in ``folder``. Its
     pick is the same at every seed, so its regret interval is the candidate's own (``per_timestep[t]``), the
@@ -136,7 +137,7 @@ def with_transfer(result: dict, folder) -> None:
     rows = result.get("searches")
     if not rows or not any(r["name"] == "transfer" for r in rows):
         return
-    sweeps = sweeps_of(result)
+    sweeps = recorded_sweeps(result)
     runs = replay(sweeps, ["transfer"], Context(other_bests(result, folder)))["transfer"]
     t = next(iter(runs.values()))[0].timestep
     cell = result["exhaustive"]["per_timestep"].get(t) or result["exhaustive"]["per_timestep"].get(str(t)) or {}
