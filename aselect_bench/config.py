@@ -20,8 +20,12 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def load_yaml(path: Path) -> dict:
-    """Load a YAML file, resolving ``_base_: other.yaml`` (relative to the file) recursively."""
+def load_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """Load a YAML file, resolving ``_base_: other.yaml`` (relative to the file) recursively; a circle of
+    ``_base_`` files is one error naming them (``_chain``: the files that led here)."""
+    if path.resolve() in _chain:
+        circle = " -> ".join(str(p) for p in (*_chain[_chain.index(path.resolve()):], path.resolve()))
+        raise UserError(f"_base_ files form a circle: {circle}; remove the _base_ line of one of them")
     if not path.exists():
         raise UserError(f"config file {path} does not exist")
     try:
@@ -34,4 +38,6 @@ def load_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of settings (key: value lines), not a YAML {type(data).__name__}")
     base = data.pop("_base_", None)
-    return deep_merge(load_yaml(path.parent / base), data) if base else data
+    if base is not None and not isinstance(base, str):
+        raise UserError(f"{path}: _base_ must be one file name (relative to the file), got {base!r}")
+    return deep_merge(load_yaml(path.parent / base, (*_chain, path.resolve())), data) if base else data

@@ -38,6 +38,18 @@ class AselectCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(HFRTimestepSelector, "hfr")
 
+    def instantiate_classes(self) -> None:
+        """Our own one-line error from building a class (a bad head, tap, backbone, timestep...) comes out as itself,
+        naming the config key it is about, instead of inside jsonargparse's dump of the Union it was checking."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            cause = _user_error(err)
+            if cause is None:
+                raise
+            config = self.config.get(self.subcommand) if self.subcommand else self.config
+            raise UserError(f"{config_key(config, str(cause))}: {cause}") from None
+
 
 class PresetCLI(AselectCLI):
     """A preset's experiment: after ``fit``, test at the best validation epoch and print both, as the benchmark."""
@@ -165,6 +177,36 @@ def _argv_only(argv: list[str]):
         sys.argv = saved
 
 
+def _user_error(err: BaseException) -> UserError | None:
+    """The :class:`UserError` ``err`` is, or was raised from (jsonargparse re-raises it as a ``ValueError``)."""
+    while err is not None and not isinstance(err, UserError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def config_key(config, message: str) -> str:
+    """The key of ``config`` (a parsed LightningCLI namespace) that ``message`` is about: of the init arguments whose
+    value the message names (quoted text such as ``'lineer'`` counts above a bare number such as ``5000``, and a key
+    the message names too, ``timestep 5000``, above one it does not), the one that scores best; else ``the config``."""
+    import re
+
+    scores = {}
+    for section, value in vars(config).items():
+        args = getattr(value, "init_args", value)
+        prefix = f"{section}.init_args" if hasattr(value, "init_args") else section
+        for key, given in (vars(args).items() if hasattr(args, "__dict__") else ()):
+            if isinstance(given, str) and repr(given) in message:
+                score = 2
+            elif isinstance(given, (int, float)) and not isinstance(given, bool) and \
+                    re.search(rf"(?<![\w.]){re.escape(str(given))}(?![\w.])", message):
+                score = 1
+            else:
+                continue
+            scores[f"{prefix}.{key}"] = score + 2 * bool(re.search(rf"\b{re.escape(key)}\b", message))
+    best = [k for k, v in scores.items() if v == max(scores.values())]
+    return best[0] if len(best) == 1 else "the config"
+
+
 def config_error(message: str, subcommand: str) -> str:
     """jsonargparse's nested parse error as one line: an unknown key first, with the keys its class accepts
     (instead of the usage, a Union dump and the given value), else the error's most specific lines."""
@@ -183,6 +225,11 @@ def config_error(message: str, subcommand: str) -> str:
                     if p not in ("self", "args", "kwargs")]
         return (f"{where}: unknown key {option!r} for {name}; it accepts {', '.join(accepted)} (see "
                 f"'aselect-bench {subcommand} --print_config')")
+    keys = re.findall(r'Parser key "([^"]+)":\s*\n\s*(Expected a <class \'(\w+)\'>\. Got value: (.*))?', message)
+    if len(keys) > 1 and keys[-1][1]:  # a value of the wrong type, as deep as it was found
+        *_, (inner, _, kind, value) = keys
+        expected = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}.get(kind, kind)
+        return f"{where}.{inner}: expected {expected}, got {value.strip()!r} (see 'aselect-bench {subcommand} --help')"
     lines = [line.strip(" -") for line in message.splitlines() if line.strip(" -")]
     details = [line for line in lines[1:] if not line.startswith(("Subtypes:", "Errors:", "Given value"))]
     return f"{where}: {'; '.join([lines[0], *details[:3]])} (see 'aselect-bench {subcommand} --help')"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 
 import lightning as L
 
@@ -158,8 +159,11 @@ _TIPS = _DropTips()
 
 def quiet_lightning() -> None:
     """Drop the ``💡 Tip: ... litlogger / litmodels`` lines Lightning logs at every Trainer, and its
-    ``[rank: 0] Received SIGTERM`` line (the command line says in its own line what a signal stopped and kept)
-    (idempotent)."""
+    ``[rank: 0] Received SIGTERM`` line (the command line says in its own line what a signal stopped and kept),
+    and torch's ``LeafSpec is deprecated`` warning where Lightning's own data loaders raise it (every training;
+    the filter matches Lightning's module only, so the same warning from a user's code still shows) (idempotent)."""
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated", category=FutureWarning,
+                            module=r"lightning\.pytorch\.utilities\._pytree")
     logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)

@@ -305,7 +305,7 @@ def write_preset(tmp_path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("fgvc: {lr: fast}\n", "mine.yaml).fgvc.lr: expected a number, got 'fast'"),
+    ("fgvc: {lr: fast}\n", "fgvc.lr: expected a number, got 'fast' (in preset 'mine', "),
     ("fgvc: {lr: 1e-3}\n", "fgvc.lr: expected a number, got '1e-3' (YAML reads 1e-3 as text"),
     ("hfr: {num_images: many}\n", "hfr.num_images: expected an integer, got 'many'"),
     ("fgvc: {max_epochs: true}\n", "fgvc.max_epochs: expected an integer, got True"),
@@ -334,7 +334,7 @@ def test_typed_presets_still_accept_what_the_yaml_files_write(tmp_path):
 def test_a_bad_override_is_one_line_too():
     from aselect_bench.settings import load_bench_preset
 
-    with pytest.raises(UserError, match=r"preset 'demo'\.fgvc\.max_epochs: expected an integer, got 'x'"):
+    with pytest.raises(UserError, match=r"fgvc\.max_epochs: expected an integer, got 'x' \(in preset 'demo'\)"):
         load_bench_preset("demo").override(**{"fgvc.max_epochs": "x"})
 
 

@@ -357,7 +357,7 @@ def test_a_block_outside_the_model_is_refused_before_any_data_is_written(tmp_pat
 def test_launcher_settings_are_checked_when_the_preset_loads():
     from aselect_bench.settings import load_bench_preset
 
-    with pytest.raises(UserError, match="launcher.time_min is 0: give a count of 1 or more"):
+    with pytest.raises(UserError, match="launcher.time_min: must be >= 1, got 0"):
         load_bench_preset("demo").override(**{"launcher.time_min": 0})
-    with pytest.raises(UserError, match="launcher.retries is -1"):
+    with pytest.raises(UserError, match="launcher.retries: must be >= 0, got -1"):
         load_bench_preset("demo").override(**{"launcher.retries": -1})

@@ -30,15 +30,15 @@ def test_overrides_make_a_new_preset_and_are_recorded():
 
 
 @pytest.mark.parametrize("data, fragment", [
-    ({"backbone": "demo", "fgvc": {"tap": "blocks.0.out"}}, "preset 'x'.fgvc: missing key 'datasets'"),
-    ({"backbone": "demo", "bogus": 1}, "preset 'x': unknown key 'bogus'"),
-    ({"backbone": "demo", "hfr": {"mode": "disc"}}, "unknown HFR mode 'disc'"),
-    ({"fgvc": None}, "preset 'x': missing key 'backbone'"),
+    ({"backbone": "demo", "fgvc": {"tap": "blocks.0.out"}}, "fgvc: missing key 'datasets'"),
+    ({"backbone": "demo", "bogus": 1}, "unknown key 'bogus'"),
+    ({"backbone": "demo", "hfr": {"mode": "disc"}}, "hfr: unknown HFR mode 'disc'"),
+    ({"fgvc": None}, "missing key 'backbone'"),
 ])
 def test_a_bad_preset_is_one_clear_line(data, fragment):
     with pytest.raises(UserError, match="^" + fragment.replace("(", r"\(").replace(".", r"\.")) as info:
         preset_from_dict(data, "x")
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and str(info.value).endswith("(in preset 'x')")
 
 
 def test_unknown_preset_names_the_known_ones():
