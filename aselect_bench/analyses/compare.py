@@ -200,16 +200,18 @@ class Comparison:
         self.repeats = range(exp.preset.seeds)
 
     # ----------------------------------------------------------------------------------------- the pieces
-    def _train(self, t: int, piece: str, repeat: int, name: str, cache: str) -> dict:
-        """One training at ``t``; each strategy trains from its own cold feature cache."""
+    def _train(self, t: int, piece: str, repeat: int, name: str, cache: str, **fit_options) -> dict:
+        """One training at ``t`` with its learning curve (``history``); each strategy trains from its own cold
+        feature cache. ``fit_options``: a partial or continued run (:meth:`Experiment.fit`; ``test`` None)."""
         exp, store = self.exp, self.store
         with cost_across_attempts(store.root / f"{piece}.attempts.json", exp.backbone) as earlier:
             run = exp.fit(timestep=t, log_dir=self.log_root, name=f"{seed_prefix(repeat)}{name}",
                           progress=self.progress, repeat=repeat,
-                          feature_cache_root=store.root / seed_prefix(repeat) / cache)
+                          feature_cache_root=store.root / seed_prefix(repeat) / cache, **fit_options)
         # a resumed training reads the features its interrupted attempts cached: count what those cost too
         return {"val": run.val, "test": run.test, "seconds": run.seconds + earlier.cost.seconds,
-                "forwards": run.forwards + earlier.cost.forwards, "outcomes": run.outcomes, **earlier.to_json()}
+                "forwards": run.forwards + earlier.cost.forwards, "outcomes": run.outcomes, "history": run.history,
+                **earlier.to_json()}
 
     def candidate(self, t: int, repeat: int = 0, wait: bool = True):
         """The exhaustive sweep's training at ``t`` (repeat ``repeat``): ``(row, reused)``, or :attr:`Store.BUSY`."""
@@ -286,7 +288,8 @@ class Comparison:
         choices = [s["choices"][self.default] for s in selections]
         aselect = {"timestep": choices[0]["timestep"], "selector": self.default, "val": train["val"],
                    "test": train["test"], **total.to_json(), "stages": {n: c.to_json() for n, c in stages.items()},
-                   **{k: choices[0][k] for k in ("support", "runner_up", "margin")}}
+                   **{k: choices[0][k] for k in ("support", "runner_up", "margin")},
+                   **{k: train[k] for k in ("history", "repeats") if k in train}}  # its learning curve(s)
         hfr = mean_scores([s["choices"]["hfr"]["scores"] for s in selections]) if "hfr" in selections[0]["choices"] \
             else {}
         result = {
@@ -328,12 +331,13 @@ class Comparison:
 
 def merge_repeats(rows: list[dict]) -> dict:
     """One training's repeats as one row: mean ``val``/``test``, summed ``seconds``/``forwards`` (what all the
-    repeats cost), the interrupted attempts summed; with several repeats also each repeat's numbers."""
+    repeats cost), the interrupted attempts summed; with several repeats also each repeat's numbers and learning
+    curve (``repeats[i].history``; one repeat keeps its ``history`` in the row)."""
     if len(rows) == 1:
         return {k: v for k, v in rows[0].items() if k != "outcomes"}  # the per-image outcomes stay in the store
     merged = {k: sum(r[k] for r in rows) for k in ("seconds", "forwards")}
     merged.update(val=sum(r["val"] for r in rows) / len(rows), test=sum(r["test"] for r in rows) / len(rows),
-                  repeats=[{k: r[k] for k in TRAINING_KEYS} for r in rows])
+                  repeats=[{k: r[k] for k in (*TRAINING_KEYS, "history") if k in r} for r in rows])
     attempts = [r for r in rows if "attempts" in r]
     if attempts:
         merged.update({k: sum(r[k] for r in attempts) for k in ("attempts", "interrupted_seconds",

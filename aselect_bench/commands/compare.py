@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from aselect_bench.argtypes import positive_int
+from aselect_bench.argtypes import non_negative_int, positive_int
 from aselect_bench.commands.options import add_preset_arguments, fgvc_dataset_or_all, parse_candidates
 
 
@@ -28,6 +28,10 @@ def add_parser(sub) -> None:
                    help="train only these candidates of the exhaustive sweep and stop (one job of a split sweep; "
                         "a later run without --only merges)")
     p.add_argument("--fused", action="store_true", help="also run the fused exhaustive baseline (classification)")
+    p.add_argument("--search", metavar="NAME",
+                   help="run search NAME live (e.g. successive-halving): train only what it asks for, continuing "
+                        "runs from their checkpoints in --state, and write <task>-<dataset>-<preset>-search-NAME.json "
+                        "(its pick, epochs and cost per seed: the same as its replay on the full comparison)")
     p.add_argument("--selectors", type=lambda text: [s.strip() for s in text.split(",") if s.strip()],
                    help="comma-separated selectors to score (default: every registered one that applies to the "
                         "task; see 'aselect-bench select --help')")
@@ -57,32 +61,18 @@ def add_launcher_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jobs", type=positive_int, help="local: jobs at a time (default: one per visible GPU, else 1)")
     g.add_argument("--no-wait", action="store_true", help="slurm: submit, print the job ids and return")
     g.add_argument("--dry-run", action="store_true", help="list the jobs and the sbatch settings, submit nothing")
-    g.add_argument("--retries", type=launcher_value("retries"),
-                   help="submit a failed job again this many times (default 1)")
+    g.add_argument("--retries", type=non_negative_int, help="submit a failed job again this many times (default 1)")
     for flag, kind, text in (("--partition", str, "SLURM partition"), ("--account", str, "SLURM account"),
                              ("--qos", str, "SLURM quality of service"),
-                             ("--time", launcher_value("time_min"), "time limit per job in minutes (default 1440)"),
-                             ("--gpus-per-job", launcher_value("gpus_per_job"), "GPUs per job (default 1)"),
-                             ("--cpus-per-job", launcher_value("cpus_per_job"), "CPUs per job (default 8)"),
-                             ("--mem-gb", launcher_value("mem_gb"), "memory per job in GB"),
+                             ("--time", positive_int, "time limit per job in minutes (default 1440)"),
+                             ("--gpus-per-job", non_negative_int, "GPUs per job (default 1)"),
+                             ("--cpus-per-job", positive_int, "CPUs per job (default 8)"),
+                             ("--mem-gb", positive_int, "memory per job in GB"),
                              ("--constraint", str, "SLURM constraint, e.g. h100"),
-                             ("--array-parallelism", launcher_value("array_parallelism"),
-                              "array tasks running at once (default 64)")):
+                             ("--array-parallelism", positive_int, "array tasks running at once (default 64)")):
         g.add_argument(flag, type=kind, help=text)
     g.add_argument("--slurm", action="append", type=slurm_option, metavar="KEY=VALUE",
                    help="an extra sbatch option (also --slurm.KEY VALUE), e.g. --slurm.mail-type END")
-
-
-def launcher_value(key: str):
-    """The argparse ``type`` of the flag that sets the preset's ``launcher.<key>``: that key's own type and declared
-    bounds (:func:`aselect_bench.settings.setting_argtype`, one definition for both), imported only when given."""
-    def parse(text: str):
-        from aselect_bench.settings import LauncherSettings, setting_argtype
-
-        return setting_argtype(LauncherSettings, key)(text)
-
-    parse.__name__ = key
-    return parse
 
 
 def slurm_option(text: str) -> tuple[str, str]:
@@ -145,6 +135,7 @@ def run(args: argparse.Namespace):
     for name in args.selectors or []:  # an unknown or inapplicable name stops here, before any training
         if not build_selector(name).applies_to(args.task):
             raise UserError(f"selector {name!r} does not apply to the {args.task} task; leave it out of --selectors")
+    check_search_flags(args)
     datasets = ["ade20k"] if args.task == "ade20k" else (
         list(preset.fgvc.datasets) if args.dataset == "all" else [args.dataset])
     selectors = False if args.no_selectors else (args.selectors or True)
@@ -152,6 +143,8 @@ def run(args: argparse.Namespace):
     check_candidates(preset.hfr.candidates, backbone.num_train_timesteps)
     # every dataset's folder and index files are read (and a synthetic one written) before the first training
     experiments = [build_experiment(args.task, dataset, preset, backbone) for dataset in datasets]
+    if args.search:
+        return [run_search(Comparison(exp, args.state, args.runs, selectors), args) for exp in experiments][-1]
     launched = None
     if args.launcher:
         comparisons = [Comparison(exp, args.state, args.runs, selectors) for exp in experiments]
@@ -181,3 +174,38 @@ def run(args: argparse.Namespace):
             print(f"selectors' leaderboard over the comparisons in {args.out} -> {board}.md")
         results.append(result)
     return results[0] if len(results) == 1 else results or None
+
+def check_search_flags(args: argparse.Namespace) -> None:
+    """``--search NAME``: a registered search, run on its own (no launcher, no share of the sweep, no fused run)."""
+    if not args.search:
+        return
+    from aselect_bench.errors import UserError
+    from aselect_bench.searches import build_search
+
+    build_search(args.search)  # an unknown name stops here, naming the registered ones
+    for flag, given in (("--launcher", args.launcher), ("--only", args.only), ("--fused", args.fused)):
+        if given:
+            raise UserError(f"--search runs one search live on its own: leave out {flag} (run the comparison "
+                            f"without --search for it)")
+
+
+def run_search(comparison, args: argparse.Namespace) -> dict:
+    """Search ``args.search`` live on ``comparison`` (:func:`aselect_bench.searches.live.run_live`), written to
+    ``<out>/<label>-search-<name>.json``."""
+    from pathlib import Path
+
+    from aselect_bench.io import atomic_write_json
+    from aselect_bench.reports import run_record
+    from aselect_bench.searches.live import run_live
+
+    exp = comparison.exp
+    result = {"task": exp.task, "dataset": exp.dataset, "preset": exp.preset.name, "candidates": comparison.candidates,
+              **run_live(comparison, args.search, args.out), "run": run_record(exp.preset, exp.backbone)}
+    path = Path(args.out) / f"{comparison.label}-search-{args.search}.json"
+    atomic_write_json(path, result)
+    for run in result["runs"]:
+        seed = f" seed {run['repeat']}" if run["repeat"] else ""
+        print(f"{exp.dataset}{seed}: {args.search} (live) picks t={run['timestep']} after {run['epochs']} epochs "
+              f"({run['cost_fraction']:.0%} of the exhaustive search's), test {run['test']}  -> {path}"
+              if run["timestep"] is not None else f"{exp.dataset}{seed}: {args.search} picks nothing: {run['reason']}")
+    return result

@@ -167,6 +167,8 @@ class FrozenBackboneTask(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("backbone.")}
         checkpoint["backbone_fingerprint"] = self.backbone.fingerprint
         checkpoint["timestep"] = self.timestep
+        if getattr(self, "outcomes", None) is not None:  # a continued run reports its best epoch's images too
+            checkpoint["outcome_snapshots"] = self.outcomes.snapshots
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("backbone_fingerprint")
@@ -176,6 +178,8 @@ class FrozenBackboneTask(L.LightningModule):
         checkpoint["state_dict"].update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
         if checkpoint.get("timestep") is not None:
             self.timestep = checkpoint["timestep"]
+        if getattr(self, "outcomes", None) is not None and not self.outcomes.snapshots:
+            self.outcomes.snapshots = list(checkpoint.get("outcome_snapshots", []))
 
 
 class PerImageOutcomes:
