@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from aselect_bench.argtypes import non_negative_int, positive_int
+from aselect_bench.argtypes import positive_int
 from aselect_bench.commands.options import add_preset_arguments, fgvc_dataset_or_all, parse_candidates
 
 
@@ -61,18 +61,32 @@ def add_launcher_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jobs", type=positive_int, help="local: jobs at a time (default: one per visible GPU, else 1)")
     g.add_argument("--no-wait", action="store_true", help="slurm: submit, print the job ids and return")
     g.add_argument("--dry-run", action="store_true", help="list the jobs and the sbatch settings, submit nothing")
-    g.add_argument("--retries", type=non_negative_int, help="submit a failed job again this many times (default 1)")
+    g.add_argument("--retries", type=launcher_value("retries"),
+                   help="submit a failed job again this many times (default 1)")
     for flag, kind, text in (("--partition", str, "SLURM partition"), ("--account", str, "SLURM account"),
                              ("--qos", str, "SLURM quality of service"),
-                             ("--time", positive_int, "time limit per job in minutes (default 1440)"),
-                             ("--gpus-per-job", non_negative_int, "GPUs per job (default 1)"),
-                             ("--cpus-per-job", positive_int, "CPUs per job (default 8)"),
-                             ("--mem-gb", positive_int, "memory per job in GB"),
+                             ("--time", launcher_value("time_min"), "time limit per job in minutes (default 1440)"),
+                             ("--gpus-per-job", launcher_value("gpus_per_job"), "GPUs per job (default 1)"),
+                             ("--cpus-per-job", launcher_value("cpus_per_job"), "CPUs per job (default 8)"),
+                             ("--mem-gb", launcher_value("mem_gb"), "memory per job in GB"),
                              ("--constraint", str, "SLURM constraint, e.g. h100"),
-                             ("--array-parallelism", positive_int, "array tasks running at once (default 64)")):
+                             ("--array-parallelism", launcher_value("array_parallelism"),
+                              "array tasks running at once (default 64)")):
         g.add_argument(flag, type=kind, help=text)
     g.add_argument("--slurm", action="append", type=slurm_option, metavar="KEY=VALUE",
                    help="an extra sbatch option (also --slurm.KEY VALUE), e.g. --slurm.mail-type END")
+
+
+def launcher_value(key: str):
+    """The argparse ``type`` of the flag that sets the preset's ``launcher.<key>``: that key's own type and declared
+    bounds (:func:`aselect_bench.settings.setting_argtype`, one definition for both), imported only when given."""
+    def parse(text: str):
+        from aselect_bench.settings import LauncherSettings, setting_argtype
+
+        return setting_argtype(LauncherSettings, key)(text)
+
+    parse.__name__ = key
+    return parse
 
 
 def slurm_option(text: str) -> tuple[str, str]:
