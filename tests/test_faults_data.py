@@ -222,3 +222,16 @@ def test_a_files_content_identity_ignores_place_and_time_not_content(tmp_path):
     copy.write_bytes(data[:-100])  # cut short
     assert content_identity(copy) != first
     assert content_identity(tmp_path / "missing.jpg").startswith("unreadable:")
+
+
+def test_a_changed_configuration_is_said_part_by_part():
+    from aselect_bench.experiments.base import describe_changes
+
+    old = {"preset": {"fgvc": {"lr": 0.001, "max_epochs": 1}}, "backbone": "a", "data": {"test": "x", "val": "v"}}
+    new = {"preset": {"fgvc": {"lr": 0.01, "max_epochs": 1}}, "backbone": "b", "data": {"test": "y", "val": "v"}}
+    files = ({"test": ["a.jpg\t1:aa\t0", "b.jpg\t1:bb\t1", "c.jpg\t1:cc\t1"]},
+             {"test": ["a.jpg\t1:aa\t0", "b.jpg\t1:b2\t1", "d.jpg\t1:dd\t2"]})
+    assert describe_changes(old, new, *files) == (
+        "the backbone changed; the data's test split changed (3 files differ: 1 changed, 1 added, 1 removed); "
+        "the preset's fgvc.lr changed (0.001 -> 0.01)")
+    assert describe_changes(old, old) == ""
