@@ -16,11 +16,15 @@ from aselect_bench.selectors import (
     Selection,
     build_selector,
     check_candidates,
+    check_enough_images,
     collect_scores,
     finalize,
     labelled_set,
     training_selector,
 )
+
+#: The setting that gives the callback more calibration images (``fit``'s option and config key, a preset's key).
+IMAGES_OPTION = "hfr.num_images (fit: --hfr.num_images or the config key hfr: num_images)"
 
 
 class HFRTimestepSelector(L.Callback):
@@ -75,6 +79,7 @@ class HFRTimestepSelector(L.Callback):
         check_candidates(self.candidates, backbone.num_train_timesteps)
         selectors = self.selectors()
         images = calibration_images(trainer.datamodule, self.num_images, self.seed).to(pl_module.device)
+        check_enough_images(selectors[0], len(images), IMAGES_OPTION)
         labelled = labels = None
         if selectors[0].uses_labels:
             labelled, labels = labelled_set(trainer.datamodule, self.label_images, self.seed)
@@ -90,6 +95,7 @@ class HFRTimestepSelector(L.Callback):
                                                                          device=pl_module.device), reduce_op="sum"))
             raw.num_images = len(images)
         self.result = finalize(selectors, raw, pl_module.hfr_tap)
+        self.choice.refuse_if_no_pick(f"raise {IMAGES_OPTION} or use another selector (hfr.selector)")
         pl_module.timestep = self.choice.timestep
         self._log(trainer)
 
@@ -126,7 +132,7 @@ class HFRTimestepSelector(L.Callback):
                                           global_step=0)
             logger.log_hyperparams({"timestep": choice.timestep, "selector": self.selector, "hfr_tap": selection.tap,
                                     "hfr_support": choice.support, **self.settings})
-        warning = choice.weak_choice_warning()
+        warning = choice.weak_choice_warning(IMAGES_OPTION)
         if warning:
             rank_zero_warn(warning)
         atomic_write_json(Path(log_dir) / "hfr_selection.json", selection.record(self.selector))

@@ -24,16 +24,18 @@ import math
 import sys
 from pathlib import Path
 
-from aselect_bench.analyses.error_bars import comparison_error_bars
-from aselect_bench.costs import Cost, cost_across_attempts
+from aselect_bench.analyses.error_bars import comparison_error_bars, seed_pick
+from aselect_bench.costs import Cost, cost_across_attempts, mean_cost, saving_measure
 from aselect_bench.errors import CorruptFileError, UserError
 from aselect_bench.experiments.base import describe_changes, exhaustive_summary
 from aselect_bench.io import atomic_write_json, make_folder, read_json
 from aselect_bench.reports import run_record
 from aselect_bench.searches.score import search_rows
 from aselect_bench.selectors import (
+    Choice,
     build_selector,
     check_candidates,
+    check_enough_images,
     labelled_set,
     run_selectors,
     selector_names,
@@ -197,20 +199,24 @@ class Comparison:
         self.candidates = list(exp.preset.hfr.candidates)
         self.default = exp.preset.hfr.selector
         self.names = comparison_selectors(exp.task, selectors, self.default)
+        check_enough_images(build_selector(self.default, exp.preset.hfr), exp.preset.hfr.num_images,
+                            "the preset's hfr.num_images")
         self.repeats = range(exp.preset.seeds)
+        self.warm = False  # has this process warmed up (warm_up) for this comparison?
 
     # ----------------------------------------------------------------------------------------- the pieces
     def _train(self, t: int, piece: str, repeat: int, name: str, cache: str, **fit_options) -> dict:
         """One training at ``t`` with its learning curve (``history``); each strategy trains from its own cold
         feature cache. ``fit_options``: a partial or continued run (:meth:`Experiment.fit`; ``test`` None)."""
         exp, store = self.exp, self.store
+        self.warm_up()
         with cost_across_attempts(store.root / f"{piece}.attempts.json", exp.backbone) as earlier:
             run = exp.fit(timestep=t, log_dir=self.log_root, name=f"{seed_prefix(repeat)}{name}",
                           progress=self.progress, repeat=repeat,
                           feature_cache_root=store.root / seed_prefix(repeat) / cache, **fit_options)
         # a resumed training reads the features its interrupted attempts cached: count what those cost too
-        return {"val": run.val, "test": run.test, "seconds": run.seconds + earlier.cost.seconds,
-                "forwards": run.forwards + earlier.cost.forwards, "outcomes": run.outcomes, "history": run.history,
+        spent = Cost(run.seconds, run.forwards, run.cpu_seconds, run.gpu_seconds) + earlier.cost
+        return {"val": run.val, "test": run.test, **spent.to_json(), "outcomes": run.outcomes, "history": run.history,
                 **earlier.to_json()}
 
     def candidate(self, t: int, repeat: int = 0, wait: bool = True):
@@ -239,15 +245,26 @@ class Comparison:
             todo = busy
         return {r: {t: rows[r][t] for t in (only or self.candidates)} for r in self.repeats}
 
+    def warm_up(self) -> None:
+        """Before this process times its first piece: :func:`warm_up` once, so no strategy pays it."""
+        if not self.warm:
+            warm_up(self.exp, self.candidates[0])
+            self.warm = True
+
     def selection(self, repeat: int = 0) -> dict:
         """Every selector on one scan (repeat ``repeat``'s noise draws; the same images for every repeat)."""
         return self.store.get_or_run(selection_piece(self.names, repeat),
-                                     lambda: _select(self.exp, self.names, self.progress, repeat))[0]
+                                     lambda: self.warm_up() or _select(self.exp, self.names, self.progress,
+                                                                       repeat))[0]
 
     def aselect(self, repeat: int = 0) -> tuple[dict, dict]:
         """A-SelecT's side of repeat ``repeat``: ``(selection, training row)`` at the preset selector's choice."""
         selection = self.selection(repeat)
         t = selection["choices"][self.default]["timestep"]
+        why = no_pick(selection["choices"][self.default])
+        if why is not None:
+            raise UserError(f"the preset's selector {self.default!r} picks no timestep: {why}; raise the preset's "
+                            f"hfr.num_images or choose another hfr.selector")
         piece = aselect_piece(repeat)
         row, _ = self.store.get_or_run(piece, lambda: self._train(t, piece, repeat, f"aselect-t{t}",
                                                                   "features-aselect"), TRAINING_KEYS)
@@ -283,11 +300,15 @@ class Comparison:
         trains = [sides[r][1] for r in self.repeats]
         train = merge_repeats(trains)
         stages = {"scan": sum((_cost_of(s, self.default) for s in selections), Cost()),
-                  "train": Cost(train["seconds"], train["forwards"])}
+                  "train": Cost.from_json(train)}
         total = stages["scan"] + stages["train"]
+        ex_cost = sum((Cost.from_json(row) for row in per_timestep.values()), Cost())
+        exhaustive["cpu_seconds"] = ex_cost.cpu_seconds
+        measure = saving_measure([ex_cost, total], exp.backbone.device)
         choices = [s["choices"][self.default] for s in selections]
-        aselect = {"timestep": choices[0]["timestep"], "selector": self.default, "val": train["val"],
-                   "test": train["test"], **total.to_json(), "stages": {n: c.to_json() for n, c in stages.items()},
+        aselect = {"timestep": seed_pick([c["timestep"] for c in choices]), "selector": self.default,
+                   "val": train["val"], "test": train["test"], **total.to_json(),
+                   "stages": {n: c.to_json() for n, c in stages.items()},
                    **{k: choices[0][k] for k in ("support", "runner_up", "margin")},
                    **{k: train[k] for k in ("history", "repeats") if k in train}}  # its learning curve(s)
         hfr = mean_scores([s["choices"]["hfr"]["scores"] for s in selections]) if "hfr" in selections[0]["choices"] \
@@ -296,14 +317,16 @@ class Comparison:
             "task": exp.task, "dataset": exp.dataset, "preset": exp.preset.name, "metric": exp.metric_name,
             "splits": exp.split_names(), "backbone": exp.backbone.name, "tap": exp.hfr_tap, "candidates": candidates,
             "seeds": len(self.repeats), "hfr": hfr, "exhaustive": exhaustive, "aselect": aselect,
-            "saving_seconds": exhaustive["seconds"] / aselect["seconds"],
+            "saving_seconds": exhaustive[measure] / aselect[measure], "saving_measure": measure,
+            "saving_wall_seconds": exhaustive["seconds"] / aselect["seconds"],
             "saving_forwards": exhaustive["forwards"] / aselect["forwards"],
             "ideal_saving": len(candidates),
             "scan_share_of_one_training": stages["scan"].seconds / train["seconds"],
             "regret": exhaustive["test_at_best"] - aselect["test"],
             "spearman_hfr_val": spearman([hfr[t] for t in candidates], [per_timestep[t]["val"] for t in candidates])
             if hfr else None,
-            "selectors": score_selectors(selections, sweeps, exhaustive, candidates),
+            "selectors": score_selectors(selections, sweeps, exhaustive, candidates, measure),
+            "selectors_no_pick": selectors_without_pick(selections, self.names),
             "scan": {**selections[0]["scan"], "num_images": selections[0]["num_images"],
                      "num_labelled": selections[0]["num_labelled"]},
             "test_checkpoint": exp.test_checkpoint, "hfr_settings": exp.preset.hfr.to_json(),
@@ -318,7 +341,8 @@ class Comparison:
             aselect["timesteps"] = [c["timestep"] for c in choices]
         picks = {name: [s["choices"][name]["timestep"] for s in selections] for name in
                  (row["name"] for row in result["selectors"])}
-        aselect_seconds = [(_cost_of(s, self.default) + Cost(row["seconds"])).seconds
+        result["timing_disturbed"] = result["saving_seconds"] > result["ideal_saving"]
+        aselect_seconds = [getattr(_cost_of(s, self.default) + Cost.from_json(row), measure)
                            for s, row in zip(selections, trains)]
         comparison_error_bars(result, sweeps, trains, picks, aselect_seconds)
         result["searches"] = search_rows(result, sweeps)  # replayed on the recorded curves (#42)
@@ -329,13 +353,32 @@ class Comparison:
         return result
 
 
+def warm_up(exp, timestep: int) -> None:
+    """An untimed training of one batch (fit, validation, test) at ``timestep`` in a throwaway folder: what a
+    process pays once (imports, kernel set-up, the first Trainer, logger and loaders) is paid here, before any
+    strategy's clock starts, so the first piece timed is not charged for it."""
+    import tempfile
+
+    from aselect_bench.tasks.fit import make_trainer
+
+    one_batch = dict(max_steps=1, limit_train_batches=1, limit_val_batches=1, limit_test_batches=1,
+                     val_check_interval=1.0, check_val_every_n_epoch=1)
+    options = {k: v for k, v in exp.trainer_options().items() if k != "max_epochs"}  # one epoch, given below
+    with tempfile.TemporaryDirectory(prefix="aselect-warm-up-") as folder:
+        task = exp.make_task(timestep, feature_cache_root=Path(folder) / "features", seed=exp.training_seed(0))
+        trainer, _ = make_trainer(folder, "warm-up", 1, progress=False, monitor=f"val/{exp.metric_name}",
+                                  **{**options, **one_batch})
+        trainer.fit(task, datamodule=exp.datamodule)
+        trainer.test(task, datamodule=exp.datamodule, ckpt_path="best", verbose=False)  # a checkpoint saved, read
+
+
 def merge_repeats(rows: list[dict]) -> dict:
     """One training's repeats as one row: mean ``val``/``test``, summed ``seconds``/``forwards`` (what all the
     repeats cost), the interrupted attempts summed; with several repeats also each repeat's numbers and learning
     curve (``repeats[i].history``; one repeat keeps its ``history`` in the row)."""
     if len(rows) == 1:
         return {k: v for k, v in rows[0].items() if k != "outcomes"}  # the per-image outcomes stay in the store
-    merged = {k: sum(r[k] for r in rows) for k in ("seconds", "forwards")}
+    merged = sum((Cost.from_json(r) for r in rows), Cost()).to_json()
     merged.update(val=sum(r["val"] for r in rows) / len(rows), test=sum(r["test"] for r in rows) / len(rows),
                   repeats=[{k: r[k] for k in (*TRAINING_KEYS, "history") if k in r} for r in rows])
     attempts = [r for r in rows if "attempts" in r]
@@ -382,32 +425,63 @@ def _select(exp, names: list[str], progress: bool, repeat: int = 0) -> dict:
     preset = exp.preset
     selectors = [build_selector(n, preset.hfr) for n in names]
     labelled = labels = None
+    unscored = {}
     if any(s.uses_labels for s in selectors):
         try:
             labelled, labels = labelled_set(exp.datamodule, preset.hfr.label_images, preset.seed)
         except UserError as err:
             if build_selector(preset.hfr.selector, preset.hfr).uses_labels:
                 raise
-            print(f"note: the label-using selectors are left out of this comparison: {err}", file=sys.stderr,
+            print(f"note: the label-using selectors pick no timestep in this comparison: {err}", file=sys.stderr,
                   flush=True)
+            unscored = {s.name: Choice(s.name, None, None, True, True, 0, 0.0, s.settings,
+                                       no_pick=f"no labelled held-out images to read: {err}")
+                        for s in selectors if s.uses_labels}
             selectors = [s for s in selectors if not s.uses_labels]
     selection = run_selectors(exp.backbone, selectors, preset.hfr.candidates, exp.hfr_tap, exp.calibration_images(),
                               labelled, labels, seed=exp.training_seed(repeat), progress=progress)
+    selection.choices = {n: unscored.get(n) or selection.choices[n] for n in names}  # every name, in order
     return selection.to_json()
+
+
+def no_pick(choice: dict) -> str | None:
+    """Why a stored choice names no timestep (``None``: it picked one, or it is the random rule's expectation);
+    a choice stored before ``no_pick`` existed whose every score is undefined picked nothing either."""
+    if choice.get("no_pick"):
+        return choice["no_pick"]
+    scores = choice.get("scores")
+    return "every candidate's score is undefined" if scores and all(v is None for v in scores.values()) else None
+
+
+def selectors_without_pick(selections: list[dict], names: list[str]) -> list[dict]:
+    """The selectors that picked no timestep in some repeat, with why: ``[{"name", "uses_labels", "reason"}]``
+    (a name missing from a stored scan: left out by an earlier version)."""
+    rows = []
+    for name in names:
+        choices = [s["choices"].get(name) for s in selections]
+        reasons = ["not in the stored scan (an earlier version left it out): delete the selectors/ folder of "
+                   "the --state to scan again" if c is None else no_pick(c) for c in choices]
+        why = next((r for r in reasons if r is not None), None)
+        if why is not None:
+            uses = next((c["uses_labels"] for c in choices if c is not None), build_selector(name).uses_labels)
+            rows.append({"name": name, "uses_labels": uses, "reason": why})
+    return rows
 
 
 def _cost_of(selection: dict, name: str) -> Cost:
     """What selector ``name`` cost in a stored selection: the scan (when it needs one) plus its own extra."""
     c = selection["choices"][name]
-    scan = Cost(**selection["scan"]) if c["needs_scan"] else Cost()
-    return scan + Cost(c["extra_seconds"], c["extra_forwards"])
+    scan = Cost.from_json(selection["scan"]) if c["needs_scan"] else Cost()
+    return scan + Cost(c["extra_seconds"], c["extra_forwards"], c.get("extra_cpu_seconds"))
 
 
-def score_selectors(selections: list[dict], sweeps: dict, exhaustive: dict, candidates: list[int]) -> list[dict]:
+def score_selectors(selections: list[dict], sweeps: dict, exhaustive: dict, candidates: list[int],
+                    measure: str = "seconds") -> list[dict]:
     """Each selector's choice scored on the exhaustive curve, over the repeats (``selections[r]`` read
     ``sweeps[r]``): ``{"name", "timestep", "val", "test", "regret", "spearman", "extra_forwards", "extra_seconds",
-    "uses_labels", "needs_scan", "seconds", "forwards", "saving_seconds", "saving_forwards", ...}``, metrics the
-    mean over repeats.
+    "uses_labels", "needs_scan", "seconds", "cpu_seconds", "forwards", "saving_seconds", "saving_forwards",
+    "timing_disturbed", ...}``, metrics the mean over repeats; ``saving_seconds`` is computed from ``measure``
+    (``"cpu_seconds"`` or wall ``"seconds"``), and ``timing_disturbed`` marks one above its ideal (the grid's size).
 
     A selector's cost is what it needs (the scan, its extra work) plus one training at its timestep, taken
     from the exhaustive sweep's run there (the same training), summed over repeats; the random rule
@@ -416,27 +490,30 @@ def score_selectors(selections: list[dict], sweeps: dict, exhaustive: dict, cand
     rows = []
     for name in [n for n in selections[0]["choices"] if all(n in s["choices"] for s in selections)]:
         choices = [s["choices"][name] for s in selections]
+        if any(no_pick(c) is not None for c in choices):
+            continue  # no pick, nothing to score: listed with why (selectors_without_pick)
         picks = [c["timestep"] for c in choices]
         cost, val, test = Cost(), [], []
         for selection, t, sweep in zip(selections, picks, sweeps.values()):
             at = [t] if t is not None else candidates
             val.append(sum(sweep[u]["val"] for u in at) / len(at))
             test.append(sum(sweep[u]["test"] for u in at) / len(at))
-            cost += _cost_of(selection, name) + Cost(sum(sweep[u]["seconds"] for u in at) / len(at),
-                                                     sum(sweep[u]["forwards"] for u in at) / len(at))
+            cost += _cost_of(selection, name) + mean_cost([Cost.from_json(sweep[u]) for u in at])
         scores = mean_scores([c["scores"] for c in choices]) if choices[0]["scores"] is not None else None
         scored = [u for u in candidates if scores is not None and scores.get(u) is not None]
         per_t, c = exhaustive["per_timestep"], choices[0]
         mean_test = sum(test) / len(test)
         rows.append({
-            "name": name, "timestep": max(set(picks), key=picks.count) if picks[0] is not None else None,
+            "name": name, "timestep": seed_pick(picks),
             **({"timesteps": picks} if len(picks) > 1 else {}),
             "val": sum(val) / len(val), "test": mean_test, "regret": exhaustive["test_at_best"] - mean_test,
             "spearman": spearman([scores[u] for u in scored], [per_t[u]["val"] for u in scored]) if scores else None,
             "extra_forwards": sum(x["extra_forwards"] for x in choices),
             "extra_seconds": sum(x["extra_seconds"] for x in choices),
             "uses_labels": c["uses_labels"], "needs_scan": c["needs_scan"], "seconds": cost.seconds,
-            "forwards": cost.forwards, "saving_seconds": exhaustive["seconds"] / cost.seconds,
+            "cpu_seconds": cost.cpu_seconds, "forwards": cost.forwards,
+            "saving_seconds": exhaustive[measure] / getattr(cost, measure),
+            "timing_disturbed": exhaustive[measure] / getattr(cost, measure) > len(candidates),
             "saving_forwards": exhaustive["forwards"] / cost.forwards if cost.forwards else None,
             "settings": c["settings"], "scores": scores, **{k: c[k] for k in ("support", "runner_up", "margin")}})
     return rows

@@ -69,6 +69,49 @@ def launcher_note(result: dict) -> str:
             f"over the jobs, and the saving is computed on those sums.\n")
 
 
+#: How each time measure a saving can be computed from is named in the reports.
+MEASURES = {"cpu_seconds": "CPU time", "seconds": "wall time"}
+
+
+def time_saving_text(result: dict, bold: str = "") -> str:
+    """The time saving in words: ``4.16x CPU time (wall time 3.90x)``, or, above its ideal (impossible for
+    undisturbed timing), ``disturbed timing`` with the numbers and why they are not a result."""
+    measure = MEASURES[result.get("saving_measure", "seconds")]
+    wall = result.get("saving_wall_seconds")
+    beside = f" (wall time {wall:.2f}x)" if wall is not None and measure != "wall time" else ""
+    if result.get("timing_disturbed"):
+        return (f"{bold}disturbed timing{bold}: {result['saving_seconds']:.2f}x {measure}{beside} is above its ideal "
+                f"{result['ideal_saving']}x, which undisturbed timing cannot give (other processes or a warm-up "
+                f"slowed some trainings): not a result; rerun on an idle machine")
+    return f"{bold}{result['saving_seconds']:.2f}x{bold} {measure}{beside}"
+
+
+def row_saving(row: dict) -> str:
+    """A selector's time saving for its table cell: ``3.95x``, or ``disturbed (12.10x)`` above its ideal."""
+    return f"disturbed ({row['saving_seconds']:.2f}x)" if row.get("timing_disturbed") else f"{row['saving_seconds']:.2f}x"
+
+
+def spearman_text(rho: float | None, result: dict) -> str:
+    """Spearman(HFR, val) as ``0.428``, or ``undefined (why)``: no HFR curve, fewer than 3 candidates, or a
+    constant series (:func:`~aselect_bench.analyses.compare.spearman`)."""
+    if rho is not None:
+        return f"{rho:.3f}"
+    why = ("no HFR scan" if not result.get("hfr") else "fewer than 3 candidates" if len(result["candidates"]) < 3
+           else "a constant series: every candidate scored or validated the same")
+    return f"undefined ({why})"
+
+
+def console_lines(result: dict, stem) -> list[str]:
+    """What ``compare`` prints for one comparison: the saving, the regret, the correlation, every number
+    formatted (an undefined one with why), and each selector that picked no timestep, with why."""
+    val = result["splits"]["val"]
+    lines = [f"{result['dataset']}: saving {time_saving_text(result)} / {result['saving_forwards']:.2f}x "
+             f"forwards (ideal {result['ideal_saving']}x), regret {with_ci(result['regret'], result.get('regret_ci'))}"
+             f", Spearman(HFR, {val}) {spearman_text(result['spearman_hfr_val'], result)}  -> {stem}.md"]
+    lines += [f"note: selector {r['name']} picks no timestep: {r['reason']}" for r in result.get("selectors_no_pick", [])]
+    return lines
+
+
 def summary_lines(result: dict) -> list[str]:
     """The headline: both strategies with intervals, the saving, the regret and its verdict."""
     m, ex, a = result["metric"], result["exhaustive"], result["aselect"]
@@ -97,8 +140,10 @@ def summary_lines(result: dict) -> list[str]:
     regret_seeds = f"; within each seed {with_se(result.get('regret_seeds'))}" if seeds else ""
     best_seeds = f"; best per seed: {ex.get('best_by_seed')}" if seeds else ""
     lines = [
-        markdown_table(["strategy", "timestep", f"{val} {m}", f"{test} {m}", "seconds", "forwards"], rows),
-        f"\n- saving: **{result['saving_seconds']:.2f}x** wall time{per_seed_saving}, "
+        markdown_table(["strategy", "timestep", f"{val} {m}",
+                        f"{test} {m} [95% CI: exhaustive's best re-chosen on each resample; A-SelecT at its pick]",
+                        "seconds", "forwards"], rows),
+        f"\n- saving: {time_saving_text(result, '**')}{per_seed_saving}, "
         f"**{result['saving_forwards']:.2f}x** forwards (ideal: {result['ideal_saving']}x, the number of candidates)",
         f"- A-SelecT stages: scan {a['stages']['scan']['seconds']:.1f}s / {a['stages']['scan']['forwards']} forwards, "
         f"training {a['stages']['train']['seconds']:.1f}s / {a['stages']['train']['forwards']} forwards "
@@ -106,7 +151,7 @@ def summary_lines(result: dict) -> list[str]:
         f"- regret (exhaustive {test} at best - A-SelecT {test}): **{with_ci(result['regret'], result.get('regret_ci'))}**"
         f" points{verdict}{regret_seeds}",
         f"- candidates tied with the best: {', '.join(map(str, ex.get('tied_with_best', []))) or '-'}{best_seeds}",
-        f"- Spearman(HFR, {val} {m}) over the grid: **{'n/a' if rho is None else f'{rho:.3f}'}**\n",
+        f"- Spearman(HFR, {val} {m}) over the grid: **{spearman_text(rho, result)}**\n",
     ]
     return lines
 
@@ -127,12 +172,13 @@ def selectors_lines(result: dict) -> list[str]:
         f"selector's score against the {val} {m}, over the grid.\n",
         markdown_table(["selector", "labels", "timestep", f"{test} {m}", "regret [95% CI]", "vs best",
                         *(["regret within seeds"] if seeds else []), f"Spearman(score, {val})", "extra forwards",
-                        "extra s", "saving (time)", "saving (forwards)"],
+                        "extra s", f"saving ({MEASURES[result.get('saving_measure', 'seconds')]})",
+                        "saving (forwards)"],
                        [[r["name"], "yes" if r["uses_labels"] else "no",
                          timesteps(r), r["test"],
                          with_ci(r["regret"], r.get("regret_ci")), tie_mark(r),
                          *([with_se(r.get("regret_seeds"))] if seeds else []), r["spearman"], r["extra_forwards"],
-                         r["extra_seconds"], r["saving_seconds"], r["saving_forwards"]] for r in result["selectors"]]),
+                         r["extra_seconds"], row_saving(r), r["saving_forwards"]] for r in result["selectors"]]),
     ]
 
 
@@ -186,6 +232,15 @@ def comparison_frontier(result: dict):
     return frontier_figure(points, pareto_front(points), title, COST_LABEL)
 
 
+def no_pick_lines(rows: list[dict]) -> list[str]:
+    """The selectors that picked no timestep (asked for, but unable to score on this data), each with why."""
+    if not rows:
+        return []
+    return ["\nSelectors that pick no timestep here (not scored):\n",
+            markdown_table(["selector", "labels", "why no pick"],
+                           [[r["name"], "yes" if r["uses_labels"] else "no", r["reason"]] for r in rows])]
+
+
 def per_timestep_lines(result: dict) -> list[str]:
     m, ex = result["metric"], result["exhaustive"]
     val, test = (result["splits"][s] for s in ("val", "test"))
@@ -194,7 +249,8 @@ def per_timestep_lines(result: dict) -> list[str]:
     best_seeds = ex.get("best_frequency_seeds", {})
     return [
         "## Per timestep\n",
-        markdown_table(["timestep", "mean HFR", f"{val} {m}", f"{test} {m}", "regret if picked", "vs best",
+        markdown_table(["timestep", "mean HFR", f"{val} {m} [95% CI]", f"{test} {m} [95% CI at this fixed t]",
+                        "regret if picked [best re-chosen]", "vs best",
                         "best in resamples", *(["best in seeds", f"{test} s.e. over seeds"] if seeds else []),
                         "seconds", "forwards"],
                        [[t, result["hfr"].get(t), with_ci(per_t[t]["val"], per_t[t].get("val_ci")),
@@ -228,6 +284,7 @@ def comparison_markdown(result: dict) -> str:
     ]
     if result.get("selectors"):
         lines += selectors_lines(result)
+    lines += no_pick_lines(result.get("selectors_no_pick", []))
     lines += searches_lines(result)
     lines += per_timestep_lines(result)
     if result.get("bootstrap"):

@@ -24,13 +24,21 @@ METHOD = ("percentile bootstrap over images; a regret resamples the selection sp
           "together and re-takes the best on each resample; with seeds, each resample scores the mean over seeds")
 
 
+def seed_pick(picks: list):
+    """The one timestep a choice repeated over seeds reports: the most frequent pick, ties broken by the
+    earliest seed (``[850, 950, 50]`` -> 850, ``[50, 950, 950]`` -> 950); ``None`` when no seed picked."""
+    made = [t for t in picks if t is not None]
+    return max(made, key=lambda t: (made.count(t), -made.index(t))) if made else None
+
+
 def comparison_error_bars(result: dict, sweeps: dict, trains: list[dict], picks: dict, aselect_seconds: list[float],
                           resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> None:
     """Add the error bars to ``result`` (a comparison, changed in place).
 
     ``sweeps``: ``{repeat: {t: row}}`` (each row's ``outcomes``: per-image records of the selection and the
     reported split); ``trains``: A-SelecT's training of each repeat; ``picks``: ``{selector: [timestep or None
-    per repeat]}``; ``aselect_seconds``: what A-SelecT cost in each repeat (scan and training).
+    per repeat]}``; ``aselect_seconds``: what A-SelecT cost in each repeat (scan and training), in the measure
+    ``result["saving_measure"]`` names.
     Rows without per-image outcomes (kept by an earlier version) leave ``result["bootstrap"]`` None.
     """
     candidates, repeats = result["candidates"], list(sweeps)
@@ -85,5 +93,6 @@ def _over_seeds(result: dict, sweeps: dict, trains: list[dict], picks: dict, ase
                                           for i, r in enumerate(repeats)])
     for row in result.get("selectors", []):
         row["regret_seeds"] = mean_and_se([regret(r, t) for r, t in zip(repeats, picks[row["name"]])])
-    exhaustive_seconds = [sum(sweeps[r][t]["seconds"] for t in candidates) for r in repeats]
+    measure = result.get("saving_measure", "seconds")  # the time the savings are computed from
+    exhaustive_seconds = [sum(sweeps[r][t][measure] for t in candidates) for r in repeats]
     result["saving_seconds_seeds"] = mean_and_se([e / a for e, a in zip(exhaustive_seconds, aselect_seconds)])

@@ -131,24 +131,28 @@ def run(args: argparse.Namespace):
     from pathlib import Path
 
     from aselect_bench.analyses.compare import Comparison, check_candidates_to_compare, run_comparison
-    from aselect_bench.analyses.compare_report import write_comparison
+    from aselect_bench.analyses.compare_report import console_lines, write_comparison
     from aselect_bench.analyses.leaderboard import write_leaderboard
     from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.errors import UserError
     from aselect_bench.experiments import build_experiment, preset_backbone
     from aselect_bench.launch import check_launcher_options, launch
-    from aselect_bench.selectors import build_selector, check_candidates
+    from aselect_bench.selectors import build_selector, check_candidates, check_enough_images
 
     check_launcher_flags(args)
+    if args.selectors and args.no_selectors:
+        raise UserError("--selectors and --no-selectors contradict each other: give one of them")
     preset = preset_from_args(args, args.task).override(
         seeds=args.seeds, **{f"launcher.{key}": getattr(args, flag) for flag, key in LAUNCHER_FLAGS.items()},
         **({"launcher.slurm": {**dict(args.slurm)}} if args.slurm else {}))
     check_candidates_to_compare(preset.hfr.candidates, args.only)
     check_launcher_options(args.launcher, not args.no_wait, args.fused, args.only, args.dry_run)
     check_output_folders(args, "out", "state", "runs")
-    for name in args.selectors or []:  # an unknown or inapplicable name stops here, before any training
-        if not build_selector(name).applies_to(args.task):
+    for name in args.selectors or []:  # an unknown, inapplicable or unscorable name stops here, before any training
+        selector = build_selector(name, preset.hfr)
+        if not selector.applies_to(args.task):
             raise UserError(f"selector {name!r} does not apply to the {args.task} task; leave it out of --selectors")
+        check_enough_images(selector, preset.hfr.num_images, "the preset's hfr.num_images")
     check_search_flags(args)
     datasets = ["ade20k"] if args.task == "ade20k" else (
         list(preset.fgvc.datasets) if args.dataset == "all" else [args.dataset])
@@ -179,10 +183,7 @@ def run(args: argparse.Namespace):
             result["wall_seconds"] = launched["wall_seconds"]
         label = f"{args.task}-{dataset}-{preset.name}"
         stem = write_comparison(result, args.out, tensorboard_dir=Path(args.runs) / "compare" / label)
-        print(f"{dataset}: saving {result['saving_seconds']:.2f}x time / {result['saving_forwards']:.2f}x forwards "
-              f"(ideal {result['ideal_saving']}x), regret {result['regret']:.2f} "
-              f"[{result['regret_ci'][0]:.2f}, {result['regret_ci'][1]:.2f}], "
-              f"Spearman(HFR, val) {result['spearman_hfr_val']}  -> {stem}.md")
+        print("\n".join(console_lines(result, stem)))
         board = write_leaderboard(args.out, preset.name, tensorboard_dir=Path(args.runs) / "compare" / "leaderboard")
         if board is not None:
             print(f"selectors' leaderboard over the comparisons in {args.out} -> {board}.md")

@@ -52,6 +52,15 @@ def fraction(text: str) -> float:
     return value
 
 
+def cache_note(projection: dict) -> str:
+    """What the console line adds when the recipe caches features: the projection runs the backbone at every
+    step, so it is an upper bound (the .md says the same)."""
+    if projection.get("fresh_features", True):
+        return ""
+    return ("; an upper bound: the recipe caches features (no augmentation), so every epoch after the first costs "
+            "less than projected (the projection runs the backbone at every step)")
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     from aselect_bench.analyses.estimate import TASKS, Plan, fmt_hours, gpu_line, run_estimate
     from aselect_bench.commands.options import preset_from_args
@@ -72,7 +81,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             print(f"{r['preset']} {r['task']} on {r['device']} ({r['weights']} weights, {r['backbone_params']:,} "
                   f"parameters): A-SelecT {fmt_hours(p['aselect_hours'])} h vs exhaustive "
                   f"{fmt_hours(p['exhaustive_hours'])} h ({p['saving']:.2f}x); peak memory "
-                  f"{r['peak_memory_bytes'] / 2**30:.1f} GiB")
+                  f"{r['peak_memory_bytes'] / 2**30:.1f} GiB{cache_note(p)}")
         else:
             print(f"{r['preset']} {r['task']} ({r['backbone']}, {r['backbone_params']:,} parameters): not measured "
                   f"({r['flops_only']})")

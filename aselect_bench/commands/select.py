@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> dict:
     from aselect_bench.selectors import (
         build_selector,
         check_candidates,
+        check_enough_images,
         labelled_set,
         run_selectors,
         selector_names,
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> dict:
     check_candidates(args.candidates, backbone.num_train_timesteps)
     datamodule = datamodule_for(args.dataset, args.data_root, backbone.image_size, args.seed, args.strict)
     images = calibration_images(datamodule, args.num_images, args.seed)
+    check_enough_images(chosen, len(images), "--num-images")
     labelled = labels = None
     if chosen.uses_labels:
         labelled, labels = labelled_set(datamodule, args.label_images, args.seed)
@@ -108,10 +110,15 @@ def run(args: argparse.Namespace) -> dict:
     selection = run_selectors(backbone, selectors, args.candidates, tap, images, labelled, labels, seed=args.seed,
                               batch_size=args.batch_size, progress=True)
     choice, hfr = selection.choices[args.selector], selection.choices["hfr"]
+    choice.refuse_if_no_pick("use more --num-images or another --selector")
     rows = [[t, hfr.scores[t], hfr.spread[t], *([] if chosen.name == "hfr" else [(choice.scores or {}).get(t)]),
              "<- chosen" if t == choice.timestep else ""] for t in selection.candidates]
     extra = [] if chosen.name == "hfr" else [f"{chosen.name} score"]
     print(markdown_table(["timestep", "mean HFR", "std", *extra, ""], rows, floatfmt="{:.4f}"))
+    undefined = [t for t in selection.candidates if choice.scores is not None and choice.scores[t] is None]
+    if undefined:
+        print(f"note: the {chosen.name} score is undefined (-) at t={', '.join(map(str, undefined))} "
+              f"({chosen.why_undefined(len(images))}); the choice is among the other candidates")
     cost = selection.cost_of(args.selector)
     print(f"chosen timestep: {choice.timestep}  (selector {args.selector}, tap {tap}, {len(images)} images"
           f"{f', {selection.num_labelled} labelled' if choice.uses_labels else ''}, {cost.forwards} forwards, "

@@ -12,6 +12,7 @@ from aselect_bench.selectors.base import (
     Labels,
     Selector,
     build_selector,
+    check_enough_images,
     register,
     selector_names,
     training_selector,
@@ -28,6 +29,6 @@ from aselect_bench.selectors.scan import (
     run_selectors,
 )
 
-__all__ = ["Labels", "Selector", "build_selector", "register", "selector_names", "training_selector",
+__all__ = ["Labels", "Selector", "build_selector", "check_enough_images", "register", "selector_names", "training_selector",
            "check_candidates", "SelectionResult", "scan_hfr", "select_timestep", "summarize_scan", "Choice",
            "RawScores", "Selection", "collect_scores", "finalize", "labelled_set", "run_selectors"]

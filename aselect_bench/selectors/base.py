@@ -49,6 +49,7 @@ class Selector:
             bootstrap support over images can be reported and the scan can be sharded over processes).
         task: ``"fgvc"`` or ``"ade20k"`` when the selector only applies to one task, else ``None``.
         expected: names no single timestep; it is scored by its expectation over the grid (the random rule).
+        min_images: the fewest images its score is defined on (fewer: refused before the scan).
         settings: what configures it, recorded with every choice.
     """
 
@@ -59,10 +60,15 @@ class Selector:
     per_image: bool = False
     task: str | None = None
     expected: bool = False
+    min_images: int = 1
 
     @property
     def settings(self) -> dict:
         return {}
+
+    def why_undefined(self, num_images: int) -> str:
+        """Why no candidate got a defined score on ``num_images`` images (said when the selector cannot pick)."""
+        return "the score came out NaN or infinite"
 
     @property
     def needs_scan(self) -> bool:
@@ -75,7 +81,8 @@ class Selector:
 
     def choose(self, candidates: Sequence[int], scores: dict[int, float] | None) -> int | None:
         """The chosen candidate: the first maximum of ``scores`` in candidate order (``None``: no single
-        timestep, e.g. the random rule, scored by its expectation)."""
+        timestep, e.g. the random rule, scored by its expectation). Only called with the candidates whose score
+        is defined (:func:`~aselect_bench.selectors.scan.finalize`)."""
         return max(candidates, key=lambda t: scores[t])
 
     def applies_to(self, task: str) -> bool:
@@ -118,6 +125,14 @@ def build_selector(name: str, hfr_settings: HFRSettings | None = None) -> Select
     selector = _REGISTRY[name](hfr_settings or DEFAULTS)
     selector.name = name
     return selector
+
+
+def check_enough_images(selector: Selector, num_images: int, option: str) -> None:
+    """Refuse, before the scan, a selector whose score is undefined on ``num_images`` images, naming ``option``
+    (the setting that gives more images)."""
+    if selector.needs_scan and num_images < selector.min_images:
+        raise UserError(f"selector {selector.name!r} cannot score on {num_images} images (it needs at least "
+                        f"{selector.min_images}: {selector.why_undefined(num_images)}); raise {option}")
 
 
 def training_selector(name: str, hfr_settings: HFRSettings | None = None) -> Selector:

@@ -11,7 +11,6 @@ plus any backbone work only it needs (more noise draws, the labelled images), me
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,9 +25,10 @@ from aselect_bench.selectors.support import bootstrap_choice, firmness_line, wea
 
 @dataclass
 class Choice:
-    """One selector's outcome: the chosen ``timestep`` (``None`` for the random rule), its ``scores`` ``{t:
-    float}`` (``None`` for rules), and its cost beyond the scan. Per-image selectors also carry the per-image
-    spread and the bootstrap support of the choice over the images (``support.bootstrap_choice``)."""
+    """One selector's outcome: the chosen ``timestep`` (``None`` for the random rule, or when it cannot score:
+    then ``no_pick`` says why), its ``scores`` ``{t: float or None}`` (``None`` for rules; a score is ``None``
+    where undefined), and its cost beyond the scan. Per-image selectors also carry the per-image spread and the
+    bootstrap support of the choice over the images (``support.bootstrap_choice``)."""
 
     selector: str
     timestep: int | None
@@ -42,13 +42,20 @@ class Choice:
     support: float | None = None
     runner_up: int | None = None
     margin: float | None = None
+    no_pick: str | None = None
+    extra_cpu_seconds: float | None = None
 
     def firmness(self) -> str:
         """How firm the choice is over bootstrap resamples of the images (per-image selectors)."""
         return firmness_line(self.support, self.runner_up, self.margin)
 
-    def weak_choice_warning(self) -> str | None:
-        return weak_choice_line(self.timestep, self.support, self.runner_up, self.margin)
+    def weak_choice_warning(self, images_option: str = "--num-images") -> str | None:
+        return weak_choice_line(self.timestep, self.support, self.runner_up, self.margin, images_option)
+
+    def refuse_if_no_pick(self, fix: str) -> None:
+        """One :class:`UserError` when the selector could not pick (``no_pick``), ending with ``fix``."""
+        if self.no_pick is not None:
+            raise UserError(f"selector {self.selector!r} picks no timestep: {self.no_pick}; {fix}")
 
     def to_json(self) -> dict:
         """Plain JSON: timestep keys are strings of integers."""
@@ -74,7 +81,7 @@ class Selection:
         """What selector ``name`` cost in all: the scan (if it needs one) plus its own extra work."""
         c = self.choices[name]
         base = self.scan if c.needs_scan else Cost()
-        return base + Cost(c.extra_seconds, c.extra_forwards)
+        return base + Cost(c.extra_seconds, c.extra_forwards, c.extra_cpu_seconds)
 
     def record(self, name: str) -> dict:
         """The ``select`` output for selector ``name``: its timestep, scores, firmness and cost in all, the HFR
@@ -84,7 +91,8 @@ class Selection:
         return {"selector": name, "timestep": c.timestep, "scores": c.to_json()["scores"], "hfr": curve["scores"],
                 "hfr_std": curve["spread"], "support": c.support, "runner_up": c.runner_up, "margin": c.margin,
                 "seconds": cost.seconds, "forwards": cost.forwards, "tap": self.tap, "num_images": self.num_images,
-                "num_labelled": self.num_labelled, "uses_labels": c.uses_labels, **c.settings}
+                "num_labelled": self.num_labelled, "uses_labels": c.uses_labels, "no_pick": c.no_pick,
+                **c.settings}
 
     def to_json(self) -> dict:
         return {"tap": self.tap, "candidates": self.candidates, "num_images": self.num_images,
@@ -128,10 +136,10 @@ def collect_scores(backbone, selectors: Sequence[Selector], candidates: Sequence
     scan, extra = Cost(), {s.name: Cost() for s in selectors}
     shared = {key: Cost() for key in groups}  # backbone work beyond the scan, paid by each selector of the group
 
-    def timed(cost_key: Cost, fn):
+    def timed(total: Cost, fn):
         with measure_cost(backbone) as cost:
             value = fn()
-        cost_key.seconds, cost_key.forwards = cost_key.seconds + cost.seconds, cost_key.forwards + cost.forwards
+        total.add_(cost)
         return value
 
     x0_cal = x0_lab = None
@@ -155,10 +163,8 @@ def collect_scores(backbone, selectors: Sequence[Selector], candidates: Sequence
             else:
                 feats = timed(shared[(images, draws)], lambda t=t, k=draws: grid(x0_lab, t, range(k), 0) / k)
             for s in members:
-                start = time.perf_counter()
-                value = s.score(feats, labels if s.uses_labels else None)
+                value = timed(extra[s.name], lambda s=s, f=feats: s.score(f, labels if s.uses_labels else None))
                 raw[s.name][t] = value.detach().cpu() if isinstance(value, torch.Tensor) else float(value)
-                extra[s.name].seconds += time.perf_counter() - start
         bar.update(1)
     bar.close()
     for key, members in groups.items():
@@ -170,8 +176,9 @@ def collect_scores(backbone, selectors: Sequence[Selector], candidates: Sequence
 
 
 def finalize(selectors: Sequence[Selector], raw: RawScores, tap: str) -> Selection:
-    """Turn :func:`collect_scores`' output into each selector's :class:`Choice` (argmax or rule; a non-finite
-    per-candidate score counts as the worst)."""
+    """Turn :func:`collect_scores`' output into each selector's :class:`Choice`: its rule, or its choice among
+    the candidates whose score is defined (a NaN/inf score is ``None``, never ranked); with no defined score
+    at all, no pick and ``no_pick`` says why."""
     choices = {}
     for s in selectors:
         per_t = raw.scores.get(s.name)
@@ -181,11 +188,24 @@ def finalize(selectors: Sequence[Selector], raw: RawScores, tap: str) -> Selecti
             if s.per_image:
                 spread = {t: float(torch.as_tensor(v).std(unbiased=False)) for t, v in per_t.items()}
                 firm = bootstrap_choice({t: torch.as_tensor(v) for t, v in per_t.items()})
-        ranked = None if scores is None else {t: (float("-inf") if v is None else v) for t, v in scores.items()}
+        timestep, no_pick = _pick(s, raw, scores)
         cost = raw.extra.get(s.name, Cost())
-        choices[s.name] = Choice(s.name, s.choose(raw.candidates, ranked), scores, s.uses_labels, s.needs_scan,
-                                 cost.forwards, cost.seconds, s.settings, spread, **(firm or {}))
+        choices[s.name] = Choice(s.name, timestep, scores, s.uses_labels, s.needs_scan, cost.forwards, cost.seconds,
+                                 s.settings, spread, **(firm or {}), no_pick=no_pick,
+                                 extra_cpu_seconds=cost.cpu_seconds)
     return Selection(tap, raw.candidates, raw.num_images, raw.num_labelled, raw.scan, choices)
+
+
+def _pick(selector: Selector, raw: RawScores, scores: dict | None) -> tuple[int | None, str | None]:
+    """``(timestep, None)``: the selector's choice among the candidates with a defined score (a rule: among
+    all); ``(None, why)`` when no candidate has one."""
+    if scores is None:
+        return selector.choose(raw.candidates, None), None
+    defined = [t for t in raw.candidates if scores.get(t) is not None]
+    if not defined:
+        n = raw.num_labelled if selector.images == "labelled" else raw.num_images
+        return None, f"every candidate's score is undefined ({selector.why_undefined(n)})"
+    return selector.choose(defined, {t: scores[t] for t in defined}), None
 
 
 def run_selectors(backbone, selectors: Sequence[Selector], candidates: Sequence[int], tap: str, calibration=None,

@@ -47,11 +47,19 @@ class RankMe(Selector):
 class AlphaReQ(Selector):
     """alpha-ReQ (Agrawal, Mondal, Ghosh & Richards, NeurIPS 2022): the decay coefficient alpha of the
     pooled embeddings' eigenspectrum; they find representations generalise best near alpha = 1, so the score
-    is ``-|alpha - 1|`` (a flat spectrum, alpha -> 0, is noise-like; a steep one, alpha >> 1, has collapsed)."""
+    is ``-|alpha - 1|`` (a flat spectrum, alpha -> 0, is noise-like; a steep one, alpha >> 1, has collapsed).
+    Undefined (NaN) with fewer than 3 non-zero eigenvalues: N images give at most N - 1, so it needs 4."""
+
+    min_images = 4
+
+    def why_undefined(self, num_images: int) -> str:
+        if num_images < self.min_images:
+            return (f"alpha is fitted to at least 3 non-zero eigenvalues of the pooled features' covariance, and "
+                    f"{num_images} images give at most {max(0, num_images - 1)}")
+        return "the pooled features' covariance has fewer than 3 non-zero eigenvalues (collapsed features)"
 
     def score(self, features: torch.Tensor, labels=None) -> float:
-        alpha = spectral_decay(pooled(features))
-        return float("-inf") if alpha != alpha else -abs(alpha - 1.0)
+        return -abs(spectral_decay(pooled(features)) - 1.0)  # NaN (undefined) stays NaN
 
 
 register("rankme")(lambda settings: RankMe())

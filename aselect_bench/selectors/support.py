@@ -47,11 +47,13 @@ def firmness_line(support: float | None, runner_up: int | None, margin: float | 
     return f"support {100 * support:.0f}% ({other}{gap})"
 
 
-def weak_choice_line(timestep, support: float | None, runner_up: int | None, margin: float | None) -> str | None:
-    """One warning line when the bootstrap ``support`` of ``timestep`` is below :data:`WEAK_SUPPORT`, else None."""
+def weak_choice_line(timestep, support: float | None, runner_up: int | None, margin: float | None,
+                     images_option: str = "--num-images") -> str | None:
+    """One warning line when the bootstrap ``support`` of ``timestep`` is below :data:`WEAK_SUPPORT`, else None;
+    ``images_option`` names the setting that gives more calibration images where the user runs it."""
     if support is None or support >= WEAK_SUPPORT:
         return None
     gap = f", margin {margin:.4f}" if margin is not None else ""
     return (f"weak choice: t={timestep} wins only {100 * support:.0f}% of bootstrap resamples of the "
-            f"calibration images (runner-up t={runner_up}{gap}); use more --num-images or more noise draws "
+            f"calibration images (runner-up t={runner_up}{gap}); use more {images_option} or more noise draws "
             f"before trusting it")

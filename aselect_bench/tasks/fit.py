@@ -30,6 +30,8 @@ class RunResult:
     log_dir: str = ""
     outcomes: dict = field(default_factory=dict)  # {"val", "test"}: per-image records (aselect_bench.uncertainty)
     history: list = field(default_factory=list)  # the learning curve (aselect_bench.tasks.curves)
+    cpu_seconds: float | None = None  # this process's CPU time (aselect_bench.costs), beside the wall ``seconds``
+    gpu_seconds: float | None = None  # CUDA time, on a GPU
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -97,7 +99,7 @@ def fit_and_test(task, datamodule, log_dir, name: str, max_epochs: int, selector
         tested_row(history, test_checkpoint)["test"] = float(test[test_metric])
     return RunResult(
         timestep=int(task.timestep), val=val, test=None if test is None else float(test[test_metric]),
-        seconds=cost.seconds, forwards=cost.forwards,
+        seconds=cost.seconds, forwards=cost.forwards, cpu_seconds=cost.cpu_seconds, gpu_seconds=cost.gpu_seconds,
         hfr=dict(hfr.scores) if hfr else {}, selector=selector.selector if selection else None,
         scan_seconds=scan.seconds if scan else 0.0, scan_forwards=scan.forwards if scan else 0,
         log_dir=str(Path(trainer.log_dir or log_dir)),
