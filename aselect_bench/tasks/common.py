@@ -168,7 +168,7 @@ class FrozenBackboneTask(L.LightningModule):
         checkpoint["backbone_fingerprint"] = self.backbone.fingerprint
         checkpoint["timestep"] = self.timestep
         if getattr(self, "outcomes", None) is not None:  # a continued run reports its best epoch's images too
-            checkpoint["outcome_snapshots"] = self.outcomes.snapshots
+            checkpoint["outcome_snapshots"] = self.outcomes.best_snapshot()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("backbone_fingerprint")
@@ -194,6 +194,16 @@ class PerImageOutcomes:
         self.rows: dict[str, dict[int, tuple]] = {"val": {}, "test": {}}
         self.snapshots: list[dict] = []  # one record per finished validation run
         self.test_record: dict | None = None
+
+    def best_snapshot(self) -> list[dict]:
+        """``[the first validation snapshot with the best metric]`` (``[]`` before any): the run a ``best``
+        checkpoint is tested at, and all a continued run needs of the snapshots before it."""
+        from aselect_bench.uncertainty import as_metric
+
+        if not self.snapshots:
+            return []
+        scores = [as_metric(r).value for r in self.snapshots]
+        return [self.snapshots[scores.index(max(scores))]]
 
     def add(self, stage: str, indices: torch.Tensor | None, *values: torch.Tensor) -> None:
         """``indices [B]`` (None: the rows follow in order) and per-image values (``correct [B]``, or

@@ -120,14 +120,8 @@ def reported_outcomes(outcomes, test_checkpoint: str) -> dict:
     """``{"val": record, "test": record}``: the per-image records behind the reported metrics, the validation
     run the test was scored at (``best``: the first with the highest score, as ``ModelCheckpoint`` keeps it;
     ``last``) and the test run."""
-    from aselect_bench.uncertainty import as_metric
-
     runs = outcomes.snapshots
     if not runs or outcomes.test_record is None:
         return {}
-    if test_checkpoint == "best":
-        scores = [as_metric(r).value for r in runs]
-        val = runs[scores.index(max(scores))]
-    else:
-        val = runs[-1]
+    val = outcomes.best_snapshot()[0] if test_checkpoint == "best" else runs[-1]
     return {"val": val, "test": outcomes.test_record}
