@@ -1,8 +1,11 @@
-"""Reading YAML configs with ``_base_`` inheritance (deep merge); :mod:`aselect_bench.settings` types the presets."""
+"""Reading YAML configs with ``_base_`` inheritance (deep merge), and the declared bounds and names a setting's
+annotation carries (``Annotated[int, COUNT]``); :mod:`aselect_bench.settings` types the presets and checks them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 
@@ -10,6 +13,51 @@ from aselect_bench.errors import UserError
 from aselect_bench.io import read_text
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range a numeric setting may take, declared on its field (``Annotated[int, COUNT]``) and checked on load:
+    ``low``/``high`` (inclusive, or exclusive where ``*_open``); ``also``: values allowed outside it (``-1``)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    also: tuple = ()
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` is out of range (``must be >= 1``), or ``None``."""
+        above = self.low is None or value > self.low or (value == self.low and not self.low_open)
+        below = self.high is None or value < self.high or (value == self.high and not self.high_open)
+        if value in self.also or (above and below):
+            return None
+        parts = ([f"{'>' if self.low_open else '>='} {self.low:g}"] if self.low is not None else []) + \
+                ([f"{'<' if self.high_open else '<='} {self.high:g}"] if self.high is not None else [])
+        return "must be " + " and ".join(parts) + "".join(f" (or {v})" for v in self.also)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A name setting's allowed values (``Annotated[str, OneOf(HEADS)]``), checked on load."""
+
+    names: tuple
+
+    def __init__(self, names):
+        object.__setattr__(self, "names", tuple(names))
+
+    def problem(self, value) -> str | None:
+        return None if value in self.names else f"must be one of {', '.join(self.names)}"
+
+
+#: Declared bounds of the numeric settings (one definition: the preset check and the command-line flags read them).
+COUNT = Bound(1)  # images, epochs, sizes, jobs
+NATURAL = Bound(0)  # seeds, retries, indices, workers
+POSITIVE = Bound(0, low_open=True)  # learning rates
+FRACTION = Bound(0, 1)  # shares, inclusive
+PROBABILITY = Bound(0, 1, high_open=True)  # label smoothing
+Count = Annotated[int, COUNT]
+Natural = Annotated[int, NATURAL]
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from numbers import Real
+from typing import Annotated
 
 import torch
 
+from aselect_bench.config import Bound, Count, Natural
 from aselect_bench.errors import UserError
 
 MODES = ("radial", "separable", "tokens1d")
@@ -45,14 +47,14 @@ class HFRSettings:
     held-out images for the label-using selectors.
     """
 
-    candidates: tuple[int, ...] = tuple(range(0, 1000, 50)) + (999,)
-    num_images: int = 64
+    candidates: tuple[Natural, ...] = tuple(range(0, 1000, 50)) + (999,)
+    num_images: Count = 64
     cutoff: float = 0.15
     mode: str = "tokens1d"
     remove_mean: bool = False
-    noise_draws: int = 1
+    noise_draws: Count = 1
     selector: str = "hfr"
-    label_images: int = 256
+    label_images: Annotated[int, Bound(2)] = 256  # leave-one-out needs two
 
     def __post_init__(self):
         object.__setattr__(self, "candidates", tuple(int(t) for t in self.candidates))

@@ -19,7 +19,18 @@ from typing import Annotated, Any, ClassVar, Union, get_args, get_origin, get_ty
 from aselect_bench.backbones.noise import DIT_SCHEDULER
 from aselect_bench.backbones.registry import MODELS
 from aselect_bench.backbones.taps import CROSS_COMPONENTS, parse_tap
-from aselect_bench.config import CONFIG_DIR, load_yaml
+from aselect_bench.config import (
+    CONFIG_DIR,
+    FRACTION,
+    NATURAL,
+    POSITIVE,
+    PROBABILITY,
+    Bound,
+    Count,
+    Natural,
+    OneOf,
+    load_yaml,
+)
 from aselect_bench.data import synth_ade20k, synth_fgvc
 from aselect_bench.data.corruption import Corruption
 from aselect_bench.data.fgvc import DATASETS as FGVC_DATASETS
@@ -30,40 +41,6 @@ from aselect_bench.hfr import HFRSettings
 from aselect_bench.precision import PRECISIONS
 from aselect_bench.selectors import training_selector
 from aselect_bench.selectors.features import check_candidates
-
-
-@dataclass(frozen=True)
-class Bound:
-    """The range a numeric setting may take, declared on its field (``Annotated[int, COUNT]``) and checked on load:
-    ``low``/``high`` (inclusive, or exclusive where ``*_open``); ``also``: values allowed outside it (``-1``)."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    also: tuple = ()
-
-    def problem(self, value) -> str | None:
-        """Why ``value`` is out of range (``must be >= 1``), or ``None``."""
-        if value in self.also or ((self.low is None or value > self.low or (value == self.low and not self.low_open))
-                                  and (self.high is None or value < self.high or (value == self.high and not self.high_open))):
-            return None
-        parts = ([f"{'>' if self.low_open else '>='} {self.low:g}"] if self.low is not None else []) + \
-                ([f"{'<' if self.high_open else '<='} {self.high:g}"] if self.high is not None else [])
-        return "must be " + " and ".join(parts) + "".join(f" (or {v})" for v in self.also)
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """A name setting's allowed values (``Annotated[str, OneOf(HEADS)]``), checked on load."""
-
-    names: tuple
-
-    def __init__(self, names):
-        object.__setattr__(self, "names", tuple(names))
-
-    def problem(self, value) -> str | None:
-        return None if value in self.names else f"must be one of {', '.join(self.names)}"
 
 
 class TapName:
@@ -83,14 +60,6 @@ class TapName:
         return None
 
 
-#: Declared bounds of the numeric settings (one definition: the preset check and the command-line flags read them).
-COUNT = Bound(1)  # images, epochs, sizes, jobs
-NATURAL = Bound(0)  # seeds, retries, indices, workers
-POSITIVE = Bound(0, low_open=True)  # learning rates
-FRACTION = Bound(0, 1)  # shares, inclusive
-PROBABILITY = Bound(0, 1, high_open=True)  # label smoothing
-Count = Annotated[int, COUNT]
-Natural = Annotated[int, NATURAL]
 
 
 @dataclass(frozen=True)
