@@ -194,6 +194,13 @@ def test_a_saving_above_its_ideal_is_flagged_not_printed_as_a_result(twice):
     markdown = comparison_markdown(result)
     assert "disturbed timing" in markdown and "**4.16x**" not in markdown and "disturbed (9.50x)" in markdown
     assert "disturbed timing" in console_lines(result, "out/x")[0]
+    import matplotlib.pyplot as plt
+
+    from aselect_bench.plots import comparison_figure
+
+    figure = comparison_figure(result)
+    assert "disturbed timing" in figure.axes[0].get_title()
+    plt.close(figure)
 
 
 def test_console_numbers_are_formatted_and_undefined_says_why(twice):
