@@ -13,7 +13,7 @@ LAUNCHER ?=
 JOBS ?=
 ARGS ?=
 
-.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive bench-perf bench-components bench-pretrain estimate results-estimate results-demo results tensorboard clean
+.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive ladder bench-perf bench-components bench-pretrain estimate results-estimate results-demo results tensorboard clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,14 @@ bench-ade20k: $(STAMP)
 
 compare-exhaustive: $(STAMP)
 	$(BIN)/aselect-bench compare --task $(TASK) --dataset $(DATASET) --preset $(PRESET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
+
+# The known-answer ladder (docs/ladder.md): one comparison per corruption level. The committed one, not run yet
+# (about 90 minutes on a 2-core CPU): make ladder LAUNCHER=local JOBS=2
+LADDER_PRESET ?= ladder
+KIND ?= gauss
+LEVELS ?= 0,0.05,0.1,0.2,0.3
+ladder: $(STAMP)
+	$(BIN)/aselect-bench ladder --task $(TASK) --dataset $(DATASET) --preset $(LADDER_PRESET) --kind $(KIND) --levels $(LEVELS) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 bench-perf: $(STAMP)
 	$(BIN)/python benchmarks/perf/perf_extract.py $(ARGS)

@@ -3,7 +3,8 @@
 Subcommands: ``fit``/``validate``/``test`` (LightningCLI with YAML configs), ``select`` (the one-pass
 A-SelecT scan), ``compare`` (exhaustive search vs A-SelecT), ``components`` (block x component map),
 ``synth`` (synthetic datasets in the original layouts), ``pretrain`` (the demo DiT), ``estimate`` (a dry
-run at real size: memory, step time, projected hours).
+run at real size: memory, step time, projected hours), ``ladder`` (one comparison per corruption level: does
+each selector follow the best?).
 User mistakes print one line (what is wrong and how to fix it) and exit with status 2; SIGINT/SIGTERM exit
 with status 130/143 and one line saying what was kept.
 """
@@ -20,7 +21,7 @@ from aselect_bench.errors import UserError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: Modules of ``aselect_bench.commands`` that each add one subcommand.
-COMMANDS = ("select", "synth", "compare", "pretrain", "components", "estimate")
+COMMANDS = ("select", "synth", "compare", "ladder", "pretrain", "components", "estimate")
 
 
 class Interrupted(BaseException):

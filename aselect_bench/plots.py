@@ -276,5 +276,5 @@ def ladder_figure(ladder: dict):
     ax.set_ylabel("timestep t (0 = the clean end)")
     ax.set_title(f"{ladder['task']}/{ladder['dataset']} ({ladder['preset']}): does the pick follow the best?",
                  fontsize=9)
-    ax.legend(fontsize=6, ncol=2, loc="upper left")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig

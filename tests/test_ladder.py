@@ -4,6 +4,7 @@ backbone's own schedule, and one tiny ladder end to end."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,15 @@ def test_a_bad_corruption_option_is_a_usage_line(text, fragment):
         corruption_option(text)
 
 
+def test_the_committed_ladder_preset_is_the_demo_without_grain_on_its_grid():
+    from aselect_bench.settings import load_bench_preset
+
+    ladder, demo = load_bench_preset("ladder"), load_bench_preset("demo")
+    assert ladder.synth.fgvc.grain == 0 and ladder.seeds == 3 and ladder.backbone == demo.backbone
+    assert ladder.hfr.candidates == (0, 25, 50, 75, 100, 150, 200, 300, 400, 600, 999)
+    assert ladder.data_root != demo.data_root  # its grain-free stand-ins never replace the demo's
+
+
 # ------------------------------------------------------------------------------------------ the matched timestep
 
 def schedule_ratio(backbone, t: int) -> float:
@@ -199,3 +209,85 @@ def test_latent_backbones_and_kinds_without_a_known_answer_have_none_and_say_why
     assert match is None and "latent space" in reason
     match, reason = matched_for(load_backbone("tiny-dit"), "blur")
     assert match is None and "blur has no known answer" in reason
+
+
+def rung(best: int, matched, picks: dict) -> dict:
+    """A ladder level as :func:`~aselect_bench.analyses.ladder.level_entry` writes it: ``picks`` ``{name: (t, regret,
+    tied)}`` (``t`` None and regret None: a search that could not pick)."""
+    rows = [{"name": n, "timestep": t, "regret": r, "regret_se": None if r is None else 1.0, "tied_with_best": tied}
+            for n, (t, r, tied) in picks.items()]
+    return {"matched_timestep": matched, "exhaustive": {"best_timestep": best}, "selectors": rows[:-1],
+            "searches": rows[-1:]}
+
+
+def test_tracking_says_who_follows_the_best_and_who_cannot_move():
+    from aselect_bench.analyses.ladder import tracking
+
+    levels = [rung(0, 0, {"hfr": (0, 0.0, True), "t0": (0, 0.0, True), "halving": (None, None, None)}),
+              rung(50, 57, {"hfr": (50, 1.0, True), "t0": (0, 4.0, False), "halving": (50, 0.0, True)}),
+              rung(150, 170, {"hfr": (100, 2.0, True), "t0": (0, 9.0, False), "halving": (150, 0.0, True)})]
+    track = tracking(levels)
+    assert track["hfr"]["spearman"] == pytest.approx(1.0) and track["hfr"]["spearman_matched"] == pytest.approx(1.0)
+    assert track["hfr"]["tied_share"] == 1 and track["hfr"]["mean_regret"] == pytest.approx(1.0)
+    lo, hi = track["hfr"]["mean_regret_ci"]
+    assert lo < 1.0 < hi
+    assert track["t0"]["spearman"] is None and track["t0"]["picks"] == [0, 0, 0]  # a rule that cannot move
+    assert track["t0"]["tied_share"] == pytest.approx(1 / 3) and track["t0"]["mean_regret"] == pytest.approx(13 / 3)
+    halving = track["halving"]  # no pick at the first level: left out of its shares, no Spearman
+    assert halving["levels"] == 2 and halving["spearman"] is None and halving["mean_regret"] == 0
+
+
+# ------------------------------------------------------------------------------------------ a tiny ladder
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory):
+    """``aselect-bench ladder`` in this process: 2 levels, 2 candidates, tiny data, 1 epoch, two selectors."""
+    from aselect_bench.cli import build_parser, run_command
+    from tests.test_faults_second_round import custom_preset
+
+    tmp = tmp_path_factory.mktemp("ladder")
+    preset = custom_preset(tmp)
+    argv = ["ladder", "--preset", str(preset), "--kind", "gauss", "--levels", "0,0.3", "--selectors", "t0",
+            "--out", str(tmp / "out"), "--state", str(tmp / "state"), "--runs", str(tmp / "runs")]
+    run_command(build_parser().parse_args(argv))
+    return tmp
+
+
+def test_a_tiny_ladder_writes_levels_tracking_figure_and_tensorboard(ladder):
+    out = ladder / "out"
+    data = json.loads((out / "fgvc-cub-mine-gauss.json").read_text())
+    assert [lv["level"] for lv in data["levels"]] == [0.0, 0.3]
+    assert [lv["matched_timestep"] for lv in data["levels"]][0] == 0 and data["matched"]["reason"] is None
+    assert data["levels"][1]["matched_timestep"] > 0
+    assert data["levels"][0]["fingerprint"] != data["levels"][1]["fingerprint"]  # the corruption is in it
+    for lv in data["levels"]:
+        assert lv["exhaustive"]["best_timestep"] in (0, 500)
+        assert set(lv["exhaustive"]["tied_with_best"]) <= {0, 500}
+        assert [r["name"] for r in lv["selectors"]] == ["hfr", "t0"]
+        assert all(len(r["regret_ci"]) == 2 for r in lv["selectors"])
+    track = data["tracking"]
+    searches = {r["name"] for r in data["levels"][0].get("searches", [])}  # when the comparisons carry searches
+    assert set(track) == {"hfr", "t0"} | searches
+    assert track["t0"]["picks"] == [0, 0] and track["t0"]["spearman"] is None  # 2 levels: undefined
+    assert 0 <= track["hfr"]["tied_share"] <= 1 and len(track["hfr"]["mean_regret_ci"]) == 2
+    assert data["run"]["preset"] == "mine" and data["run"]["code_version"]
+    md = (out / "fgvc-cub-mine-gauss.md").read_text()
+    assert "Tracking over the levels" in md and "level 0.3" in md and "| 0.3 |" in md
+    assert (out / "fgvc-cub-mine-gauss.png").stat().st_size > 0
+    assert list((ladder / "runs" / "ladder" / "fgvc-cub-mine-gauss").rglob("events.out.tfevents.*"))
+    labels = sorted(p.name for p in (ladder / "state").iterdir())
+    assert labels == ["fgvc-cub-mine-gauss0", "fgvc-cub-mine-gauss0.3"]  # each level its own pieces
+
+
+def test_every_level_is_a_job_of_one_sweep(tmp_path, capsys):
+    """``--launcher local --dry-run``: each level's pieces (every candidate and A-SelecT's side) listed, none run."""
+    from tests.test_faults import run_in_process
+    from tests.test_faults_second_round import custom_preset
+
+    argv = ["ladder", "--preset", str(custom_preset(tmp_path)), "--levels", "0,0.1,0.3", "--selectors", "t0",
+            "--state", str(tmp_path / "state"), "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"),
+            "--launcher", "local", "--jobs", "2", "--dry-run"]
+    status, out, err = run_in_process(argv, capsys)
+    assert status == 0, err
+    assert "dry run: 9 of 9 jobs to submit (local)" in out  # 3 levels x (2 candidates + A-SelecT's side)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -23,7 +23,7 @@ NO_MATCH = {
 }
 #: Row keys of a selector or search a ladder level keeps (the scores and settings stay in the comparison).
 PICK_KEYS = ("name", "timestep", "timesteps", "test", "regret", "regret_ci", "regret_se", "tied_with_best",
-             "strictly_worse", "uses_labels", "spearman", "epochs", "cost_fraction", "seconds", "forwards")
+             "strictly_worse", "uses_labels", "spearman", "epochs", "cost_fraction", "seconds", "forwards", "reason")
 
 
 def level_preset(preset, kind: str, level: float):
@@ -77,7 +77,9 @@ def tracking(levels: list[dict]) -> dict:
     """Per selector and search found at every level: ``{"picks", "spearman" (pick vs exhaustive best over the
     levels), "spearman_matched" (pick vs matched timestep; None without one), "tied_share", "mean_regret",
     "mean_regret_ci" (two-stage bootstrap over levels and images), "levels"}``. Spearman is None when undefined
-    (fewer than 3 levels, or a pick or best that never moves)."""
+    (fewer than 3 levels, or a pick or best that never moves, or a level without a pick). ``levels`` counts the
+    levels it picked at (a search that cannot pick at a level has no regret there); the shares and means are
+    over those (None at none)."""
     bests = [lv["exhaustive"]["best_timestep"] for lv in levels]
     matched = [lv["matched_timestep"] for lv in levels]
     rows: dict[str, list[dict]] = {}
@@ -90,12 +92,14 @@ def tracking(levels: list[dict]) -> dict:
             continue  # a selector missing at some level (e.g. left out there) is not tracked
         picks = [pick_of(r) for r in found]
         moves = all(p is not None for p in picks)
-        groups = [{"value": r["regret"], "se": r.get("regret_se")} for r in found]
+        scored = [r for r in found if r.get("regret") is not None]
+        groups = [{"value": r["regret"], "se": r.get("regret_se")} for r in scored]
         out[name] = {"picks": picks, "spearman": spearman(picks, bests) if moves else None,
                      "spearman_matched": spearman(picks, matched) if moves and None not in matched else None,
-                     "tied_share": sum(bool(r.get("tied_with_best")) for r in found) / len(found),
-                     "mean_regret": sum(r["regret"] for r in found) / len(found),
-                     "mean_regret_ci": mean_interval_over_groups(groups)["ci"], "levels": len(found)}
+                     "tied_share": sum(bool(r.get("tied_with_best")) for r in scored) / len(scored) if scored else None,
+                     "mean_regret": sum(r["regret"] for r in scored) / len(scored) if scored else None,
+                     "mean_regret_ci": mean_interval_over_groups(groups)["ci"] if scored else None,
+                     "levels": len(scored)}
     return out
 
 
@@ -130,6 +134,8 @@ def _cell(row: dict | None) -> str:
 
     if row is None:
         return "-"
+    if row.get("regret") is None:
+        return "no pick"
     t = pick_of(row)
     return f"t={'E' if t is None else t}: {with_ci(row['regret'], row.get('regret_ci'), '{:.1f}')} {tie_mark(row)}"
 
@@ -144,12 +150,13 @@ def ladder_markdown(ladder: dict) -> str:
     levels = ladder["levels"]
     names = list(ladder["tracking"]) or [r["name"] for r in levels[0]["selectors"]]
     reason = ladder["matched"]["reason"]
-    rows = [[lv["level"], lv["matched_timestep"], lv["exhaustive"]["best_timestep"],
+    rows = [[f"{lv['level']:g}", lv["matched_timestep"], lv["exhaustive"]["best_timestep"],
              ", ".join(map(str, lv["exhaustive"].get("tied_with_best", []))) or "-",
              with_ci(lv["exhaustive"]["test_at_best"], lv["exhaustive"].get("test_at_best_ci"))] for lv in levels]
     by_level = [{r["name"]: r for r in [*lv["selectors"], *lv.get("searches", [])]} for lv in levels]
     picks = [[name, *[_cell(found.get(name)) for found in by_level]] for name in names]
-    track = [[name, t["spearman"], t["spearman_matched"], f"{100 * t['tied_share']:.0f}%",
+    track = [[name, *("n/a" if t[k] is None else t[k] for k in ("spearman", "spearman_matched")),
+              None if t["tied_share"] is None else f"{100 * t['tied_share']:.0f}% of {t['levels']}",
               with_ci(t["mean_regret"], t["mean_regret_ci"])] for name, t in ladder["tracking"].items()]
     rho = ladder["spearman_best_matched"]
     return "\n".join([
