@@ -13,7 +13,7 @@ LAUNCHER ?=
 JOBS ?=
 ARGS ?=
 
-.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive ladder bench-perf bench-components bench-pretrain estimate results-estimate results-demo results tensorboard clean
+.PHONY: setup test test-gpu lint bench-fgvc bench-ade20k compare-exhaustive ladder bench-perf bench-components bench-pretrain estimate results-estimate results-demo results tensorboard tensorboard-all clean
 
 setup: $(STAMP)
 
@@ -109,7 +109,12 @@ docs: $(STAMP)
 docs-build: $(STAMP)
 	$(BIN)/python -m mkdocs build --strict --site-dir site
 
+# The reports (comparisons, leaderboard, components): a handful of runs whatever a sweep's size, all selected.
 tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir runs/reports
+
+# Every run under runs/, trainings included (above 40 runs TensorBoard selects none: filter the runs by a regex).
+tensorboard-all: $(STAMP)
 	$(BIN)/tensorboard --logdir runs
 
 clean:

@@ -127,8 +127,8 @@ def write_report(folder, name: str, data: dict, markdown: str, figures: dict | N
     """Write ``folder/name.json`` and ``folder/name.md`` and each of ``figures`` ``{file name: figure}``
     atomically; with ``tensorboard_dir`` also the Markdown (Text tab), the figures and ``scalars``
     ``{tag: value or {step: value}}`` there, and ``tensorboard``'s extras: ``"layout"`` (Custom Scalars charts,
-    e.g. a ``Margin`` band), ``"runs"`` ``{sub-run: scalars}`` (e.g. one run per seed, same tags) and
-    ``"hparams"`` ``[(hyperparameters, metrics, run name)]`` (the HParams tab). Returns ``folder/name``."""
+    e.g. a ``Margin`` band) and ``"hparams"`` ``[(hyperparameters, metrics, run name)]`` (the HParams tab, one
+    sub-run each). Returns ``folder/name``."""
     from aselect_bench.io import atomic_write_json, atomic_write_text
     from aselect_bench.plots import save_figure
 
@@ -145,14 +145,25 @@ def write_report(folder, name: str, data: dict, markdown: str, figures: dict | N
     return stem
 
 
+def report_logdir(runs, name: str) -> Path:
+    """Where the report ``name`` logs for TensorBoard: ``<runs>/reports/<name>``, one run (plus one per HParams
+    row). ``make tensorboard`` opens ``runs/reports``: a handful of runs whatever a sweep's size, so TensorBoard
+    selects them all (it selects none above 40) and its first page shows the reports."""
+    return Path(runs) / "reports" / name
+
+
+def training_logdir(runs, *parts: str) -> Path:
+    """Where trainings log for TensorBoard: ``<runs>/trainings/<parts>``, beside the reports, never among them."""
+    return Path(runs, "trainings", *parts)
+
+
 def write_tensorboard(folder: Path, name: str, markdown: str, figures: dict, scalars: dict, extras: dict) -> None:
-    """The report in TensorBoard, in ``folder/report`` (see :func:`write_report`; the trainings may log beside
-    it); an earlier report there is replaced, so a rerun does not stack a second copy of every point."""
+    """The report in TensorBoard, as the run ``folder`` (:func:`report_logdir`; see :func:`write_report`); an
+    earlier report there is replaced, so a rerun does not stack a second copy of every point."""
     import shutil
 
     from torch.utils.tensorboard import SummaryWriter
 
-    folder = folder / "report"
     shutil.rmtree(folder, ignore_errors=True)
 
     def add_scalars(writer, values: dict) -> None:
@@ -170,9 +181,6 @@ def write_tensorboard(folder: Path, name: str, markdown: str, figures: dict, sca
             writer.add_custom_scalars(extras["layout"])
         for hparams, metrics, run in extras.get("hparams", []):
             writer.add_hparams(hparams, metrics, run_name=run)
-    for run, values in extras.get("runs", {}).items():
-        with SummaryWriter(str(folder / run)) as writer:
-            add_scalars(writer, values)
 
 
 code_version()  # the version of the code this process loaded

@@ -55,7 +55,7 @@ def test_two_comparisons_of_a_custom_preset_share_one_out_folder(tmp_path):
         assert "Tight layout" not in result.stderr  # matplotlib's warning on every comparison figure
     board = json.loads((tmp_path / "out" / "selectors-mine.json").read_text())
     assert board["comparisons"] == ["fgvc/cub", "fgvc/flowers"]
-    logs = tmp_path / "runs" / "compare" / "fgvc-cub-mine"
+    logs = tmp_path / "runs" / "trainings" / "compare" / "fgvc-cub-mine"
     assert [p.name for p in (logs / "exhaustive-t0").iterdir()] == ["version_0"]  # the rerun trained nothing
     assert sorted(p.name for p in (tmp_path / "out").glob("*.json")) == [
         "fgvc-cub-mine.json", "fgvc-flowers-mine.json", "selectors-mine.json"]

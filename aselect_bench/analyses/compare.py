@@ -29,7 +29,7 @@ from aselect_bench.costs import Cost, cost_across_attempts, mean_cost, saving_me
 from aselect_bench.errors import CorruptFileError, UserError
 from aselect_bench.experiments.base import describe_changes, exhaustive_summary
 from aselect_bench.io import atomic_write_json, make_folder, read_json
-from aselect_bench.reports import run_record
+from aselect_bench.reports import run_record, training_logdir
 from aselect_bench.searches.score import search_rows
 from aselect_bench.selectors import (
     Choice,
@@ -195,7 +195,7 @@ class Comparison:
         self.label = f"{exp.task}-{exp.dataset}-{exp.preset.name}" + (f"-{corruption.label}" if corruption else "")
         self.store = Store(Path(state_root) / self.label / self.fingerprint)
         record_config(self.store, self.config, exp.data_manifests())
-        self.log_root = Path(runs_dir) / "compare" / self.label
+        self.log_root = training_logdir(runs_dir, "compare", self.label)
         self.candidates = list(exp.preset.hfr.candidates)
         self.default = exp.preset.hfr.selector
         self.names = comparison_selectors(exp.task, selectors, self.default)

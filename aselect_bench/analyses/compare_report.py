@@ -1,6 +1,6 @@
 """How a comparison is written: its Markdown (every number with its interval), figures, and TensorBoard view
-(the table in the Text tab, the exhaustive curve with its band and the HFR curve over the timestep, one run per
-seed, the regrets with error bars as a figure)."""
+(the table in the Text tab, the exhaustive curve with its band and the HFR curve over the timestep, each seed's
+curves, the regrets with error bars as a figure)."""
 
 from __future__ import annotations
 
@@ -295,7 +295,8 @@ def comparison_markdown(result: dict) -> str:
 def tensorboard_extras(result: dict) -> tuple[dict, dict]:
     """``(scalars, extras)`` of a comparison for :func:`~aselect_bench.reports.write_report`: the exhaustive
     curves and their interval bounds and the HFR curve over the timestep (the step axis), a Custom Scalars
-    ``Margin`` chart that shades the interval, and one run per seed with the same tags."""
+    ``Margin`` chart that shades the interval, and with seeds each seed's curves (``seeds/<split>_<metric>/seed<r>``)
+    in one ``Multiline`` chart per split: tags of the one report run, so the run count stays one."""
     m, candidates = result["metric"], result["candidates"]
     per_t = result["exhaustive"]["per_timestep"]
     tags = {split: f"exhaustive/{split}_{m}" for split in ("val", "test")}
@@ -308,11 +309,12 @@ def tensorboard_extras(result: dict) -> tuple[dict, dict]:
                 scalars[f"{tags[split]}_ci_{end}"] = {t: per_t[t][key][i] for t in candidates}
             layout[f"{split} {m} over the timestep, 95% interval"] = [
                 "Margin", [tags[split], f"{tags[split]}_ci_low", f"{tags[split]}_ci_high"]]
-    extras = {"layout": {"comparison": layout}} if layout else {}
-    if result.get("seeds", 1) > 1:
-        extras["runs"] = {f"seed{r}": {tags[split]: {t: per_t[t]["repeats"][r][split] for t in candidates}
-                                       for split in ("val", "test")} for r in range(result["seeds"])}
-    return scalars, extras
+    for split in ("val", "test") if result.get("seeds", 1) > 1 else ():
+        seed_tag = f"seeds/{split}_{m}"
+        scalars.update({f"{seed_tag}/seed{r}": {t: per_t[t]["repeats"][r][split] for t in candidates}
+                        for r in range(result["seeds"])})
+        layout[f"{split} {m} over the timestep, each seed"] = ["Multiline", [f"^{seed_tag}/"]]
+    return scalars, {"layout": {"comparison": layout}} if layout else {}
 
 
 def write_comparison(result: dict, out_dir="results/compare", tensorboard_dir=None) -> Path:
@@ -331,5 +333,4 @@ def write_comparison(result: dict, out_dir="results/compare", tensorboard_dir=No
         figures[f"{name}-frontier.png"] = comparison_frontier(result)
     scalars, extras = tensorboard_extras(result)
     return write_report(out_dir, name, result, comparison_markdown(result), figures,
-                        tensorboard_dir=None if tensorboard_dir is None else Path(tensorboard_dir) / "comparison",
-                        scalars=scalars, tensorboard=extras)
+                        tensorboard_dir=tensorboard_dir, scalars=scalars, tensorboard=extras)

@@ -14,7 +14,7 @@ from aselect_bench.backbones import COMPONENTS, grid_taps
 from aselect_bench.cache import cold_feature_cache
 from aselect_bench.costs import measure_cost
 from aselect_bench.experiments.base import best_on_validation
-from aselect_bench.reports import run_record
+from aselect_bench.reports import run_record, training_logdir
 from aselect_bench.selectors import scan_hfr, summarize_scan
 
 
@@ -39,7 +39,7 @@ def run_components(exp, blocks=None, components=COMPONENTS, timestep: int | None
     blocks = list(blocks) if blocks is not None else default_blocks(backbone.num_blocks)
     taps = grid_taps(blocks, components)
     candidates = list(preset.hfr.candidates) if timestep is None else [timestep]
-    log_dir, log_name = Path(runs_dir) / "components", f"{preset.name}-{exp.dataset}"
+    log_dir, log_name = training_logdir(runs_dir, "components"), f"{preset.name}-{exp.dataset}"
     with measure_cost(backbone) as cost:
         per_image, scan_seconds, scan_forwards = scan_hfr(
             backbone, exp.calibration_images(), candidates, taps, noise_draws=preset.hfr.noise_draws,

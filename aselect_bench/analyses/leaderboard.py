@@ -245,6 +245,15 @@ def leaderboard_name(preset: str) -> str:
     return "selectors" if preset == "demo" else f"selectors-{preset}"
 
 
+def hparam_metrics(row: dict) -> dict:
+    """A leaderboard row as one HParams session's metrics: the mean regret, the share of comparisons tied with the
+    best, and each comparison's regret (``hparam/regret/<task>/<dataset>``): one session per selector, whatever the
+    number of comparisons, so the report folder stays under TensorBoard's 40 runs."""
+    ties = row["tied_with_best"]
+    return {"hparam/mean_regret": row["mean_regret"], "hparam/tied_share": sum(ties.values()) / len(ties),
+            **{f"hparam/regret/{label}": v for label, v in row["regret"].items() if v is not None}}
+
+
 def write_leaderboard(out_dir, preset: str, tensorboard_dir=None) -> Path | None:
     """``selectors.{json,md,png}`` (:func:`leaderboard_name`) in ``out_dir`` from its comparisons of ``preset``
     (None when there are none)."""
@@ -261,9 +270,9 @@ def write_leaderboard(out_dir, preset: str, tensorboard_dir=None) -> Path | None
     board["run"] = {**run_record(), "preset": preset,
                     "preset_fingerprint": fingerprints.pop() if len(fingerprints) == 1 else None}
     name = leaderboard_name(preset)
-    hparams = [({"selector": r["name"], "comparison": label, "uses_labels": r["uses_labels"]},
-                {"hparam/regret": v, "hparam/tied_with_best": float(r["tied_with_best"][label])},
-                f"{r['name']}/{label}") for r in board["selectors"] for label, v in r["regret"].items()]
+    hparams = [({"selector": r["name"], "uses_labels": "yes" if r["uses_labels"] else "no"}, hparam_metrics(r),
+                r["name"])
+               for r in board["selectors"]]
     return write_report(out_dir, name, board, leaderboard_markdown(board, runs),
                         {f"{name}.png": leaderboard_figure(board), **frontier_files(board)}, tensorboard_dir=tensorboard_dir,
                         tensorboard={"hparams": hparams + search_hparams(board)})

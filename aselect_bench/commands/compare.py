@@ -43,7 +43,8 @@ def add_parser(sub) -> None:
                         "means and standard errors over them")
     p.add_argument("--out", default="results/compare", help="results folder")
     p.add_argument("--state", default="runs/compare", help="where finished pieces are kept for resuming")
-    p.add_argument("--runs", default="runs", help="TensorBoard log folder")
+    p.add_argument("--runs", default="runs", help="TensorBoard log folder: the reports in RUNS/reports (what "
+                   "'make tensorboard' opens), the trainings in RUNS/trainings")
     add_launcher_arguments(p)
     p.set_defaults(run=run)
 
@@ -128,15 +129,14 @@ def check_launcher_flags(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace):
-    from pathlib import Path
-
     from aselect_bench.analyses.compare import Comparison, check_candidates_to_compare, run_comparison
     from aselect_bench.analyses.compare_report import console_lines, write_comparison
-    from aselect_bench.analyses.leaderboard import write_leaderboard
+    from aselect_bench.analyses.leaderboard import leaderboard_name, write_leaderboard
     from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.errors import UserError
     from aselect_bench.experiments import build_experiment, preset_backbone
     from aselect_bench.launch import check_launcher_options, launch
+    from aselect_bench.reports import report_logdir
     from aselect_bench.selectors import build_selector, check_candidates, check_enough_images
 
     check_launcher_flags(args)
@@ -182,9 +182,10 @@ def run(args: argparse.Namespace):
             result["launcher"] = {k: launched[k] for k in ("kind", "jobs", "settings")}
             result["wall_seconds"] = launched["wall_seconds"]
         label = f"{args.task}-{dataset}-{preset.name}"
-        stem = write_comparison(result, args.out, tensorboard_dir=Path(args.runs) / "compare" / label)
+        stem = write_comparison(result, args.out, tensorboard_dir=report_logdir(args.runs, label))
         print("\n".join(console_lines(result, stem)))
-        board = write_leaderboard(args.out, preset.name, tensorboard_dir=Path(args.runs) / "compare" / "leaderboard")
+        board = write_leaderboard(args.out, preset.name,
+                                  tensorboard_dir=report_logdir(args.runs, leaderboard_name(preset.name)))
         if board is not None:
             print(f"selectors' leaderboard over the comparisons in {args.out} -> {board}.md")
         results.append(result)

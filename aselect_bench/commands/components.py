@@ -19,16 +19,16 @@ def add_parser(sub) -> None:
     p.add_argument("--timestep", type=non_negative_int, help="a fixed timestep for every tap (default: each tap's HFR argmax)")
     p.add_argument("--no-separate", action="store_true", help="skip measuring one separate probe run for the cost")
     p.add_argument("--out", default="results/components")
-    p.add_argument("--runs", default="runs")
+    p.add_argument("--runs", default="runs", help="TensorBoard log folder: the report in RUNS/reports, the "
+                   "trainings in RUNS/trainings")
     p.set_defaults(run=run, resumable=False)
 
 
 def run(args: argparse.Namespace) -> dict:
-    from pathlib import Path
-
     from aselect_bench.analyses.components import run_components, write_components
     from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.experiments import build_experiment, preset_backbone
+    from aselect_bench.reports import report_logdir
 
     preset = preset_from_args(args, "fgvc")
     check_output_folders(args, "out", "runs")
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> dict:
     result = run_components(exp, args.blocks, timestep=args.timestep, runs_dir=args.runs,
                             measure_separate=not args.no_separate)
     suffix = "" if args.timestep is None else f"-t{args.timestep}"
-    stem = write_components(result, args.out, Path(args.runs) / "components" / f"{preset.name}-{args.dataset}{suffix}")
+    stem = write_components(result, args.out, report_logdir(args.runs, f"components-{preset.name}-{args.dataset}{suffix}"))
     print(f"best tap {result['best_tap']} ({result['grid'][result['best_tap']]['val_top1']:.1f}% val); "
           f"Spearman(HFR, val) {result['spearman_hfr_val']}; {result['forwards']} forwards -> {stem}.md")
     return result
