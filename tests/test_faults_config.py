@@ -72,7 +72,7 @@ def test_every_declared_bound_and_name_is_checked_on_load_with_its_key(tmp_path)
     checks = [(k, c, n) for k, c, n in bounded_fields() if isinstance(c, (Bound, OneOf))]
     assert {"fgvc.datasets", "ade20k.scale", "fgvc.max_epochs", "fgvc.lr", "fgvc.batch_size", "ade20k.val_batch_size", "launcher.mem_gb",
             "launcher.time_min", "synth.fgvc.image_size", "seeds", "fgvc.head", "fgvc.linear_norm", "precision",
-            "ade20k.inference"} <= {k for k, _, _ in checks}
+            "ade20k.inference", "hfr.num_images", "hfr.candidates"} <= {k for k, _, _ in checks}
     for key, check, length in checks:
         if key.startswith("synth.fgvc."):  # the demo's synth section: the other keys are required
             value = {"num_classes": 3, "train_per_class": 2, "test_per_class": 1, "image_size": 16,
