@@ -222,6 +222,7 @@ def run_search(comparison, args: argparse.Namespace) -> dict:
     for run in result["runs"]:
         seed = f" seed {run['repeat']}" if run["repeat"] else ""
         print(f"{exp.dataset}{seed}: {args.search} (live) picks t={run['timestep']} after {run['epochs']} epochs "
-              f"({run['cost_fraction']:.0%} of the exhaustive search's), test {run['test']}  -> {path}"
+              f"({run['cost_fraction']:.0%} of the exhaustive search's), test "
+              f"{'-' if run['test'] is None else format(run['test'], '.2f')}  -> {path}"
               if run["timestep"] is not None else f"{exp.dataset}{seed}: {args.search} picks nothing: {run['reason']}")
     return result
