@@ -274,7 +274,7 @@ def test_a_tiny_ladder_writes_levels_tracking_figure_and_tensorboard(ladder):
     md = (out / "fgvc-cub-mine-gauss.md").read_text()
     assert "Tracking over the levels" in md and "level 0.3" in md and "| 0.3 |" in md
     assert (out / "fgvc-cub-mine-gauss.png").stat().st_size > 0
-    assert list((ladder / "runs" / "ladder" / "fgvc-cub-mine-gauss").rglob("events.out.tfevents.*"))
+    assert list((ladder / "runs" / "reports" / "fgvc-cub-mine-gauss").rglob("events.out.tfevents.*"))
     labels = sorted(p.name for p in (ladder / "state").iterdir())
     assert labels == ["fgvc-cub-mine-gauss0", "fgvc-cub-mine-gauss0.3"]  # each level its own pieces
 

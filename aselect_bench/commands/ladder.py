@@ -51,20 +51,20 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", type=positive_int, help="repeats of every training (default: the preset's)")
     p.add_argument("--out", default="results/ladder", help="results folder")
     p.add_argument("--state", default="runs/compare", help="where finished pieces are kept for resuming")
-    p.add_argument("--runs", default="runs", help="TensorBoard log folder")
+    p.add_argument("--runs", default="runs", help="TensorBoard log folder: the report in RUNS/reports, the "
+                   "trainings in RUNS/trainings")
     add_launcher_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace):
-    from pathlib import Path
-
     from aselect_bench.analyses.compare import Comparison, check_candidates_to_compare, run_comparison
     from aselect_bench.analyses.ladder import ladder_name, ladder_result, level_preset, write_ladder
     from aselect_bench.commands.options import check_output_folders, preset_from_args
     from aselect_bench.errors import UserError
     from aselect_bench.experiments import build_experiment, preset_backbone
     from aselect_bench.launch import check_launcher_options, launch
+    from aselect_bench.reports import report_logdir
     from aselect_bench.selectors import build_selector, check_candidates
 
     preset = preset_from_args(args, args.task).override(
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace):
         ladder["launcher"] = {k: launched[k] for k in ("kind", "jobs", "settings")}
         ladder["wall_seconds"] = launched["wall_seconds"]
     name = ladder_name(ladder)
-    stem = write_ladder(ladder, args.out, tensorboard_dir=Path(args.runs) / "ladder" / name)
+    stem = write_ladder(ladder, args.out, tensorboard_dir=report_logdir(args.runs, name))
     for name, t in ladder["tracking"].items():
         rho = "n/a" if t["spearman"] is None else f"{t['spearman']:.2f}"
         scored = "no pick" if t["mean_regret"] is None else \
