@@ -24,8 +24,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,parity,docs]'
 	touch $(STAMP)
 
+# One pytest-xdist worker per core (tests/conftest.py gives each its share of the threads); whole files go to one
+# worker, so a module's shared fixtures are built once. TEST_ARGS="-n 0" runs them in this process.
+TEST_ARGS ?= -n auto --dist loadfile
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(TEST_ARGS)
 
 # The CUDA tests only (tests/test_gpu.py; they skip where there is no CUDA device).
 test-gpu: $(STAMP)

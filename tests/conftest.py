@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+
+#: Each test's CPU and wall seconds into $ASELECT_TEST_CPU_TIMES when set (docs/development.md).
+pytest_plugins = ("tests.cpu_times",)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets its share of the cores (2 workers on 2 cores: one thread each), so the
+    workers do not oversubscribe the CPU."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """The suite's cache (``$ASELECT_CACHE``) in a folder of this test session (of this xdist worker): never the
+    user's, never shared between workers. Tests that need a cache of their own still set one."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASELECT_CACHE", str(tmp_path_factory.mktemp("aselect-cache")))
+        yield
 
 
 class BlobsDataModule(L.LightningDataModule):

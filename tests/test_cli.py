@@ -2,16 +2,113 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import os
+import random
 import subprocess
 import sys
+import traceback
+import warnings
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 
+import numpy as np
 import pytest
+import torch
+
+from aselect_bench.tasks.common import EVAL_MODE_WARNING
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "aselect_bench.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+def cli(*args, cwd=None, process: bool = False) -> subprocess.CompletedProcess:
+    """``aselect-bench ARGS`` as a user runs it: its exit status, stdout and stderr.
+
+    Run in this process (a new Python process costs ~6 CPU-seconds of imports before the command starts): the
+    arguments through :func:`aselect_bench.cli.main` in ``cwd``, with stdout, stderr, logging and warnings captured
+    as a fresh interpreter shows them, an uncaught exception printed as a traceback with status 1, and the
+    process state a command may change (environment, working folder, RNGs, threads) restored afterwards.
+    ``process=True`` runs a real ``python -m aselect_bench.cli`` for what only a process shows (its own imports'
+    output, signals)."""
+    argv = [str(a) for a in args]
+    if process:
+        return subprocess.run([sys.executable, "-m", "aselect_bench.cli", *argv], capture_output=True, text=True,
+                              cwd=cwd, timeout=300)
+    from aselect_bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with _process_state(cwd, argv), redirect_stdout(out), redirect_stderr(err), _fresh_warnings(err), \
+            _logging_to(err):
+        try:
+            main(argv)
+            status = 0
+        except SystemExit as stop:
+            status = _exit_status(stop.code, err)
+        except BaseException:  # what the interpreter does with an uncaught exception
+            traceback.print_exc(file=err)
+            status = 1
+    return subprocess.CompletedProcess(["aselect-bench", *argv], status, out.getvalue(), err.getvalue())
+
+
+def _exit_status(code, err) -> int:
+    """``SystemExit(code)`` as the interpreter turns it into a status (a message is printed, status 1)."""
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=err)
+    return 1
+
+
+@contextmanager
+def _process_state(cwd, argv):
+    """The working folder ``cwd``, ``sys.argv`` of the command, and what a new process has not said yet (the
+    precision line); environment, RNGs and threads restored after."""
+    from aselect_bench import precision
+
+    precision._announced.clear()
+    saved = (os.getcwd(), sys.argv, dict(os.environ), torch.get_num_threads(), torch.get_rng_state(),
+             random.getstate(), np.random.get_state())
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.argv = ["aselect-bench", *argv]
+        yield
+    finally:
+        os.chdir(saved[0])
+        sys.argv = saved[1]
+        os.environ.clear()
+        os.environ.update(saved[2])
+        torch.set_num_threads(saved[3])
+        torch.set_rng_state(saved[4])
+        random.setstate(saved[5])
+        np.random.set_state(saved[6])
+
+
+@contextmanager
+def _fresh_warnings(err):
+    """Warnings as a new interpreter shows them on stderr: Python's default filters (deprecations, imports and
+    resources ignored, every other warning once per place), whatever pytest or an earlier test set."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: err.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        # what the suite's modules filter when a process imports them (a fresh process runs that code)
+        warnings.filterwarnings("ignore", message=EVAL_MODE_WARNING)
+        yield
+
+
+@contextmanager
+def _logging_to(err):
+    """Every logging handler that writes to a terminal stream writes to ``err`` meanwhile (Lightning's and
+    others' handlers keep the stream they were made with)."""
+    handlers = [h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+                for h in getattr(logger, "handlers", []) if type(h) is logging.StreamHandler]
+    streams = [h.setStream(err) for h in handlers]
+    try:
+        yield
+    finally:
+        for handler, stream in zip(handlers, streams):
+            handler.setStream(stream)
 
 
 def assert_one_line_error(result, fragment):

@@ -12,8 +12,9 @@ from aselect_bench.backbones import Backbone, load_backbone
 from aselect_bench.backbones.noise import batch_noise
 from aselect_bench.errors import UserError
 
-# The frozen backbone is in eval mode on purpose; Lightning's generic warning about it is noise here.
-warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+#: The frozen backbone is in eval mode on purpose; Lightning's generic warning about it is noise here.
+EVAL_MODE_WARNING = r".*module\(s\) in eval mode.*"
+warnings.filterwarnings("ignore", message=EVAL_MODE_WARNING)
 
 
 def resolve_backbone(backbone: str | Backbone, precision: str | None = None) -> Backbone:
