@@ -50,6 +50,13 @@ class OneOf:
         return None if value in self.names else f"must be one of {', '.join(self.names)}"
 
 
+class NotEmpty:
+    """A list setting that must hold at least one item (``Annotated[tuple[str, ...], NotEmpty()]``)."""
+
+    def problem(self, value) -> str | None:
+        return None if len(value) else "must list at least one item"
+
+
 #: Declared bounds of the numeric settings (one definition: the preset check and the command-line flags read them).
 COUNT = Bound(1)  # images, epochs, sizes, jobs
 NATURAL = Bound(0)  # seeds, retries, indices, workers

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import torch
 
-from aselect_bench.config import Bound, Count, Natural
+from aselect_bench.config import Bound, Count, Natural, NotEmpty
 from aselect_bench.errors import UserError
 
 MODES = ("radial", "separable", "tokens1d")
@@ -47,7 +47,7 @@ class HFRSettings:
     held-out images for the label-using selectors.
     """
 
-    candidates: tuple[Natural, ...] = tuple(range(0, 1000, 50)) + (999,)
+    candidates: Annotated[tuple[Natural, ...], NotEmpty()] = tuple(range(0, 1000, 50)) + (999,)
     num_images: Count = 64
     cutoff: float = 0.15
     mode: str = "tokens1d"

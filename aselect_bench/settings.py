@@ -28,6 +28,7 @@ from aselect_bench.config import (
     Bound,
     Count,
     Natural,
+    NotEmpty,
     OneOf,
     load_yaml,
 )
@@ -67,7 +68,7 @@ class FGVCSettings:
     """The classification probe: datasets, tap, head, optimiser and schedule (``backbone``: an override of
     the preset's backbone for FGVC only)."""
 
-    datasets: tuple[Annotated[str, OneOf(FGVC_DATASETS)], ...]
+    datasets: Annotated[tuple[Annotated[str, OneOf(FGVC_DATASETS)], ...], NotEmpty()]
     tap: Annotated[str, TapName()]
     head: Annotated[str, OneOf(HEADS)]
     head_width: Count
@@ -275,12 +276,12 @@ def _typed(value, hint):
     Booleans are never numbers, text is never a number (YAML reads ``1e-3`` as text), and numbers are finite."""
     origin, args = get_origin(hint), get_args(hint)
     if origin is Annotated:
-        value = _typed(value, args[0])
+        typed = _typed(value, args[0])
         for check in args[1:]:
-            problem = check.problem(value)
+            problem = check.problem(typed)
             if problem is not None:
                 raise _OutOfRange(value, problem, getattr(check, "names_value", False))
-        return value
+        return typed
     if origin in (Union, UnionType):
         if value is None and type(None) in args:
             return None

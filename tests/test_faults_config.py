@@ -11,9 +11,17 @@ from typing import Annotated, get_args, get_origin, get_type_hints
 import pytest
 import yaml
 
-from aselect_bench.config import CONFIG_DIR, load_yaml
+from aselect_bench.config import CONFIG_DIR, NotEmpty, load_yaml
 from aselect_bench.errors import UserError
-from aselect_bench.settings import BenchPreset, Bound, LauncherSettings, OneOf, load_bench_preset, setting_argtype
+from aselect_bench.settings import (
+    BenchPreset,
+    Bound,
+    LauncherSettings,
+    OneOf,
+    TapName,
+    load_bench_preset,
+    setting_argtype,
+)
 
 DEMO = CONFIG_DIR / "presets" / "demo.yaml"
 
@@ -35,25 +43,34 @@ def load_error(tmp_path, text: str) -> str:
 # ------------------------------------------------------------- 11. every numeric field, by its declared bounds
 
 def bounded_fields(cls=BenchPreset, path=""):
-    """``(dotted key, Bound or OneOf, list length or None)`` of every declared check of ``cls`` and its nested
-    sections (a list length where the check is on each element of a list)."""
+    """``(dotted key, check, list length or None)`` of every declared check (:class:`Bound`, :class:`OneOf`,
+    :class:`NotEmpty`...) of ``cls`` and its nested sections (a length where the check is on each item of a list)."""
     hints = get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
         key = f"{path}{f.name}"
         if f.name in getattr(cls, "nested", {}):
             yield from bounded_fields(cls.nested[f.name], f"{key}.")
-            continue
-        hint, length = hints[f.name], None
-        while get_origin(hint) is not Annotated and get_args(hint):
-            if get_origin(hint) is tuple:
-                length = 1 if get_args(hint)[-1] is Ellipsis else len(get_args(hint))
-            hint = next(a for a in get_args(hint) if a is not type(None) and a is not Ellipsis)
-        if get_origin(hint) is Annotated:
-            yield key, get_args(hint)[1], length
+        else:
+            yield from ((key, check, length) for check, length in checks_of(hints[f.name]))
+
+
+def checks_of(hint, length=None):
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) is Annotated:
+        yield from checks_of(args[0], length)
+        yield from ((check, length) for check in args[1:])
+    elif get_origin(hint) is tuple:
+        yield from checks_of(args[0], 1 if args[-1] is Ellipsis else len(args))
+    else:
+        for arg in args:
+            yield from checks_of(arg, length)
 
 
 def outside(check, length=None):
-    """A value the check refuses: just below a Bound, a name not in a OneOf (a list of it for a list setting)."""
+    """A value the check refuses: just below a Bound, a name not in a OneOf, an empty list (a list of it for a
+    list setting)."""
+    if isinstance(check, NotEmpty):
+        return []
     bad = "bogus" if isinstance(check, OneOf) else check.low - 1 if not check.low_open else check.low
     return bad if length is None else [bad] * length
 
@@ -69,10 +86,13 @@ def nested_yaml(key: str, value) -> str:
 def test_every_declared_bound_and_name_is_checked_on_load_with_its_key(tmp_path):
     """Generic: for every section field that declares a bound or a set of names, a value outside it stops the load
     with one line naming the key's path, the rule and the file (a new section gets this for free)."""
-    checks = [(k, c, n) for k, c, n in bounded_fields() if isinstance(c, (Bound, OneOf))]
+    checks = list(bounded_fields())
+    assert all(isinstance(c, (Bound, OneOf, NotEmpty, TapName)) for _, c, _ in checks)
+    checks = [(k, c, n) for k, c, n in checks if not isinstance(c, TapName)]  # taps: their own test below
     assert {"fgvc.datasets", "ade20k.scale", "fgvc.max_epochs", "fgvc.lr", "fgvc.batch_size", "ade20k.val_batch_size", "launcher.mem_gb",
             "launcher.time_min", "synth.fgvc.image_size", "seeds", "fgvc.head", "fgvc.linear_norm", "precision",
             "ade20k.inference", "hfr.num_images", "hfr.candidates"} <= {k for k, _, _ in checks}
+    seen = set()
     for key, check, length in checks:
         if key.startswith("synth.fgvc."):  # the demo's synth section: the other keys are required
             value = {"num_classes": 3, "train_per_class": 2, "test_per_class": 1, "image_size": 16,
@@ -87,16 +107,20 @@ def test_every_declared_bound_and_name_is_checked_on_load_with_its_key(tmp_path)
         rule = check.problem(outside(check))
         assert message.startswith(f"{key}: {rule}, got "), message
         assert message.endswith(f"(in preset 'mine', {tmp_path / 'mine.yaml'})"), message
+        seen.add(type(check))
+    assert seen == {Bound, OneOf, NotEmpty}
 
 
 @pytest.mark.parametrize("text, line", [
     ("fgvc: {max_epochs: 0}\n", "fgvc.max_epochs: must be >= 1, got 0"),
-    ("fgvc: {lr: -1}\n", "fgvc.lr: must be > 0, got -1.0"),
+    ("fgvc: {lr: -1}\n", "fgvc.lr: must be > 0, got -1"),
     ("fgvc: {batch_size: 0}\n", "fgvc.batch_size: must be >= 1, got 0"),
-    ("fgvc: {label_smoothing: 1}\n", "fgvc.label_smoothing: must be >= 0 and < 1, got 1.0"),
+    ("fgvc: {label_smoothing: 1}\n", "fgvc.label_smoothing: must be >= 0 and < 1, got 1"),
     ("ade20k: {max_epochs: 0}\n", "ade20k.max_epochs: must be >= 1 (or -1), got 0"),
     ("ade20k: {scale: [128, 0]}\n", "ade20k.scale: must be >= 1, got 0"),
     ("fgvc: {lr: .nan}\n", "fgvc.lr: expected a number, got nan"),
+    ("fgvc: {datasets: []}\n", "fgvc.datasets: must list at least one item, got []"),
+    ("hfr: {candidates: [0, -50]}\n", "hfr.candidates: must be >= 0, got -50"),
 ])
 def test_the_faults_numbers_are_refused_on_load(tmp_path, text, line):
     assert load_error(tmp_path, text) == f"{line} (in preset 'mine', {tmp_path / 'mine.yaml'})"
@@ -269,9 +293,8 @@ def test_the_config_key_is_the_one_the_message_names():
 def test_lightnings_leafspec_warning_is_silenced_at_its_source_only():
     """Lightning's data loaders build a ``LeafSpec`` at every training (a torch FutureWarning on each); the suite's
     filter matches Lightning's module, so a user's own use of it still warns."""
-    from torch.utils._pytree import LeafSpec
-
     from lightning.pytorch.utilities._pytree import _tree_flatten
+    from torch.utils._pytree import LeafSpec
 
     from aselect_bench.progress import quiet_lightning
 
