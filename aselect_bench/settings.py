@@ -68,7 +68,7 @@ class FGVCSettings:
     """The classification probe: datasets, tap, head, optimiser and schedule (``backbone``: an override of
     the preset's backbone for FGVC only)."""
 
-    datasets: Annotated[tuple[Annotated[str, OneOf(FGVC_DATASETS)], ...], NotEmpty()]
+    datasets: Annotated[tuple[str, ...], NotEmpty()]  # the readers' names, checked on load (check_on_load)
     tap: Annotated[str, TapName()]
     head: Annotated[str, OneOf(HEADS)]
     head_width: Count
@@ -387,9 +387,15 @@ def _stacks(spec) -> dict[str, int]:
             if n}
 
 
-def check_against_backbones(preset: BenchPreset, source: str) -> None:
-    """Where a task's backbone is a registered model (its architecture known without loading it): the FGVC tap and
-    the ADE20K blocks exist in it, and every HFR candidate is inside its schedule. One error naming the key."""
+def check_on_load(preset: BenchPreset, source: str) -> None:
+    """What a preset file must also hold beyond its types and bounds: FGVC datasets the readers know (a preset built
+    in code, a test's, may name its own data), and where a task's backbone is a registered model (its architecture
+    known without loading it) a tap and ADE20K blocks that exist in it and HFR candidates inside its schedule. One
+    error naming the key."""
+    names = OneOf(FGVC_DATASETS)
+    for dataset in preset.fgvc.datasets if preset.fgvc is not None else ():
+        if names.problem(dataset):
+            raise UserError(f"fgvc.datasets: {names.problem(dataset)}, got {dataset!r} (in {source})")
     for task in ("fgvc", "ade20k"):
         section = getattr(preset, task)
         name = section.backbone if section is not None and section.backbone else preset.backbone
@@ -427,7 +433,7 @@ def load_bench_preset(name: str) -> BenchPreset:
         raise UserError(f"unknown preset {name!r}: use one of {', '.join(known)} or a path to a YAML file")
     source = f"preset {path.stem!r}, {path}"
     preset = preset_from_dict(load_yaml(path), path.stem, where=source)
-    check_against_backbones(preset, source)
+    check_on_load(preset, source)
     return dataclasses.replace(preset, yaml_fingerprint=preset.fingerprint())
 
 
