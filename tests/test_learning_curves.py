@@ -142,6 +142,29 @@ def test_pieces_stored_before_curves_still_load(sweep, backbone, tmp_path):
     assert LiveSource(comparison).finished_row(0) is None
 
 
+def test_an_iteration_based_schedule_counts_validation_points(monkeypatch):
+    """ADE20K's mmseg schedule (max_iters, validation every N iterations): the trainer gets its max_epochs (-1)
+    once, and a full training makes max_iters / N validation runs (its curve's length)."""
+    from types import SimpleNamespace
+
+    from aselect_bench.experiments.base import Experiment
+    from aselect_bench.searches.live import validation_runs
+
+    class Iterations(Experiment):
+        def trainer_options(self):
+            return {"max_steps": 6, "max_epochs": -1, "val_check_interval": 2, "check_val_every_n_epoch": None}
+
+        def make_task(self, timestep, seed=None):
+            return SimpleNamespace(timestep=timestep)
+
+    seen = {}
+    monkeypatch.setattr("aselect_bench.tasks.fit.fit_and_test", lambda *args, **kwargs: seen.update(args=args, **kwargs))
+    exp = Iterations("ade20k", "ade20k", PRESET, None, SimpleNamespace(), 12, "", "mIoU")
+    exp.fit(0, "logs", "run", stop_after=2)
+    assert seen["args"][4] == -1 and seen["max_steps"] == 6 and seen["stop_after"] == 2 and "max_epochs" not in seen
+    assert validation_runs(exp) == 3
+
+
 # ------------------------------------------------------------------------------------------ 3. live = replay
 
 @pytest.fixture(scope="module")

@@ -233,10 +233,10 @@ class Experiment:
         L.seed_everything(seed, workers=True, verbose=False)  # the head's init is seeded too
         self.datamodule.training_seed = seed
         self.last_task = self.make_task(timestep, seed=seed, **task_kwargs)
-        return fit_and_test(self.last_task, self.datamodule, log_dir, name, self.max_epochs, selector,
-                            seed=seed, progress=progress, monitor=f"val/{self.metric_name}",
+        options = self.trainer_options()  # an iteration-based schedule sets its own max_epochs (-1)
+        return fit_and_test(self.last_task, self.datamodule, log_dir, name, options.pop("max_epochs", self.max_epochs),
+                            selector, seed=seed, progress=progress, monitor=f"val/{self.metric_name}",
                             test_metric=f"test/{self.metric_name}", test_checkpoint=self.test_checkpoint,
-                            stop_after=stop_after, resume=resume, checkpoint_dir=checkpoint_dir,
-                            **self.trainer_options())
+                            stop_after=stop_after, resume=resume, checkpoint_dir=checkpoint_dir, **options)
 
 
