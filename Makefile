@@ -47,7 +47,7 @@ compare-exhaustive: $(STAMP)
 	$(BIN)/aselect-bench compare --task $(TASK) --dataset $(DATASET) --preset $(PRESET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 # The known-answer ladder (docs/ladder.md): one comparison per corruption level. The committed one, not run yet
-# (about 90 minutes on a 2-core CPU): make ladder LAUNCHER=local JOBS=2
+# (projected: about 100 minutes of compute on a 2-core CPU): make ladder LAUNCHER=local JOBS=2
 LADDER_PRESET ?= ladder
 KIND ?= gauss
 LEVELS ?= 0,0.05,0.1,0.2,0.3
