@@ -95,7 +95,8 @@ class Task:
         job, c = self.job, self.comparison
         what = f"t={job['t']}" if job["kind"] == "exhaustive" else "A-SelecT (scan + training)"
         seed = f" seed {job['repeat']}" if job["repeat"] else ""
-        return f"{c.exp.task}/{c.exp.dataset} {what}{seed}"
+        level = f" {c.exp.preset.corruption.label}" if c.exp.preset.corruption else ""  # a ladder's level
+        return f"{c.exp.task}/{c.exp.dataset}{level} {what}{seed}"
 
     def finished(self) -> bool:
         return all(self.comparison.store.has(p) for p in self.comparison.job_pieces(self.job))

@@ -290,4 +290,6 @@ def test_every_level_is_a_job_of_one_sweep(tmp_path, capsys):
     status, out, err = run_in_process(argv, capsys)
     assert status == 0, err
     assert "dry run: 9 of 9 jobs to submit (local)" in out  # 3 levels x (2 candidates + A-SelecT's side)
+    for level in ("gauss0", "gauss0.1", "gauss0.3"):  # each job says which level it is of
+        assert f"fgvc/cub {level} t=500" in out and f"fgvc/cub {level} A-SelecT" in out
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
