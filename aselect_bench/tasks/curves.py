@@ -22,9 +22,6 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-#: The entries of a learning-curve row (a row may also carry ``"test"``, where the training computed it).
-ROW_KEYS = ("epoch", "val", "seconds", "forwards", "cpu_seconds")
-
 
 def rng_states(sampler_generator: torch.Generator | None) -> dict:
     """Every random state an epoch of training draws from: the global RNGs and the loader's shuffling generator."""
@@ -58,9 +55,9 @@ def _sampler_generator(trainer) -> torch.Generator | None:
 
 
 class LearningCurve(Callback):
-    """Records a row after every validation run (:data:`ROW_KEYS`) and keeps the rows, with the random states,
-    in every checkpoint; with ``stop_after`` the training stops after that many validation runs (its schedule
-    still the full one).
+    """Records a row after every validation run (the module's docstring says what it holds) and keeps the rows,
+    with the random states, in every checkpoint; with ``stop_after`` the training stops after that many
+    validation runs (its schedule still the full one).
 
     ``backbone``: whose ``forwards`` counter is read; ``monitor``: the logged metric of the choosing split;
     ``clock``, ``cpu_clock``: wall and CPU seconds (injectable for tests).
