@@ -218,8 +218,9 @@ class Sweep:
         return failed
 
     def status(self, failed: list[Task]) -> str:
-        running = sum(t.handle is not None for t in self.tasks)
         done = sum(t.finished() for t in self.tasks)
+        # a job whose piece is stored but whose process is still ending counts as done, not running too
+        running = sum(t.handle is not None and not t.finished() for t in self.tasks)
         pending = len(self.tasks) - running - done - len(failed)
         eta = ""
         if self.durations and pending + running:

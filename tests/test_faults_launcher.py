@@ -230,3 +230,26 @@ def test_no_wait_without_launcher_suggests_slurm_only(tmp_path, capsys):
     line = assert_one_line(status, err, "--no-wait is about SLURM jobs")
     assert "add --launcher slurm" in line and "local" not in line
 
+
+
+def test_the_status_line_counts_a_stored_piece_whose_job_is_still_ending_as_done_only():
+    """A job that has stored its piece but whose process has not ended yet was counted running and done at once,
+    and the status line said '-1 pending' (seen in a local ladder sweep)."""
+    from aselect_bench.launch import Sweep, Task
+
+    class Stored:
+        def __init__(self, stored):
+            self.stored = stored
+
+        def job_pieces(self, job):
+            return ["piece"]
+
+        @property
+        def store(self):
+            return type("S", (), {"has": lambda _, piece: self.stored})()
+
+    sweep = Sweep.__new__(Sweep)
+    sweep.slots, sweep.durations = 1, []
+    sweep.tasks = [Task(Stored(True), {}, handle=object()), Task(Stored(False), {}, handle=object()),
+                   Task(Stored(False), {})]
+    assert sweep.status([]) == "sweep: 1 pending, 1 running, 1 done, 0 failed"
