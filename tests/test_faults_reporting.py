@@ -171,6 +171,17 @@ def test_an_asked_for_selector_that_cannot_apply_is_reported_with_why_every_time
         assert json.loads(json.dumps(result, default=str))["selectors_no_pick"]
 
 
+def test_a_scan_stored_by_an_earlier_version_still_names_every_asked_for_selector():
+    """Earlier versions dropped knn from the stored scan, and stored alpha-req's all-undefined scores with t=0."""
+    from aselect_bench.analyses.compare import selectors_without_pick
+
+    stored = {"choices": {"hfr": {"timestep": 500, "scores": {"0": 0.1, "500": 0.2}, "uses_labels": False},
+                          "alpha-req": {"timestep": 0, "scores": {"0": None, "500": None}, "uses_labels": False}}}
+    rows = {r["name"]: r for r in selectors_without_pick([stored], ["hfr", "alpha-req", "knn"])}
+    assert set(rows) == {"alpha-req", "knn"} and rows["knn"]["uses_labels"]
+    assert "undefined" in rows["alpha-req"]["reason"] and "not in the stored scan" in rows["knn"]["reason"]
+
+
 def test_a_serial_tiny_comparison_never_reports_a_saving_above_its_ideal(twice):
     result = twice[0][0]
     rows = result["exhaustive"]["per_timestep"]
