@@ -202,6 +202,8 @@ class Search:
     def run_once(self, source: CurveSource, context: Context, seed: int | None) -> Outcome:
         budget = Budget(source)
         try:
+            if getattr(source, "missing", None):  # no curves to read (pieces stored before curves): every search
+                raise CannotPick(source.missing)  # says so, before a strategy reads the empty source's max_epochs
             pick = self.choose(budget, context, seed)
             budget.observe(pick, budget.max_epochs)  # the full training at the pick (the sweep's run there)
         except CannotPick as why:
