@@ -16,6 +16,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
+from aselect_bench.backbones.loading import check_source
 from aselect_bench.backbones.noise import DIT_SCHEDULER
 from aselect_bench.backbones.registry import MODELS
 from aselect_bench.backbones.taps import CROSS_COMPONENTS, parse_tap
@@ -388,10 +389,18 @@ def _stacks(spec) -> dict[str, int]:
 
 
 def check_on_load(preset: BenchPreset, source: str) -> None:
-    """What a preset file must also hold beyond its types and bounds: FGVC datasets the readers know (a preset built
+    """What a preset file must also hold beyond its types and bounds: backbones that name a registered model, an
+    existing folder or a hub id; FGVC datasets the readers know (a preset built
     in code, a test's, may name its own data), and where a task's backbone is a registered model (its architecture
     known without loading it) a tap and ADE20K blocks that exist in it and HFR candidates inside its schedule. One
     error naming the key."""
+    for key, name in (("backbone", preset.backbone), ("fgvc.backbone", preset.fgvc and preset.fgvc.backbone),
+                      ("ade20k.backbone", preset.ade20k and preset.ade20k.backbone)):
+        try:
+            if name:
+                check_source(name)
+        except UserError as err:
+            raise UserError(f"{key}: {err} (in {source})") from None
     names = OneOf(FGVC_DATASETS)
     for dataset in preset.fgvc.datasets if preset.fgvc is not None else ():
         if names.problem(dataset):

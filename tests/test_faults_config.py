@@ -145,6 +145,8 @@ def test_minus_one_epochs_with_an_iteration_budget_is_still_accepted(tmp_path):
     ("ade20k: {blocks: [1, 99]}\n", "ade20k.blocks: tap 'blocks.99.out' is outside the model"),
     ("hfr: {candidates: [0, 5000]}\n", "hfr.candidates: candidate timestep 5000 is outside the schedule [0, 1000) "
                                        "for backbone 'demo'"),
+    ("backbone: nosuchmodel\n", "backbone: unknown backbone 'nosuchmodel': use a registered model (dit-xl-2-256, "),
+    ("ade20k: {backbone: nosuch}\n", "ade20k.backbone: unknown backbone 'nosuch': use a registered model"),
 ])
 def test_names_taps_and_candidates_are_checked_on_load(tmp_path, text, fragment):
     message = load_error(tmp_path, text)

@@ -44,11 +44,19 @@ def load_backbone(source: str, device="cpu", dtype=torch.float32, pretrained: bo
     elif _looks_like_hub_id(source):
         backbone = _from_diffusers(source, name=source)
     else:
-        raise UserError(
-            f"unknown backbone {source!r}: use a registered model ({', '.join(MODELS)}), a Hugging Face hub id "
-            f"(owner/name), or an existing local folder in diffusers layout"
-        )
+        check_source(source)
     return backbone.to(device=device, dtype=dtype)
+
+
+def check_source(source: str) -> None:
+    """``source`` names a backbone :func:`load_backbone` can look for (a registered model, an existing folder, a hub
+    id), or one :class:`UserError` saying what it accepts; nothing is loaded."""
+    if source in MODELS or Path(source).expanduser().exists() or _looks_like_hub_id(source):
+        return
+    raise UserError(
+        f"unknown backbone {source!r}: use a registered model ({', '.join(MODELS)}), a Hugging Face hub id "
+        f"(owner/name), or an existing local folder in diffusers layout"
+    )
 
 
 def _shipped(spec: ModelSpec) -> Path:
