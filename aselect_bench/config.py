@@ -63,6 +63,7 @@ NATURAL = Bound(0)  # seeds, retries, indices, workers
 POSITIVE = Bound(0, low_open=True)  # learning rates
 FRACTION = Bound(0, 1)  # shares, inclusive
 PROBABILITY = Bound(0, 1, high_open=True)  # label smoothing
+CLASSES = Bound(2)  # class counts: a classifier (and torchmetrics) needs two
 Count = Annotated[int, COUNT]
 Natural = Annotated[int, NATURAL]
 

@@ -21,6 +21,7 @@ from aselect_bench.backbones.noise import DIT_SCHEDULER
 from aselect_bench.backbones.registry import MODELS
 from aselect_bench.backbones.taps import CROSS_COMPONENTS, parse_tap
 from aselect_bench.config import (
+    CLASSES,
     CONFIG_DIR,
     FRACTION,
     NATURAL,
@@ -92,7 +93,7 @@ class ADE20KSettings:
     """The UperNet segmentation head, its data protocol and schedule (``blocks``/``crop_size`` ``None``: the
     backbone's defaults)."""
 
-    num_classes: Count
+    num_classes: Annotated[int, CLASSES]
     component: Annotated[str, OneOf(CROSS_COMPONENTS)]
     blocks: tuple[Natural, ...] | None
     channels: Count
@@ -119,7 +120,7 @@ class ADE20KSettings:
 class SynthFGVC:
     """Sizes of each generated fine-grained stand-in, and its sensor grain (see :mod:`~aselect_bench.data.synth_fgvc`)."""
 
-    num_classes: Count
+    num_classes: Annotated[int, CLASSES]
     train_per_class: Count
     test_per_class: Count
     image_size: Count
@@ -133,7 +134,7 @@ class SynthADE20K:
     num_train: Count
     num_val: Count
     image_size: Count
-    num_classes: Count
+    num_classes: Annotated[int, CLASSES]
     grain: Annotated[float, NATURAL] = synth_ade20k.GRAIN
 
 
