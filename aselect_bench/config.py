@@ -96,4 +96,6 @@ def load_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
     base = data.pop("_base_", None)
     if base is not None and not isinstance(base, str):
         raise UserError(f"{path}: _base_ must be one file name (relative to the file), got {base!r}")
+    if base and not (path.parent / base).exists():
+        raise UserError(f"{path}: its _base_ file {path.parent / base} does not exist; fix the _base_ line")
     return deep_merge(load_yaml(path.parent / base, (*_chain, path.resolve())), data) if base else data

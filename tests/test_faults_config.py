@@ -183,6 +183,9 @@ def test_a_circle_of_base_files_names_them(tmp_path):
     (tmp_path / "c.yaml").write_text("_base_: [a.yaml]\n")
     with pytest.raises(UserError, match=r"c.yaml: _base_ must be one file name"):
         load_yaml(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("_base_: gone.yaml\n")
+    with pytest.raises(UserError, match=r"d.yaml: its _base_ file .*gone.yaml does not exist; fix the _base_ line"):
+        load_yaml(tmp_path / "d.yaml")
 
 
 def test_a_diamond_of_base_files_is_no_circle(tmp_path):
