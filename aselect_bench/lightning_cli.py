@@ -39,16 +39,17 @@ class AselectCLI(LightningCLI):
         parser.add_lightning_class_args(HFRTimestepSelector, "hfr")
 
     def instantiate_classes(self) -> None:
-        """Our own one-line error from building a class (a bad head, tap, backbone, timestep...) comes out as itself,
-        naming the config key it is about, instead of inside jsonargparse's dump of the Union it was checking."""
+        """A class refusing a config value while it is built (our own error: a bad head, tap, backbone, timestep...;
+        or a library's ``ValueError``: ``num_classes: 0``) comes out as one line naming the config key it is about,
+        instead of inside jsonargparse's dump of the Union it was checking."""
         try:
             super().instantiate_classes()
         except Exception as err:
-            cause = _user_error(err)
+            cause = _refusal(err)
             if cause is None:
                 raise
             config = self.config.get(self.subcommand) if self.subcommand else self.config
-            raise UserError(f"{config_key(config, str(cause))}: {cause}") from None
+            raise UserError(f"{config_key(config, cause)}: {cause}") from None
 
 
 class PresetCLI(AselectCLI):
@@ -182,6 +183,18 @@ def _user_error(err: BaseException) -> UserError | None:
     while err is not None and not isinstance(err, UserError):
         err = err.__cause__ or err.__context__
     return err
+
+
+def _refusal(err: BaseException) -> str | None:
+    """What a class said when it refused a config value: a :class:`UserError` in ``err``'s chain, or the first line
+    of the ``ValueError`` a constructor raised that jsonargparse re-raised in its Union check (``None``: anything
+    else, a bug, keeps its traceback)."""
+    user = _user_error(err)
+    if user is not None:
+        return str(user)
+    if isinstance(err, ValueError) and isinstance(err.__cause__, ValueError) and "Union subtypes" in str(err):
+        return str(err.__cause__).strip().splitlines()[0]
+    return None
 
 
 def config_key(config, message: str) -> str:

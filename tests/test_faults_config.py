@@ -253,6 +253,8 @@ def fit_config(tmp_path, **model_args):
                        "[0, 1000)"),
     ("head_width", "wide", "model.init_args.head_width: expected an integer, got 'wide' (see 'aselect-bench fit "
                            "--help')"),
+    ("num_classes", 0, "model.init_args.num_classes: Expected argument `num_classes` to be an integer larger than 1, "
+                       "but got 0"),  # a library's ValueError while the class is built
 ])
 def test_a_bad_value_in_a_fit_config_is_one_line_naming_its_key(tmp_path, key, value, line):
     """Exit status 2, one error line naming the key, the value and the fix; jsonargparse's Union dump and the chained
