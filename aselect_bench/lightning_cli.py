@@ -241,7 +241,8 @@ def config_error(message: str, subcommand: str) -> str:
     keys = re.findall(r'Parser key "([^"]+)":\s*\n\s*(Expected a <class \'(\w+)\'>\. Got value: (.*))?', message)
     if len(keys) > 1 and keys[-1][1]:  # a value of the wrong type, as deep as it was found
         *_, (inner, _, kind, value) = keys
-        expected = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}.get(kind, kind)
+        words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+        expected = words.get(kind, kind)
         return f"{where}.{inner}: expected {expected}, got {value.strip()!r} (see 'aselect-bench {subcommand} --help')"
     lines = [line.strip(" -") for line in message.splitlines() if line.strip(" -")]
     details = [line for line in lines[1:] if not line.startswith(("Subtypes:", "Errors:", "Given value"))]

@@ -85,7 +85,8 @@ class FGVCSettings:
     max_epochs: Count
     batch_size: Count
     backbone: str | None = None
-    resize_ratio: Annotated[float, Bound(1)] = RESIZE_RATIO  # short side resized to this x the crop (the authors: 576 for 512, 1.125)
+    # the short side resized to this x the crop (the authors: 576 for 512, 1.125)
+    resize_ratio: Annotated[float, Bound(1)] = RESIZE_RATIO
 
 
 @dataclass(frozen=True)

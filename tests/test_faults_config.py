@@ -89,9 +89,9 @@ def test_every_declared_bound_and_name_is_checked_on_load_with_its_key(tmp_path)
     checks = list(bounded_fields())
     assert all(isinstance(c, (Bound, OneOf, NotEmpty, TapName)) for _, c, _ in checks)
     checks = [(k, c, n) for k, c, n in checks if not isinstance(c, TapName)]  # taps: their own test below
-    assert {"fgvc.datasets", "ade20k.scale", "fgvc.max_epochs", "fgvc.lr", "fgvc.batch_size", "ade20k.val_batch_size", "launcher.mem_gb",
-            "launcher.time_min", "synth.fgvc.image_size", "seeds", "fgvc.head", "fgvc.linear_norm", "precision",
-            "ade20k.inference", "hfr.num_images", "hfr.candidates"} <= {k for k, _, _ in checks}
+    assert {"fgvc.datasets", "ade20k.scale", "fgvc.max_epochs", "fgvc.lr", "fgvc.batch_size", "ade20k.val_batch_size",
+            "launcher.mem_gb", "launcher.time_min", "synth.fgvc.image_size", "seeds", "fgvc.head", "fgvc.linear_norm",
+            "precision", "ade20k.inference", "hfr.num_images", "hfr.candidates"} <= {k for k, _, _ in checks}
     seen = set()
     for key, check, length in checks:
         if key.startswith("synth.fgvc."):  # the demo's synth section: the other keys are required
@@ -99,7 +99,8 @@ def test_every_declared_bound_and_name_is_checked_on_load_with_its_key(tmp_path)
                      key.rsplit(".", 1)[1]: outside(check, length)}
             text = nested_yaml("synth.fgvc", value)
         elif key.startswith("synth.ade20k."):
-            value = {"num_train": 2, "num_val": 1, "image_size": 16, "num_classes": 3, key.rsplit(".", 1)[1]: outside(check, length)}
+            value = {"num_train": 2, "num_val": 1, "image_size": 16, "num_classes": 3,
+                     key.rsplit(".", 1)[1]: outside(check, length)}
             text = nested_yaml("synth.ade20k", value)
         else:
             text = nested_yaml(key, outside(check, length))
