@@ -20,12 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = {"hfr": {"candidates": [0, 500, 999], "num_images": 4}}
 
 #: Imported by every Python process of a test that puts its folder first on PYTHONPATH (the jobs too): logs
-#: each training's timestep, and makes the trainings at ASELECT_TEST_FAIL_T raise.
+#: each training's timestep (not a process's untimed one-batch warm-up), and makes the trainings at
+#: ASELECT_TEST_FAIL_T raise.
 SITECUSTOMIZE = """
 import os
 from aselect_bench.tasks.classification import ClassificationTask
 
 def on_train_start(self):
+    if "aselect-warm-up-" in self.trainer.default_root_dir:
+        return
     with open(os.environ["ASELECT_TEST_TRAININGS"], "a") as log:
         log.write(f"{self.timestep}\\n")
     if str(self.timestep) == os.environ.get("ASELECT_TEST_FAIL_T"):
