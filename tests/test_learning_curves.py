@@ -80,6 +80,16 @@ def test_every_training_records_its_curve_with_cumulative_costs(sweep):
     json.dumps(result["exhaustive"]["per_timestep"][0]["history"])
 
 
+def test_with_seeds_each_repeat_keeps_its_own_curve():
+    from aselect_bench.analyses.compare import merge_repeats
+
+    rows = [{"val": v, "test": v, "seconds": 1.0, "forwards": 2, "outcomes": {},
+             "history": [{"epoch": 1, "val": v, "seconds": 1.0, "forwards": 2}]} for v in (40.0, 60.0)]
+    merged = merge_repeats(rows)
+    assert [r["history"] for r in merged["repeats"]] == [r["history"] for r in rows] and "history" not in merged
+    assert merge_repeats(rows[:1])["history"] == rows[0]["history"]  # one seed: the row carries it directly
+
+
 def test_a_curve_row_counts_from_the_start_and_a_resumed_curve_continues(tmp_path):
     """Rows read the injected clocks; a curve restored from a checkpoint goes on from its last row's costs."""
     class Backbone:
