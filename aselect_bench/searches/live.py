@@ -110,7 +110,8 @@ class LiveSource:
 
 def run_live(comparison, name: str, results_folder=None) -> dict:
     """Search ``name`` run live on every seed of ``comparison``: ``{"search", "live", "settings", "runs": [{
-    "repeat", "timestep", "epochs", ..., "test", "trained"}]}`` (``test``: the full training at the pick).
+    "repeat", "timestep", "epochs", ..., "test", "trained"}]}`` (``test``: the full training at the pick;
+    ``trained``: ``[t, from epoch, to epoch]`` of what this run trained, not read from earlier ones).
     ``results_folder``: where the ``transfer`` search finds the other comparisons."""
     exp = comparison.exp
     context = Context(other_bests({"task": exp.task, "dataset": exp.dataset, "preset": exp.preset.name,
@@ -118,9 +119,11 @@ def run_live(comparison, name: str, results_folder=None) -> dict:
     search, runs = build_search(name), []
     for repeat in comparison.repeats:
         source = LiveSource(comparison, repeat, name)
-        for outcome in search.run(source, context):
+        for sampler_seed in search.sampler_seeds:  # a stochastic search's runs share the trainings they both ask
+            before = len(source.trained)
+            outcome = search.run_once(source, context, sampler_seed)
             row = source.finished_row(outcome.timestep) if outcome.timestep is not None else None
             runs.append({"repeat": repeat, **outcome.to_json(), "test": row["test"] if row else None,
-                         "trained": [list(x) for x in source.trained]})
+                         "trained": [list(x) for x in source.trained[before:]]})
     return {"search": name, "live": True, "settings": search.settings, "runs": runs}
 
