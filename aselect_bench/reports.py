@@ -135,14 +135,21 @@ def write_report(folder, name: str, data: dict, markdown: str, figures: dict | N
     stem = Path(folder) / name
     if isinstance(data, dict) and "run" not in data:  # every result says how it was run
         data = {**data, "run": run_record()}
-    atomic_write_json(stem.with_suffix(".json"), data)
-    atomic_write_text(stem.with_suffix(".md"), markdown)
+    # not with_suffix: a name may hold a dot (a corruption level, fgvc-cub-demo-gauss0.1)
+    atomic_write_json(Path(folder) / f"{name}.json", data)
+    atomic_write_text(Path(folder) / f"{name}.md", markdown)
     figures = figures or {}
     if tensorboard_dir is not None:
         write_tensorboard(Path(tensorboard_dir), name, markdown, figures, scalars or {}, tensorboard or {})
     for file_name, fig in figures.items():
         save_figure(fig, Path(folder) / file_name)
     return stem
+
+
+def comparison_name(result: dict) -> str:
+    """The file stem of a comparison: ``<task>-<dataset>-<preset>``, with the corruption's label after it when its
+    data were corrupted (``fgvc-cub-demo-gauss0.1``), so it never takes the clean comparison's files."""
+    return result.get("label") or f"{result['task']}-{result['dataset']}-{result['preset']}"
 
 
 def report_logdir(runs, name: str) -> Path:

@@ -293,3 +293,20 @@ def test_every_level_is_a_job_of_one_sweep(tmp_path, capsys):
     for level in ("gauss0", "gauss0.1", "gauss0.3"):  # each job says which level it is of
         assert f"fgvc/cub {level} t=500" in out and f"fgvc/cub {level} A-SelecT" in out
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_corrupted_comparison_is_written_under_its_own_label_not_the_clean_one(ladder, tmp_path, capsys):
+    """``compare --corruption gauss:0.3`` wrote ``fgvc-cub-mine.json``, the clean comparison's file, and fed the
+    leaderboard with it. Here it reuses the ladder's level-0.3 pieces (no training) and writes its own label."""
+    from tests.test_faults import run_in_process
+
+    argv = ["compare", "--preset", str(ladder / "mine.yaml"), "--corruption", "gauss:0.3", "--selectors", "t0",
+            "--state", str(ladder / "state"), "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")]
+    status, out, err = run_in_process(argv, capsys)
+    assert status == 0, err
+    assert "exhaustive: t=0" in out and sorted(p.name for p in (tmp_path / "out").glob("*.json")) == [
+        "fgvc-cub-mine-gauss0.3.json"]
+    data = json.loads((tmp_path / "out" / "fgvc-cub-mine-gauss0.3.json").read_text())
+    assert data["label"] == "fgvc-cub-mine-gauss0.3" and data["corruption"]["kind"] == "gauss"
+    assert data["corruption"]["level"] == 0.3 and not (tmp_path / "out" / "selectors.json").exists()
+    assert (tmp_path / "runs" / "reports" / "fgvc-cub-mine-gauss0.3").is_dir()

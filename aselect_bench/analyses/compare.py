@@ -314,7 +314,9 @@ class Comparison:
         hfr = mean_scores([s["choices"]["hfr"]["scores"] for s in selections]) if "hfr" in selections[0]["choices"] \
             else {}
         result = {
-            "task": exp.task, "dataset": exp.dataset, "preset": exp.preset.name, "metric": exp.metric_name,
+            "task": exp.task, "dataset": exp.dataset, "preset": exp.preset.name, "label": self.label,
+            **({"corruption": exp.preset.to_json()["corruption"]} if exp.preset.corruption else {}),
+            "metric": exp.metric_name,
             "splits": exp.split_names(), "backbone": exp.backbone.name, "tap": exp.hfr_tap, "candidates": candidates,
             "seeds": len(self.repeats), "hfr": hfr, "exhaustive": exhaustive, "aselect": aselect,
             "saving_seconds": exhaustive[measure] / aselect[measure], "saving_measure": measure,

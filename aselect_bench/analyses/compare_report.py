@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aselect_bench.reports import markdown_table, run_header
+from aselect_bench.reports import comparison_name, markdown_table, run_header
 
 #: How to read a regret interval and a tie, said under every comparison's and the leaderboard's table.
 READING = ("Intervals are 95% bootstrap intervals over the images (1,000 resamples): a regret interval resamples "
@@ -324,7 +324,7 @@ def write_comparison(result: dict, out_dir="results/compare", tensorboard_dir=No
     from aselect_bench.reports import write_report
     from aselect_bench.searches.score import with_transfer
 
-    name = f"{result['task']}-{result['dataset']}-{result['preset']}"
+    name = comparison_name(result)
     with_transfer(result, out_dir)  # the transfer search reads the other comparisons of this folder
     figures = {f"{name}.png": comparison_figure(result), f"{name}-cost.png": cost_figure(result)}
     if result.get("selectors"):

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace):
     from aselect_bench.errors import UserError
     from aselect_bench.experiments import build_experiment, preset_backbone
     from aselect_bench.launch import check_launcher_options, launch
-    from aselect_bench.reports import report_logdir
+    from aselect_bench.reports import comparison_name, report_logdir
     from aselect_bench.selectors import build_selector, check_candidates, check_enough_images
 
     check_launcher_flags(args)
@@ -181,8 +181,7 @@ def run(args: argparse.Namespace):
         if launched is not None:
             result["launcher"] = {k: launched[k] for k in ("kind", "jobs", "settings")}
             result["wall_seconds"] = launched["wall_seconds"]
-        label = f"{args.task}-{dataset}-{preset.name}"
-        stem = write_comparison(result, args.out, tensorboard_dir=report_logdir(args.runs, label))
+        stem = write_comparison(result, args.out, tensorboard_dir=report_logdir(args.runs, comparison_name(result)))
         print("\n".join(console_lines(result, stem)))
         board = write_leaderboard(args.out, preset.name,
                                   tensorboard_dir=report_logdir(args.runs, leaderboard_name(preset.name)))
@@ -190,6 +189,7 @@ def run(args: argparse.Namespace):
             print(f"selectors' leaderboard over the comparisons in {args.out} -> {board}.md")
         results.append(result)
     return results[0] if len(results) == 1 else results or None
+
 
 def check_search_flags(args: argparse.Namespace) -> None:
     """``--search NAME``: a registered search, run on its own (no launcher, no share of the sweep, no fused run)."""

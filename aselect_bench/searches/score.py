@@ -16,6 +16,7 @@ import numpy as np
 
 from aselect_bench.experiments.base import best_on_validation
 from aselect_bench.io import read_json
+from aselect_bench.reports import comparison_name
 from aselect_bench.searches.base import (
     Context,
     Outcome,
@@ -116,7 +117,7 @@ def _intervals(result: dict, sweeps: dict, runs: dict) -> dict:
 def other_bests(result: dict, folder) -> dict[str, int]:
     """``{file stem: exhaustive best}`` of the other comparisons in the results folder ``folder`` with the same
     backbone (files with ``"exhaustive"``; this comparison's own file left out)."""
-    own = f"{result['task']}-{result['dataset']}-{result['preset']}"
+    own = comparison_name(result)
     out = {}
     for path in sorted(Path(folder).glob("*.json")):
         if path.stem == own:
