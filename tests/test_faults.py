@@ -390,7 +390,8 @@ def test_an_attempt_killed_outright_marks_the_cost_as_a_lower_bound(tmp_path):
         pass
     assert (earlier.count, earlier.unknown, earlier.cost.forwards) == (2, 1, 3)
     assert earlier.to_json() == {"attempts": 3, "interrupted_seconds": earlier.cost.seconds,
-                                 "interrupted_forwards": 3, "cost_complete": False}
+                                 "interrupted_forwards": 3, "interrupted_cpu_seconds": earlier.cost.cpu_seconds,
+                                 "cost_complete": False}
     assert json.loads(record.read_text())["attempts"] == 3
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import assert_one_line_error
+from tests.test_cli import assert_one_line_error, cli
 from tests.test_faults_second_round import custom_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +38,10 @@ ClassificationTask.on_train_start = on_train_start
 """
 
 
-def compare(tmp_path: Path, *extra, fail_t=None, env_extra=None, **popen):
-    """``aselect-bench compare`` on a tiny custom preset in a subprocess, one thread per process."""
+def compare(tmp_path: Path, *extra, fail_t=None, env_extra=None, process=True, **popen):
+    """``aselect-bench compare`` on a tiny custom preset in a subprocess, one thread per process; with
+    ``process=False`` in this process (:func:`~tests.test_cli.cli`, for a run that trains nothing here: the hooks
+    of :data:`SITECUSTOMIZE` only reach new processes)."""
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -51,6 +53,11 @@ def compare(tmp_path: Path, *extra, fail_t=None, env_extra=None, **popen):
         custom_preset(tmp_path, **CANDIDATES)
     args = [sys.executable, "-m", "aselect_bench.cli", "compare", "--preset", str(preset), "--no-selectors",
             *map(str, extra)]
+    if not process:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            return cli(*args[3:], cwd=tmp_path)
     if popen:
         return subprocess.Popen(args, cwd=tmp_path, env=env, text=True, **popen)
     return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
@@ -139,7 +146,7 @@ def test_the_slurm_job_array_is_built_with_its_resources_and_command(tmp_path):
     result = compare(tmp_path, "--launcher", "slurm", "--no-wait", "--partition", "gpu", "--account", "lab",
                      "--time", 90, "--cpus-per-job", 6, "--mem-gb", 64, "--array-parallelism", 2,
                      "--slurm.mail-type", "END", "--seeds", 2, "--state", "state", "--out", "out", "--runs", "runs",
-                     env_extra={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+                     env_extra={"PATH": f"{bin_dir}:{os.environ['PATH']}"}, process=False)
     assert result.returncode == 0, result.stderr[-3000:]
     script = (tmp_path / "submitted.sh").read_text()
     for line in ("#SBATCH --array=0-7%2", "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --time=90",
@@ -161,11 +168,11 @@ def test_the_slurm_job_array_is_built_with_its_resources_and_command(tmp_path):
     (["--dry-run"], "--dry-run is about jobs: add --launcher slurm or --launcher local"),
 ])
 def test_launcher_options_are_checked_before_any_work(tmp_path, extra, fragment):
-    assert_one_line_error(compare(tmp_path, *extra), fragment)
+    assert_one_line_error(compare(tmp_path, *extra, process=False), fragment)
 
 
 def test_a_dry_run_lists_the_jobs_and_submits_nothing(tmp_path):
-    result = compare(tmp_path, "--launcher", "slurm", "--dry-run", "--state", "state")
+    result = compare(tmp_path, "--launcher", "slurm", "--dry-run", "--state", "state", process=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "dry run: 4 of 4 jobs to submit (slurm)" in result.stdout and "fgvc/cub t=500" in result.stdout
     assert "'array_parallelism': 64" in result.stdout and not list((tmp_path / "state").rglob("sweep.json"))
