@@ -32,21 +32,27 @@ def add_parser(sub) -> None:
                    help="run search NAME live (e.g. successive-halving): train only what it asks for, continuing "
                         "runs from their checkpoints in --state, and write <task>-<dataset>-<preset>-search-NAME.json "
                         "(its pick, epochs and cost per seed: the same as its replay on the full comparison)")
+    p.add_argument("--no-selectors", action="store_true",
+                   help="score only the preset's selector (hfr): no other selectors, no extra scans")
+    add_sweep_arguments(p, "results/compare")
+    p.set_defaults(run=run)
+
+
+def add_sweep_arguments(p: argparse.ArgumentParser, out: str) -> None:
+    """What every command that runs comparisons takes (compare, ladder): the selectors to score, the seeds, the
+    results, state and TensorBoard folders, and the launcher with its settings."""
     p.add_argument("--selectors", type=lambda text: [s.strip() for s in text.split(",") if s.strip()],
                    help="comma-separated selectors to score (default: every registered one that applies to the "
                         "task; see 'aselect-bench select --help')")
-    p.add_argument("--no-selectors", action="store_true",
-                   help="score only the preset's selector (hfr): no other selectors, no extra scans")
     p.add_argument("--seeds", type=positive_int,
                    help="repeat every training (exhaustive and A-SelecT) with this many seeds, each its own head "
                         "init, order and noise draws on the same data (default: the preset's, 1); the report gives "
                         "means and standard errors over them")
-    p.add_argument("--out", default="results/compare", help="results folder")
+    p.add_argument("--out", default=out, help="results folder")
     p.add_argument("--state", default="runs/compare", help="where finished pieces are kept for resuming")
     p.add_argument("--runs", default="runs", help="TensorBoard log folder: the reports in RUNS/reports (what "
                    "'make tensorboard' opens), the trainings in RUNS/trainings")
     add_launcher_arguments(p)
-    p.set_defaults(run=run)
 
 
 def add_launcher_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from aselect_bench.argtypes import positive_int
-from aselect_bench.commands.compare import LAUNCHER_FLAGS, add_launcher_arguments
+from aselect_bench.commands.compare import LAUNCHER_FLAGS, add_sweep_arguments
 from aselect_bench.commands.options import add_preset_arguments, fgvc_dataset
 
 
@@ -46,14 +45,7 @@ def add_parser(sub) -> None:
                    help="; ".join(f"{k}: level = {v}" for k, v in KINDS.items()) + " (default gauss)")
     p.add_argument("--levels", type=level_list, default=[0.0, 0.05, 0.1, 0.2, 0.3],
                    help="corruption levels, e.g. 0,0.05,0.1,0.2,0.3 (the default)")
-    p.add_argument("--selectors", type=lambda text: [s.strip() for s in text.split(",") if s.strip()],
-                   help="comma-separated selectors to score (default: every registered one that applies)")
-    p.add_argument("--seeds", type=positive_int, help="repeats of every training (default: the preset's)")
-    p.add_argument("--out", default="results/ladder", help="results folder")
-    p.add_argument("--state", default="runs/compare", help="where finished pieces are kept for resuming")
-    p.add_argument("--runs", default="runs", help="TensorBoard log folder: the report in RUNS/reports, the "
-                   "trainings in RUNS/trainings")
-    add_launcher_arguments(p)
+    add_sweep_arguments(p, "results/ladder")
     p.set_defaults(run=run)
 
 
