@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
         "per_class_iou": {names[k]: (None if math.isnan(v) else v) for k, v in enumerate(results["per_class_iou"])},
         "seconds": run.seconds, "forwards": run.forwards, "scan_seconds": run.scan_seconds,
         "scan_forwards": run.scan_forwards, "log_dir": run.log_dir, "skipped_images": exp.datamodule.bad_files(),
-        "constant_predictor_miou": constant_predictor_miou(exp), "run": run_record(preset, backbone),
+        "constant_predictor_miou": constant_predictor_miou(exp), "run": run_record(preset, backbone, [exp.datamodule]),
     }
     support = f", bootstrap support {100 * summary['support']:.0f}%" if summary["support"] is not None else ""
     md = [f"# ADE20K, preset `{preset.name}`\n", run_header(summary["run"]),

@@ -39,10 +39,12 @@ def main(argv=None) -> dict:
                "candidates": list(preset.hfr.candidates), "hfr_settings": preset.hfr.to_json(), "datasets": {},
                "mean_test_top1": None, "run": run_record(preset, backbone)}
     print(f"backbone {backbone.name}, precision {summary['run']['precision']}, {len(preset.fgvc.datasets)} datasets")
-    start, outcomes = time.perf_counter(), {}
+    start, outcomes, datamodules = time.perf_counter(), {}, []
     for index, name in enumerate(preset.fgvc.datasets):
         print(f"[{index + 1}/{len(preset.fgvc.datasets)}] {name}")
         exp = build_experiment("fgvc", name, preset, backbone)
+        datamodules.append(exp.datamodule)
+        summary["run"] = run_record(preset, backbone, datamodules)  # its unreadable images counted too
         selector = hfr_selector(preset)
         run = exp.fit(None, Path(args.runs) / "fgvc" / preset.name, name, selector=selector)
         choice = selector.choice

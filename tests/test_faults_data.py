@@ -238,3 +238,28 @@ def test_a_changed_configuration_is_said_part_by_part():
         "the backbone changed; the data's test split changed (3 files differ: 1 changed, 1 added, 1 removed); "
         "the preset's fgvc.lr changed (0.001 -> 0.01)")
     assert describe_changes(old, old) == ""
+
+
+def test_the_benchmark_summaries_count_their_unreadable_images_in_the_run_record(tmp_path, capsys):
+    """``make bench-fgvc`` and ``make bench-ade20k`` listed bad images per dataset but their run records (and the
+    Markdown header read from them) said nothing: every report counts them (issue #41 item 3)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from aselect_bench.experiments import prepare_dataset
+    from aselect_bench.settings import load_bench_preset
+    from tests.test_faults_second_round import custom_preset
+
+    preset = custom_preset(tmp_path)
+    cub = prepare_dataset(load_bench_preset(str(preset)), "fgvc", "cub")
+    cub_images(cub, train=False)[0].write_bytes(b"broken")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fgvc.py"
+    spec = importlib.util.spec_from_file_location("bench_fgvc", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--preset", str(preset), "--datasets", "cub", "--results", str(tmp_path / "results"), "--runs",
+                str(tmp_path / "runs")])
+    summary = json.loads((tmp_path / "results" / "fgvc" / "mine" / "summary.json").read_text())
+    assert summary["run"]["unreadable_images"]["count"] == 1
+    assert "unreadable" in (tmp_path / "results" / "fgvc" / "mine" / "summary.md").read_text()
