@@ -92,7 +92,8 @@ def run(args: argparse.Namespace):
     name = ladder_name(ladder)
     stem = write_ladder(ladder, args.out, tensorboard_dir=report_logdir(args.runs, name))
     for name, t in ladder["tracking"].items():
-        rho = "n/a" if t["spearman"] is None else f"{t['spearman']:.2f}"
+        rho = "undefined (fewer than 3 levels, or a constant series)" if t["spearman"] is None else \
+            f"{t['spearman']:.2f}"
         scored = "no pick" if t["mean_regret"] is None else \
             f"tied {100 * t['tied_share']:.0f}%, mean regret {t['mean_regret']:.2f}"
         print(f"{name}: picks {t['picks']}, Spearman(pick, best) {rho}, {scored}")
