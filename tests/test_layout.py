@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aselect_bench"
 
 #: Floors, lowest first. A module may import its own floor and the floors below, never one above.
 FLOORS = [
-    {"errors", "io", "costs", "uncertainty", "argtypes"},
+    {"errors", "io", "costs", "uncertainty", "argtypes", "registry"},
     {"backbones", "data", "heads", "metrics", "hfr", "plots", "config", "precision", "cache", "progress"},
     {"selectors"},
     {"settings", "callbacks", "tasks", "pretrain", "reports"},

@@ -24,11 +24,11 @@ in a module this package imports (``aselect_bench/searches/__init__.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from aselect_bench.errors import UserError
+from aselect_bench.registry import Registry
 
 #: The entries of a history row, the only ones a search ever sees.
 ROW_KEYS = ("epoch", "val", "seconds", "forwards")
@@ -215,19 +215,9 @@ class Search:
 
 
 #: name -> factory() -> Search
-_REGISTRY: dict[str, Callable[[], Search]] = {}
-
-
-def register(name: str):
-    """Class or factory decorator: ``@register("successive-halving")``."""
-
-    def add(factory):
-        if name in _REGISTRY:
-            raise ValueError(f"search {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return add
+_REGISTRY = Registry("search")
+#: Class or factory decorator: ``@register("successive-halving")``.
+register = _REGISTRY.register
 
 
 def search_names() -> list[str]:
@@ -237,8 +227,6 @@ def search_names() -> list[str]:
 
 def build_search(name: str) -> Search:
     """The search ``name`` (a :class:`UserError` naming the registered ones otherwise)."""
-    if name not in _REGISTRY:
-        raise UserError(f"unknown search {name!r}; use one of {', '.join(_REGISTRY)}")
-    search = _REGISTRY[name]()
+    search = _REGISTRY.factory(name)()
     search.name = name
     return search

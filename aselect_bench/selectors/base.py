@@ -11,13 +11,14 @@ cost. A selector without features (a fixed rule) needs no scan at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from aselect_bench.errors import UserError
 from aselect_bench.hfr import DEFAULTS, HFRSettings
+from aselect_bench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -90,19 +91,9 @@ class Selector:
 
 
 #: name -> factory(hfr settings) -> Selector
-_REGISTRY: dict[str, Callable] = {}
-
-
-def register(name: str):
-    """Class or factory decorator: ``@register("rankme")``; the factory is called with the HFR settings."""
-
-    def add(factory):
-        if name in _REGISTRY:
-            raise ValueError(f"selector {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return add
+_REGISTRY = Registry("timestep selector")
+#: Class or factory decorator: ``@register("rankme")``; the factory is called with the HFR settings.
+register = _REGISTRY.register
 
 
 def selector_names(task: str | None = None) -> list[str]:
@@ -120,9 +111,7 @@ def selector_names(task: str | None = None) -> list[str]:
 
 def build_selector(name: str, hfr_settings: HFRSettings | None = None) -> Selector:
     """The selector ``name``; ``hfr_settings`` (:class:`~aselect_bench.hfr.HFRSettings`) configures ``hfr``."""
-    if name not in _REGISTRY:
-        raise UserError(f"unknown timestep selector {name!r}; use one of {', '.join(_REGISTRY)}")
-    selector = _REGISTRY[name](hfr_settings or DEFAULTS)
+    selector = _REGISTRY.factory(name)(hfr_settings or DEFAULTS)
     selector.name = name
     return selector
 
