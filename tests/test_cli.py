@@ -103,12 +103,14 @@ def _logging_to(err):
     others' handlers keep the stream they were made with)."""
     handlers = [h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
                 for h in getattr(logger, "handlers", []) if type(h) is logging.StreamHandler]
-    streams = [h.setStream(err) for h in handlers]
+    streams = [h.stream for h in handlers]
+    for handler in handlers:  # not setStream: it flushes the old stream, which may be a closed capture
+        handler.stream = err
     try:
         yield
     finally:
         for handler, stream in zip(handlers, streams):
-            handler.setStream(stream)
+            handler.stream = stream
 
 
 def assert_one_line_error(result, fragment):
