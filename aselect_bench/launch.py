@@ -202,8 +202,8 @@ class Sweep:
     def poll(self, retries: int) -> list[Task]:
         """Collect the jobs that ended: finished ones free their slot, failed ones are submitted again until they
         have failed ``1 + retries`` times. Returns the tasks that failed for good."""
-        failed = []
-        for task in [t for t in self.tasks if t.handle is not None and t.handle.done()]:
+        failed, gone = [], self.gone_from_slurm()
+        for task in [t for t in self.tasks if t.handle is not None and (t in gone or t.handle.done())]:
             if task.gpu is not None:
                 self.gpus.append(task.gpu)
             elsewhere, task.handle = isinstance(task.handle, _Elsewhere), None
@@ -216,6 +216,25 @@ class Sweep:
             else:
                 print(f"sweep: {task.name} failed (log {task.logs[-1]}); submitting it again", flush=True)
         return failed
+
+    def gone_from_slurm(self) -> list[Task]:
+        """SLURM, at most every :data:`STATUS_EVERY` seconds: the watched jobs SLURM no longer queues or runs
+        (sacct, or squeue where there is no accounting). submitit's own watcher reads sacct only, so without
+        accounting a job killed before it wrote its result (out of memory, scancel) would be waited on for ever.
+        A job younger than that interval is left to submitit (SLURM may not list a new job at once)."""
+        now = time.monotonic()
+        if self.kind != "slurm" or now - getattr(self, "_asked", float("-inf")) < STATUS_EVERY:
+            return []
+        self._asked = now
+        watched = [t for t in self.tasks if isinstance(t.handle, submitit.SlurmJob)
+                   and time.time() - t.started >= STATUS_EVERY]
+        if not watched:
+            return []
+        try:
+            states = slurm_states([str(t.handle.job_id) for t in watched])
+        except UserError:  # SLURM did not answer this time: ask again at the next interval
+            return []
+        return [t for t in watched if states[str(t.handle.job_id)] not in LIVE_STATES]
 
     def status(self, failed: list[Task]) -> str:
         done = sum(t.finished() for t in self.tasks)

@@ -19,7 +19,8 @@ from tests.test_faults_second_round import custom_preset
 
 #: Each stub logs ``<tool> <args>`` to calls.log in its folder's parent. sbatch numbers arrays 4242, 4243...
 #: refuses with the text of sbatch.refuse if there is one, or answers sbatch.answer; sacct answers with sacct.txt (or fails as on a
-#: cluster without accounting), and with sacct.later.txt from its second call on; squeue lists squeue.txt (or fails).
+#: cluster without accounting), and with sacct.later.txt from its second call on; squeue lists squeue.txt (or fails),
+#: and squeue.later.txt from its second call on.
 STUBS = {
     "sbatch": """
 if [ -f "$HERE/sbatch.refuse" ]; then cat "$HERE/sbatch.refuse" >&2; exit 1; fi
@@ -37,6 +38,8 @@ cat "$HERE/sacct.txt"
 """,
     "squeue": """
 if [ ! -f "$HERE/squeue.txt" ]; then echo "squeue: error: Unable to contact slurm controller" >&2; exit 1; fi
+if [ -f "$HERE/squeue.asked" ] && [ -f "$HERE/squeue.later.txt" ]; then cat "$HERE/squeue.later.txt"; exit 0; fi
+touch "$HERE/squeue.asked"
 cat "$HERE/squeue.txt"
 """,
     "srun": "exit 1\n",
@@ -253,3 +256,20 @@ def test_the_status_line_counts_a_stored_piece_whose_job_is_still_ending_as_done
     sweep.tasks = [Task(Stored(True), {}, handle=object()), Task(Stored(False), {}, handle=object()),
                    Task(Stored(False), {})]
     assert sweep.status([]) == "sweep: 1 pending, 1 running, 1 done, 0 failed"
+
+
+def test_waiting_without_accounting_sees_a_job_squeue_no_longer_lists(slurm, submit, monkeypatch):
+    """submitit's watcher reads sacct only: on a cluster without accounting a waiting run never saw a job that died
+    before writing its result (out of memory, scancel) and waited for ever. squeue, asked at each status interval,
+    now says it is gone: its piece is failed (here, --retries 0) and named, nothing submitted twice."""
+    import aselect_bench.launch as launch
+
+    monkeypatch.setattr(submitit.SlurmJob, "watcher", SlurmInfoWatcher(delay_s=600))  # no state from other tests
+    monkeypatch.setattr(launch, "STATUS_EVERY", 0.0)
+    assert submit()[0] == 0  # 4 jobs queued; sacct has no accounting (no sacct.txt)
+    (slurm / "squeue.txt").write_text("".join(f"4242_{i}|RUNNING\n" for i in range(4)))
+    (slurm / "squeue.later.txt").write_text("")  # then killed: squeue lists none of them
+    status, out, err = submit("--retries", "0", wait=True)
+    assert "sweep: 4 queued, 0 submitted" in out
+    assert_one_line(status, err, "4 job(s) failed 1 times, so their pieces are missing: fgvc/cub t=0 (log ")
+    assert len(calls(slurm, "sbatch")) == 1
