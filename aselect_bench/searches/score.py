@@ -9,11 +9,11 @@ stochastic search (Optuna) runs once per sampler seed on each, and its regret sc
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from aselect_bench.analyses.error_bars import seed_pick
 from aselect_bench.experiments.base import best_on_validation
 from aselect_bench.io import read_json
 from aselect_bench.reports import comparison_name
@@ -64,7 +64,7 @@ def search_row(name: str, runs: dict[int, list[Outcome]], sweeps: dict, result: 
     mean = {k: sum(np.mean([getattr(o, k) for o in runs[r]]) for r in runs) for k in ("epochs", "seconds", "forwards")}
     tests = [np.mean([sweeps[r][o.timestep]["test"] for o in runs[r]]) for r in runs]  # per seed
     history_seconds = sum(row_["history"][-1]["seconds"] for sweep in sweeps.values() for row_ in sweep.values())
-    row.update(timestep=Counter(picks).most_common(1)[0][0], **({"timesteps": picks} if len(picks) > 1 else {}),
+    row.update(timestep=seed_pick(picks), **({"timesteps": picks} if len(picks) > 1 else {}),
                cost_fraction=float(np.mean([o.cost_fraction for o in outs])),
                epochs=_whole(mean["epochs"]), seconds=float(mean["seconds"]), forwards=_whole(mean["forwards"]),
                seconds_fraction=float(mean["seconds"] / history_seconds) if history_seconds else None,
