@@ -151,3 +151,23 @@ def test_cached_epochs_load_labels_only_and_match_full_loads(tmp_path, monkeypat
     again_seen, again_val, again_test = run(False, "b")  # same caches, images always loaded
     assert {n for _, n in again_seen["train"]} != {0}
     assert (again_val, again_test) == (val, test)  # labels-only batches carry the same labels
+
+
+def test_a_splits_digest_is_computed_once_per_datamodule_not_per_step(tmp_path, monkeypatch):
+    """The view fingerprint digests every file of a split: once per stage and datamodule (it was once per step, which
+    tripled a cached probe's training time)."""
+    from aselect_bench.data.fgvc_datamodule import FGVCDataModule
+    from aselect_bench.data.synth_fgvc import write_layout
+
+    monkeypatch.setenv("ASELECT_CACHE", str(tmp_path / "cache"))
+    write_layout("flowers", tmp_path / "data", num_classes=10, train_per_class=4, test_per_class=2, image_size=32)
+    dm = FGVCDataModule("flowers", tmp_path / "data", batch_size=8, num_workers=0, train_augment=False)
+    calls = []
+    digest = dm.view_fingerprint
+    dm.view_fingerprint = lambda stage: calls.append(stage) or digest(stage)
+    task = ClassificationTask(load_backbone("tiny-dit", pretrained=False), tap="blocks.1.out", timestep=30,
+                              lr=5e-2, cache_features=True)
+    trainer = quiet_trainer(tmp_path, max_epochs=3, logger=False, enable_checkpointing=False)
+    trainer.fit(task, datamodule=dm)
+    trainer.test(task, datamodule=dm, verbose=False)
+    assert sorted(calls) == ["test", "train", "val"]

@@ -51,6 +51,7 @@ class FrozenBackboneTask(L.LightningModule):
         self.lr, self.weight_decay, self.warmup_fraction, self.seed = lr, weight_decay, warmup_fraction, seed
         self.cache_features, self.feature_cache_root = cache_features, feature_cache_root
         self._feature_caches = {}
+        self._views = {}  # stage -> (datamodule, its view_fingerprint(stage))
 
     @property
     def image_size(self) -> int:
@@ -97,14 +98,17 @@ class FrozenBackboneTask(L.LightningModule):
         if not self.cache_features or self._trainer is None:
             return None
         datamodule = self.trainer.datamodule
-        view = getattr(datamodule, "view_fingerprint", lambda s: None)(stage)
+        known = self._views.get(stage)
+        if known is None or known[0] is not datamodule:  # the split's digest: once per datamodule, not per step
+            known = self._views[stage] = (datamodule, getattr(datamodule, "view_fingerprint", lambda s: None)(stage))
+        view = known[1]
         if view is None:
             return None
         from aselect_bench.cache import FeatureCache
 
         out = {}
         for tap in taps:
-            key = (stage, timestep, tap)
+            key = (stage, timestep, tap, view)
             if key not in self._feature_caches:
                 self._feature_caches[key] = FeatureCache(
                     {"backbone": self.backbone.fingerprint, "tap": tap, "timestep": timestep, "seed": self.seed,
