@@ -40,6 +40,7 @@ from aselect_bench.data.fgvc import DATASETS as FGVC_DATASETS
 from aselect_bench.data.transforms import RESIZE_RATIO
 from aselect_bench.errors import UserError
 from aselect_bench.heads.probes import HEADS, NORMS
+from aselect_bench.heads.upernet import PYRAMID_LEVELS
 from aselect_bench.hfr import HFRSettings
 from aselect_bench.precision import PRECISIONS
 from aselect_bench.selectors import training_selector
@@ -115,6 +116,12 @@ class ADE20KSettings:
     warmup_iters: Natural | None = None  # mmseg's linear warm-up in iterations (1,500), instead of warmup_fraction
     max_iters: Count | None = None  # an iteration budget (mmseg's 160k) instead of max_epochs
     val_every_iters: Count | None = None  # evaluate the selection split every N iterations (mmseg: 16k)
+
+    def __post_init__(self):
+        if self.blocks is not None and len(self.blocks) != PYRAMID_LEVELS:
+            raise UserError(f"ade20k.blocks: UperNet takes {PYRAMID_LEVELS} tapped blocks (one per pyramid level, shallow "
+                            f"to deep), got {len(self.blocks)} ({list(self.blocks)}); list four, e.g. [6, 13, 20, 27], "
+                            f"or null for the backbone's default")
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,9 @@ def test_minus_one_epochs_with_an_iteration_budget_is_still_accepted(tmp_path):
     ("fgvc: {tap: blocks.1.bogus}\n", "fgvc.tap: tap 'blocks.1.bogus' has an unknown component 'bogus'"),
     ("fgvc: {tap: blocks.99.mlp}\n", "fgvc.tap: tap 'blocks.99.mlp' is outside the model: block 99 does not exist, "
                                      "this model has 6 blocks (0..5) for backbone 'demo'"),
-    ("ade20k: {blocks: [1, 99]}\n", "ade20k.blocks: tap 'blocks.99.out' is outside the model"),
+    ("ade20k: {blocks: [1, 2, 3, 99]}\n", "ade20k.blocks: tap 'blocks.99.out' is outside the model"),
+    ("ade20k: {blocks: [1, 2]}\n", "ade20k.blocks: UperNet takes 4 tapped blocks (one per pyramid level, shallow to "
+                                   "deep), got 2 ([1, 2]); list four"),
     ("hfr: {candidates: [0, 5000]}\n", "hfr.candidates: candidate timestep 5000 is outside the schedule [0, 1000) "
                                        "for backbone 'demo'"),
     ("backbone: nosuchmodel\n", "backbone: unknown backbone 'nosuchmodel': use a registered model (dit-xl-2-256, "),

@@ -89,3 +89,8 @@ def test_schedule_equals_mmengine_linear_warmup_and_poly():
     ours = [SegmentationTask.poly_factor(step, warmup, total) for step in range(total)]
     assert ours == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert lrs_of(tiny_task(warmup_iters=warmup, lr=1.0), total) == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def test_a_block_list_that_is_not_four_long_is_one_clear_error():
+    with pytest.raises(UserError, match=r"UperNet takes 4 tapped blocks .* got 2 \(\[0, 1\]\)"):
+        SegmentationTask(load_backbone("tiny-dit", pretrained=False), num_classes=3, blocks=[0, 1], timestep=10)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Feature2Pyramid's levels: one tapped block each (shallow to deep), rescaled x4, x2, x1, x0.5.
+PYRAMID_LEVELS = 4
 
 class ConvModule(nn.Module):
     """mmcv ``ConvModule`` with BN and ReLU: ``[B, C_in, H, W] -> [B, C_out, H', W']``.
