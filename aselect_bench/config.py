@@ -68,6 +68,15 @@ Count = Annotated[int, COUNT]
 Natural = Annotated[int, NATURAL]
 
 
+def check_arguments(**values) -> None:
+    """Refuse a constructor's argument outside its declared bound, as a preset's load does:
+    ``check_arguments(lr=(lr, POSITIVE))`` raises ``UserError("lr must be > 0, got -1")`` (``None`` passes)."""
+    for name, (value, bound) in values.items():
+        why = None if value is None else bound.problem(value)
+        if why:
+            raise UserError(f"{name} {why}, got {value!r}")
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     """``override`` on top of ``base``, recursively for nested dicts."""
     out = dict(base)

@@ -444,3 +444,13 @@ def test_scene_grain_is_fine_detail_over_the_same_scene():
     assert np.abs(coarse[1] - coarse[0]).mean() < 0.03
     with pytest.raises(UserError, match="grain"):
         render_scenes(1, grain=-0.1)
+
+
+@pytest.mark.parametrize("args, line", [
+    ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+    ({"crop_size": 0}, "crop_size must be >= 1, got 0"),
+    ({"num_classes": 1}, "num_classes must be >= 2, got 1"),
+])
+def test_the_datamodule_refuses_a_bad_size_when_built(tmp_path, args, line):
+    with pytest.raises(UserError, match=f"^{line}$"):
+        ADE20KDataModule(tmp_path, **args)

@@ -256,6 +256,8 @@ def fit_config(tmp_path, **model_args):
                        "[0, 1000)"),
     ("head_width", "wide", "model.init_args.head_width: expected an integer, got 'wide' (see 'aselect-bench fit "
                            "--help')"),
+    ("lr", -1, "model.init_args.lr: lr must be > 0, got -1"),
+    ("warmup_fraction", 2, "model.init_args.warmup_fraction: warmup_fraction must be >= 0 and <= 1, got 2"),
     ("num_classes", 0, "model.init_args.num_classes: Expected argument `num_classes` to be an integer larger than 1, "
                        "but got 0"),  # a library's ValueError while the class is built
 ])
@@ -268,6 +270,19 @@ def test_a_bad_value_in_a_fit_config_is_one_line_naming_its_key(tmp_path, key, v
     assert_one_line_error(result, line)
     assert f"aselect-bench: error: {line}" in result.stderr  # the line starts with the key
     assert "Subtypes" not in result.stderr and "Given value" not in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_bad_datamodule_value_in_a_fit_config_is_one_line_naming_its_key(tmp_path):
+    """A batch size of 0 is refused when the datamodule is built, not at the first training step."""
+    from tests.test_cli import assert_one_line_error, cli
+
+    path = fit_config(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["data"]["init_args"]["batch_size"] = 0
+    path.write_text(yaml.safe_dump(config))
+    result = cli("fit", "--config", path, cwd=tmp_path)
+    assert_one_line_error(result, "data.init_args.batch_size: batch_size must be >= 1, got 0")
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
+from aselect_bench.config import CLASSES, COUNT, NATURAL, check_arguments
 from aselect_bench.data.ade20k import check_annotations, load_pair, read_split, resolve_root
 from aselect_bench.data.calibration import calibration_images
 from aselect_bench.data.corruption import Corruption, bind
@@ -130,6 +131,9 @@ class ADE20KDataModule(L.LightningDataModule):
                  val_batch_size: int = 1, cat_max_ratio: float = 0.75, antialias: bool = False,
                  strict: bool = False, selection_size: int | None = None, corruption: Corruption | None = None):
         super().__init__()
+        check_arguments(crop_size=(crop_size, COUNT), batch_size=(batch_size, COUNT),
+                        val_batch_size=(val_batch_size, COUNT), num_workers=(num_workers, NATURAL),
+                        num_classes=(num_classes, CLASSES), selection_size=(selection_size, COUNT))
         self.data_root, self.crop_size, self.scale = data_root, crop_size, tuple(scale)
         self.batch_size, self.val_batch_size, self.num_workers, self.seed = batch_size, val_batch_size, num_workers, seed
         self._training_seed = seed  # the training views' and order's seed: a repeat (another seed) sets it

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from aselect_bench.config import COUNT, NATURAL, check_arguments
 from aselect_bench.data.calibration import calibration_images
 from aselect_bench.data.corruption import Corruption, bind
 from aselect_bench.data.fgvc import SPLITS, HubSplit, class_names, read_splits, resolve_root
@@ -76,8 +77,8 @@ class FGVCDataModule(L.LightningDataModule):
                  image_column: str = "image", label_column: str = "label", resize_ratio: float = RESIZE_RATIO,
                  corruption: Corruption | dict | None = None):
         super().__init__()
-        if limit_per_class is not None and limit_per_class < 1:
-            raise UserError(f"limit_per_class must be a positive number of images, got {limit_per_class}")
+        check_arguments(batch_size=(batch_size, COUNT), num_workers=(num_workers, NATURAL),
+                        limit_per_class=(limit_per_class, COUNT))
         self.dataset, self.data_root, self.image_size = dataset, data_root, image_size
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.training_seed = seed  # the training order's seed: a repeat of the experiment (another seed) sets it

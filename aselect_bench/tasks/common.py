@@ -10,6 +10,7 @@ import torch
 
 from aselect_bench.backbones import Backbone, load_backbone
 from aselect_bench.backbones.noise import batch_noise
+from aselect_bench.config import FRACTION, NATURAL, POSITIVE, check_arguments
 from aselect_bench.errors import UserError
 
 #: The frozen backbone is in eval mode on purpose; Lightning's generic warning about it is noise here.
@@ -48,6 +49,8 @@ class FrozenBackboneTask(L.LightningModule):
         self.taps = list(taps)
         self.hfr_tap = self.taps[0]  # the tap whose HFR the timestep scan reads
         self.timestep = None if timestep is None else self.backbone.noise.check_timestep(timestep)
+        check_arguments(lr=(lr, POSITIVE), weight_decay=(weight_decay, NATURAL),
+                        warmup_fraction=(warmup_fraction, FRACTION))
         self.lr, self.weight_decay, self.warmup_fraction, self.seed = lr, weight_decay, warmup_fraction, seed
         self.cache_features, self.feature_cache_root = cache_features, feature_cache_root
         self._feature_caches = {}
