@@ -133,6 +133,7 @@ def headline_block(root: Path = ROOT) -> str:
             f"| {', '.join(f'`{w}`' for w in winners)}: {best - lowest:.1f}, regret {lowest:.1f}, tied on "
             f"{'/'.join(str(ties[w]) for w in winners)} of {n} "
             f"| {saving:.1f}x less time (ideal {len(comparisons[0]['candidates'])}x) |")
+    rows += ["", cheapest_line(root)]
     fgvc = json.loads((root / "results" / "fgvc" / "demo" / "summary.json").read_text())
     ade = json.loads((root / "results" / "ade20k" / "demo" / "summary.json").read_text())
     chance = sum(d["chance_top1"] for d in fgvc["datasets"].values()) / len(fgvc["datasets"])
@@ -140,6 +141,23 @@ def headline_block(root: Path = ROOT) -> str:
                  f"(chance {chance:.1f}%); `make bench-ade20k` {ade['val_miou']:.1f} mIoU at the HFR's "
                  f"t = {ade['timestep']} (a constant predictor: {ade['constant_predictor_miou']:.1f})."]
     return "\n".join(rows)
+
+
+def cheapest_line(root: Path = ROOT) -> str:
+    """The cheapest selector or search tied with the best on every comparison of the leaderboard
+    (results/compare/selectors.json, :func:`aselect_bench.analyses.leaderboard.cheapest_always_tied`), with its cost."""
+    from aselect_bench.analyses.leaderboard import cheapest_always_tied
+
+    board = json.loads((root / "results" / "compare" / "selectors.json").read_text())
+    n = len(board["comparisons"])
+    cheapest = cheapest_always_tied(board)
+    if cheapest is None:
+        return (f"Cheapest selector or search tied with the best on all {n} comparisons: none (searches: "
+                f"[docs/searches.md](docs/searches.md)).")
+    kind = "search" if cheapest in board.get("searches", []) else "selector"
+    return (f"Cheapest selector or search tied with the best on all {n} comparisons: `{cheapest['name']}` ({kind}), "
+            f"at {100 * cheapest['mean_cost_fraction']:.1f}% of the exhaustive search's cost on average "
+            f"([searches](docs/searches.md)).")
 
 
 def first_run_block(root: Path = ROOT) -> str:
