@@ -40,7 +40,7 @@ from aselect_bench.data.fgvc import DATASETS as FGVC_DATASETS
 from aselect_bench.data.transforms import RESIZE_RATIO
 from aselect_bench.errors import UserError
 from aselect_bench.heads.probes import HEADS, NORMS
-from aselect_bench.heads.upernet import PYRAMID_LEVELS
+from aselect_bench.heads.upernet import check_pyramid_blocks
 from aselect_bench.hfr import HFRSettings
 from aselect_bench.precision import PRECISIONS
 from aselect_bench.selectors import training_selector
@@ -118,10 +118,11 @@ class ADE20KSettings:
     val_every_iters: Count | None = None  # evaluate the selection split every N iterations (mmseg: 16k)
 
     def __post_init__(self):
-        if self.blocks is not None and len(self.blocks) != PYRAMID_LEVELS:
-            raise UserError(f"ade20k.blocks: UperNet takes {PYRAMID_LEVELS} tapped blocks (one per pyramid level, shallow "
-                            f"to deep), got {len(self.blocks)} ({list(self.blocks)}); list four, e.g. [6, 13, 20, 27], "
-                            f"or null for the backbone's default")
+        if self.blocks is not None:
+            try:
+                check_pyramid_blocks(self.blocks)
+            except UserError as err:
+                raise UserError(f"ade20k.blocks: {err}") from None
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aselect_bench.errors import UserError
+
 #: Feature2Pyramid's levels: one tapped block each (shallow to deep), rescaled x4, x2, x1, x0.5.
 PYRAMID_LEVELS = 4
+
+
+def check_pyramid_blocks(blocks) -> None:
+    """Refuse a tapped-block list that is not one block per pyramid level."""
+    if len(blocks) != PYRAMID_LEVELS:
+        raise UserError(f"UperNet takes {PYRAMID_LEVELS} tapped blocks (one per pyramid level, shallow to deep), got "
+                        f"{len(blocks)} ({list(blocks)}); list four, e.g. [6, 13, 20, 27], or null for the backbone's "
+                        f"default")
+
 
 class ConvModule(nn.Module):
     """mmcv ``ConvModule`` with BN and ReLU: ``[B, C_in, H, W] -> [B, C_out, H', W']``.

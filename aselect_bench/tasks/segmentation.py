@@ -11,7 +11,13 @@ from torch import nn
 from aselect_bench.data.ade20k import IGNORE_INDEX
 from aselect_bench.errors import UserError
 from aselect_bench.heads.inference import slide_inference, whole_inference
-from aselect_bench.heads.upernet import PYRAMID_LEVELS, FCNHead, Feature2Pyramid, UPerHead
+from aselect_bench.heads.upernet import (
+    PYRAMID_LEVELS,
+    FCNHead,
+    Feature2Pyramid,
+    UPerHead,
+    check_pyramid_blocks,
+)
 from aselect_bench.metrics import SegmentationMetrics, per_image_counts
 from aselect_bench.tasks.common import FrozenBackboneTask, PerImageOutcomes, unpack_batch
 
@@ -50,9 +56,7 @@ class SegmentationTask(FrozenBackboneTask):
             spec = MODELS.get(backbone.name)
             n = backbone.num_blocks
             blocks = list(spec.seg_blocks) if spec and spec.seg_blocks else [n // 4, n // 2, 3 * n // 4, n - 1]
-        if len(blocks) != PYRAMID_LEVELS:
-            raise UserError(f"UperNet takes {PYRAMID_LEVELS} tapped blocks (one per pyramid level, shallow to deep), "
-                            f"got {len(blocks)} ({list(blocks)}): list four, or None for the backbone's default")
+        check_pyramid_blocks(blocks)
         taps = [f"blocks.{b}.{component}" for b in blocks]
         super().__init__(backbone, taps, timestep, lr, weight_decay, warmup_fraction, seed)
         self.save_hyperparameters(ignore=["backbone"])
@@ -60,7 +64,7 @@ class SegmentationTask(FrozenBackboneTask):
         self.hfr_tap = hfr_tap or taps[1]
         width = self.backbone.hidden_size
         self.neck = Feature2Pyramid(width)
-        self.decode_head = UPerHead([width] * 4, channels, num_classes)
+        self.decode_head = UPerHead([width] * PYRAMID_LEVELS, channels, num_classes)
         self.auxiliary_head = FCNHead(width, aux_channels, num_classes, in_index=2)
         self.num_classes, self.aux_weight, self.poly_power = num_classes, aux_weight, poly_power
         self.warmup_iters = None if warmup_iters is None else int(warmup_iters)
