@@ -237,6 +237,17 @@ def test_tracking_says_who_follows_the_best_and_who_cannot_move():
     assert halving["levels"] == 2 and halving["spearman"] is None and halving["mean_regret"] == 0
 
 
+
+def test_a_pick_repeated_over_seeds_is_the_comparisons_seed_pick_ties_to_the_earliest_seed():
+    from aselect_bench.analyses.ladder import pick_of
+
+    assert pick_of({"timestep": None, "timesteps": [850, 950, 50]}) == 850
+    assert pick_of({"timestep": None, "timesteps": [950, 850, 50]}) == 950
+    assert pick_of({"timestep": None, "timesteps": [50, 950, 950]}) == 950
+    assert pick_of({"timestep": 300, "timesteps": [300, 100, 300]}) == 300
+    assert pick_of({"timestep": None}) is None  # the random rule
+
+
 # ------------------------------------------------------------------------------------------ a tiny ladder
 
 @pytest.fixture(scope="module")

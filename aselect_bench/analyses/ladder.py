@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aselect_bench.analyses.compare import spearman
+from aselect_bench.analyses.error_bars import seed_pick
 from aselect_bench.uncertainty import mean_interval_over_groups
 
 #: Why a level has no matched timestep, by cause.
@@ -66,11 +67,10 @@ def level_entry(level: float, matched, comparison: dict) -> dict:
 
 
 def pick_of(row: dict):
-    """A row's one timestep: its ``timestep``, else the most frequent of its ``timesteps`` (None: the random rule)."""
+    """A row's one timestep: its ``timestep``, else its ``timesteps``' :func:`seed_pick` (None: the random rule)."""
     if row.get("timestep") is not None or not row.get("timesteps"):
         return row.get("timestep")
-    picks = row["timesteps"]
-    return max(set(picks), key=picks.count)
+    return seed_pick(row["timesteps"])
 
 
 def tracking(levels: list[dict]) -> dict:
