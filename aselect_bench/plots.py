@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator, ScalarFormatter  # noqa: E402
 
 
 def hfr_curve_figure(curve: dict, chosen: int, spread: dict | None = None, title: str = "HFR over timesteps",
@@ -253,25 +256,36 @@ def components_heatmap(r: dict):
 
 def ladder_figure(ladder: dict):
     """A known-answer ladder: the exhaustive best timestep against the corruption level (its tie set as a band),
-    the matched-timestep curve, and each selector's and search's pick (offset a little sideways to stay visible)."""
+    the matched-timestep curve, and each selector's and search's pick (offset a little sideways to stay visible;
+    selectors or searches with the same picks at every level share one line, searches dashed). The timestep axis
+    is linear up to 100 and logarithmic above, where the grids are sparse."""
     levels = ladder["levels"]
     xs = [lv["level"] for lv in levels]
     ties = [lv["exhaustive"].get("tied_with_best") or [lv["exhaustive"]["best_timestep"]] for lv in levels]
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
     ax.fill_between(xs, [min(t) for t in ties], [max(t) for t in ties], color="tab:green", alpha=0.15,
                     label="tied with the best (95%)")
     ax.plot(xs, [lv["exhaustive"]["best_timestep"] for lv in levels], "o-", color="tab:green", linewidth=2,
             label="exhaustive best")
     if all(lv["matched_timestep"] is not None for lv in levels):
         ax.plot(xs, [lv["matched_timestep"] for lv in levels], "k--", label="matched timestep")
+    searches = {r["name"] for lv in levels for r in lv.get("searches", [])}
+    same: dict[tuple, list[str]] = {}
+    for name, t in ladder["tracking"].items():
+        same.setdefault(tuple(t["picks"]), []).append(name)
     width = (max(xs) - min(xs) or 1) * 0.012
-    names = list(ladder["tracking"])
-    for i, name in enumerate(names):
-        picks = ladder["tracking"][name]["picks"]
-        shown = [(x + (i - len(names) / 2) * width, p) for x, p in zip(xs, picks) if p is not None]
-        if shown:
-            ax.plot(*zip(*shown), marker="x" if name != "hfr" else "*", linestyle=":", linewidth=0.8,
-                    markersize=10 if name == "hfr" else 5, color="tab:red" if name == "hfr" else None, label=name)
+    for i, (picks, names) in enumerate(same.items()):
+        shown = [(x + (i - len(same) / 2) * width, p) for x, p in zip(xs, picks) if p is not None]
+        if not shown:
+            continue
+        star = "hfr" in names
+        ax.plot(*zip(*shown), marker="*" if star else "x", linestyle="--" if names[0] in searches else ":",
+                linewidth=0.8, markersize=10 if star else 5, color="tab:red" if star else None,
+                label=textwrap.fill(" = ".join(names), 48, subsequent_indent="  ", break_on_hyphens=False))
+    ax.set_yscale("symlog", linthresh=100)
+    ax.set_yticks(sorted(set(ladder["candidates"])))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(f"{ladder['kind']} level ({ladder['level_scale']})")
     ax.set_ylabel("timestep t (0 = the clean end)")
     ax.set_title(f"{ladder['task']}/{ladder['dataset']} ({ladder['preset']}): does the pick follow the best?",

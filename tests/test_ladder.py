@@ -238,6 +238,25 @@ def test_tracking_says_who_follows_the_best_and_who_cannot_move():
 
 
 
+def test_the_figure_draws_coinciding_picks_once_searches_dashed_on_a_timestep_axis_linear_up_to_100():
+    from aselect_bench.analyses.ladder import tracking
+    from aselect_bench.plots import ladder_figure
+
+    levels = [rung(0, 0, {"hfr": (0, 0.0, True), "hfr-K1": (0, 0.0, True), "t0": (0, 0.0, True),
+                          "halving": (50, 1.0, True)}),
+              rung(50, 57, {"hfr": (50, 1.0, True), "hfr-K1": (50, 1.0, True), "t0": (0, 4.0, False),
+                            "halving": (999, 9.0, False)})]
+    for lv, level in zip(levels, (0.0, 0.1)):
+        lv["level"] = level
+    ladder = {"levels": levels, "tracking": tracking(levels), "candidates": [0, 50, 999], "kind": "gauss",
+              "level_scale": "std", "task": "fgvc", "dataset": "cub", "preset": "p"}
+    ax = ladder_figure(ladder).axes[0]
+    styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+    assert styles["hfr = hfr-K1"] == ":" and styles["halving"] == "--" and "t0" in styles
+    assert not any(label in styles for label in ("hfr", "hfr-K1"))
+    assert ax.get_yscale() == "symlog" and list(ax.get_yticks()) == [0, 50, 999]
+
+
 def test_a_pick_repeated_over_seeds_is_the_comparisons_seed_pick_ties_to_the_earliest_seed():
     from aselect_bench.analyses.ladder import pick_of
 
