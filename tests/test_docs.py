@@ -198,7 +198,38 @@ def scaling_block(root: Path = ROOT) -> str:
     return "\n".join(rows)
 
 
-BLOCKS = {"headline": headline_block, "first-run": first_run_block, "scaling": scaling_block}
+def ladder_block(root: Path = ROOT) -> str:
+    """The committed known-answer ladder (results/ladder/fgvc-cub-ladder-gauss.json): per level the matched and the
+    exhaustive best timestep and A-SelecT's pick, then each pick's tracking of the best over the levels."""
+    from aselect_bench.analyses.compare_report import with_ci
+
+    ladder = json.loads((root / "results" / "ladder" / "fgvc-cub-ladder-gauss.json").read_text())
+    rows = ["| `gauss` sigma | matched t | exhaustive best t (tied with it) | A-SelecT (`hfr`): t, regret [95% CI] |",
+            "|---|---|---|---|"]
+    for lv in ladder["levels"]:
+        ex, a = lv["exhaustive"], lv["aselect"]
+        rows.append(f"| {lv['level']:g} | {lv['matched_timestep']} | {ex['best_timestep']} "
+                    f"({', '.join(map(str, ex.get('tied_with_best', [])))}) "
+                    f"| {a['timestep']}, {with_ci(a['regret'], a.get('regret_ci'), '{:.1f}')} |")
+    track = ladder["tracking"]
+    moving = {k: t["spearman"] for k, t in track.items() if t["spearman"] is not None}
+    followers = sorted(moving, key=lambda k: (-moving[k], k))[:3]
+    always = sorted(k for k, t in track.items() if t["tied_share"] == 1)
+    rho = ladder["spearman_best_matched"]
+    n = len(ladder["levels"])
+    rows += ["", f"Spearman of the exhaustive best with the matched timestep over the {n} levels: "
+                 f"{'undefined' if rho is None else f'{rho:.2f}'}. Spearman of each pick with the best: "
+                 + (", ".join(f"`{k}` {moving[k]:.2f}" for k in followers) if followers else "no pick moves")
+                 + f" (highest); `hfr` {'undefined (it never moves)' if track['hfr']['spearman'] is None else format(track['hfr']['spearman'], '.2f')}. "
+                 f"Tied with the best at every level: {', '.join(f'`{k}`' for k in always) or 'none'}. The rules that "
+                 f"ignore the data, tied at: " + ", ".join(f"`{k}` {round(t['tied_share'] * n)} of {n}"
+                                                         for k, t in track.items() if len(set(t["picks"])) == 1
+                                                         and t["picks"][0] is not None) + "."]
+    return "\n".join(rows)
+
+
+BLOCKS = {"headline": headline_block, "first-run": first_run_block, "scaling": scaling_block,
+          "ladder": ladder_block}
 
 
 def block_pattern(name: str) -> re.Pattern:
