@@ -215,16 +215,16 @@ def ladder_block(root: Path = ROOT) -> str:
     moving = {k: t["spearman"] for k, t in track.items() if t["spearman"] is not None}
     followers = sorted(moving, key=lambda k: (-moving[k], k))[:3]
     always = sorted(k for k, t in track.items() if t["tied_share"] == 1)
-    rho = ladder["spearman_best_matched"]
+    rules = ", ".join(f"`{k}` {round(t['tied_share'] * len(t['picks']))} of {len(t['picks'])}"
+                      for k, t in track.items() if len(set(t["picks"])) == 1 and t["picks"][0] is not None)  # t0, fixed-*
+    rho, hfr = ladder["spearman_best_matched"], track["hfr"]["spearman"]
     n = len(ladder["levels"])
     rows += ["", f"Spearman of the exhaustive best with the matched timestep over the {n} levels: "
                  f"{'undefined' if rho is None else f'{rho:.2f}'}. Spearman of each pick with the best: "
                  + (", ".join(f"`{k}` {moving[k]:.2f}" for k in followers) if followers else "no pick moves")
-                 + f" (highest); `hfr` {'undefined (it never moves)' if track['hfr']['spearman'] is None else format(track['hfr']['spearman'], '.2f')}. "
+                 + f" (highest); `hfr` {'undefined (it never moves)' if hfr is None else f'{hfr:.2f}'}. "
                  f"Tied with the best at every level: {', '.join(f'`{k}`' for k in always) or 'none'}. The rules that "
-                 f"ignore the data, tied at: " + ", ".join(f"`{k}` {round(t['tied_share'] * n)} of {n}"
-                                                         for k, t in track.items() if len(set(t["picks"])) == 1
-                                                         and t["picks"][0] is not None) + "."]
+                 f"ignore the data, tied at: {rules}."]
     return "\n".join(rows)
 
 
