@@ -24,11 +24,15 @@ def test_heads_shapes():
 def test_linear_head_norms():
     """batchnorm standardises each pooled feature over the batch (running statistics at eval, and for a
     training batch of one); layernorm normalises each image; an unknown norm is a clear error."""
-    feats = torch.randn(64, 8, 2, 2) * torch.linspace(0.1, 10, 8)[:, None, None] + 3
+    generator = torch.Generator().manual_seed(0)
+    feats = torch.randn(64, 8, 2, 2, generator=generator) * torch.linspace(0.1, 10, 8)[:, None, None] + 3
     pooled = feats.mean((2, 3))
     head = LinearHead(8, 3)
     standardized = head.norm(pooled)
-    torch.testing.assert_close(standardized, (pooled - pooled.mean(0)) / pooled.var(0, unbiased=False).add(1e-5).sqrt())
+    # float32 sums over 64 rows differ from BatchNorm's by ~1e-5 on unit-scale outputs (a draw-dependent flake at
+    # torch's default 1e-5); 1e-4 still tells the biased variance from the unbiased one (0.8% apart)
+    torch.testing.assert_close(standardized, (pooled - pooled.mean(0)) / pooled.var(0, unbiased=False).add(1e-5).sqrt(),
+                               rtol=1e-4, atol=1e-4)
     assert head(feats[:1]).shape == (1, 3)  # one image in training mode: running statistics, no error
     head.eval()
     torch.testing.assert_close(head.norm(pooled), (pooled - head.norm.running_mean) / head.norm.running_var.add(1e-5).sqrt())
