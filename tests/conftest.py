@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 from contextlib import contextmanager
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -29,6 +31,15 @@ def session_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASELECT_CACHE", str(tmp_path_factory.mktemp("aselect-cache")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def seeded_global_rngs():
+    """Every test starts from the same global RNG state (torch, numpy, random), so an unseeded draw is the same
+    whatever ran before it in its xdist worker: a failure repeats, and a pass does not hang on the test order."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 class BlobsDataModule(L.LightningDataModule):
