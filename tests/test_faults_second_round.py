@@ -354,6 +354,23 @@ def test_a_block_outside_the_model_is_refused_before_any_data_is_written(tmp_pat
     assert not (tmp_path / "data").exists()
 
 
+
+def test_without_blocks_components_probes_the_models_default_grid(tmp_path, monkeypatch):
+    """`make bench-components` passes no --blocks: the early block check must not turn that into "no taps given"."""
+    import aselect_bench.experiments as experiments
+    from aselect_bench.cli import build_parser, run_command
+
+    class Reached(Exception):
+        pass
+
+    def reached(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(experiments, "build_experiment", reached)  # stop where the data would be read
+    with pytest.raises(Reached):
+        run_command(build_parser().parse_args(["components", "--out", str(tmp_path / "out"),
+                                               "--runs", str(tmp_path / "runs")]))
+
 def test_launcher_settings_are_checked_when_the_preset_loads():
     from aselect_bench.settings import load_bench_preset
 

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> dict:
     preset = preset_from_args(args, "fgvc")
     check_output_folders(args, "out", "runs")
     backbone = preset_backbone(preset, "fgvc")
-    backbone.check_taps([f"blocks.{b}.out" for b in args.blocks or []])  # before any data is read or written
+    if args.blocks:  # before any data is read or written (without --blocks: the model's own, always valid)
+        backbone.check_taps([f"blocks.{b}.out" for b in args.blocks])
     exp = build_experiment("fgvc", args.dataset, preset, backbone)
     result = run_components(exp, args.blocks, timestep=args.timestep, runs_dir=args.runs,
                             measure_separate=not args.no_separate)
